@@ -1,0 +1,136 @@
+// Package config loads, expands and validates the broker's YAML
+// configuration. Every problem is reported with its YAML path, all at once.
+package config
+
+import (
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fedbroker/fedbroker/mapping"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Issuer     string                  `yaml:"issuer"`
+	HTTP       HTTP                    `yaml:"http"`
+	Storage    Storage                 `yaml:"storage"`
+	Signing    Signing                 `yaml:"signing"`
+	Tokens     Tokens                  `yaml:"tokens"`
+	Connectors []Connector             `yaml:"connectors"`
+	Mappings   map[string]mapping.Spec `yaml:"mappings"`
+	Clients    []Client                `yaml:"clients"`
+	Links      Links                   `yaml:"links"`
+}
+
+// HTTP is the public listener.
+type HTTP struct {
+	Addr string `yaml:"addr"` // default 127.0.0.1:5556
+	TLS  *TLS   `yaml:"tls"`
+	// TrustedProxies never change the issuer or endpoint URLs; they only
+	// decide which X-Forwarded-For hop is the client address for rate limits.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TLS serves the public listener over TLS 1.2+.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Storage selects the backend.
+type Storage struct {
+	Type  string `yaml:"type"` // memory | redis
+	Redis Redis  `yaml:"redis"`
+}
+
+// Redis configures the production backend. URL forms:
+//
+//	redis://[user:pass@]host:port[/db]          one node
+//	rediss://...                                 one node over TLS
+//	redis-sentinel://[user:pass@]h1:p1,h2:p2/master-name[?db=N]
+//	redis-cluster://[user:pass@]h1:p1,h2:p2
+type Redis struct {
+	URL       string `yaml:"url"`
+	KeyPrefix string `yaml:"key_prefix"` // default "fb"
+	// EvictionPolicy decides what happens when Redis runs with an evicting
+	// maxmemory-policy: "refuse" (default) or "warn".
+	EvictionPolicy string `yaml:"eviction_policy"`
+}
+
+// Signing configures the broker's signing keys.
+type Signing struct {
+	// Algorithm signs tokens unless a client asks otherwise: ES256 (default),
+	// RS256 or EdDSA.
+	Algorithm string `yaml:"algorithm"`
+	// Algorithms are extra algorithms to keep keys for (clients may request
+	// them with id_token_signed_response_alg).
+	Algorithms     []string      `yaml:"algorithms"`
+	RotationPeriod time.Duration `yaml:"rotation_period"` // default 24h
+	// KeyEncryptionKey encrypts private keys at rest: 32 bytes, base64.
+	KeyEncryptionKey string      `yaml:"key_encryption_key"`
+	StaticKeys       []StaticKey `yaml:"static_keys"`
+}
+
+// StaticKey is a signing key from a PEM file instead of generated keys.
+type StaticKey struct {
+	File  string `yaml:"file"`
+	KeyID string `yaml:"kid"`
+}
+
+// Tokens are lifetimes.
+type Tokens struct {
+	IDToken         time.Duration `yaml:"id_token"`         // default 5m
+	AccessToken     time.Duration `yaml:"access_token"`     // default 5m
+	RefreshIdle     time.Duration `yaml:"refresh_idle"`     // default 24h
+	RefreshAbsolute time.Duration `yaml:"refresh_absolute"` // default 720h
+	AuthCode        time.Duration `yaml:"auth_code"`        // default 60s
+	AuthRequest     time.Duration `yaml:"auth_request"`     // default 10m
+	Session         time.Duration `yaml:"session"`          // default 12h
+}
+
+// Connector is one upstream. Config holds the type-specific block, decoded
+// and validated by the connector type's own Config.
+type Connector struct {
+	ID      string    `yaml:"id"`
+	Type    string    `yaml:"type"`
+	Name    string    `yaml:"name"`
+	Mapping string    `yaml:"mapping"` // name under mappings; empty: the type's default
+	Config  yaml.Node `yaml:"config"`
+	// Domains routes a login_hint ending in @domain straight to this
+	// connector.
+	Domains []string `yaml:"domains"`
+}
+
+// Client is a downstream application.
+type Client struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	// SecretHash is the output of `fedbroker hash-secret`. Empty with
+	// Public=true for public clients.
+	SecretHash             string   `yaml:"secret_hash"`
+	Public                 bool     `yaml:"public"`
+	RedirectURIs           []string `yaml:"redirect_uris"`
+	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris"`
+	// Audiences are the access token `aud` values (resource servers).
+	// Default: the client id.
+	Audiences []string `yaml:"audiences"`
+	// Scopes the client may ask for; default openid profile email groups
+	// offline_access.
+	Scopes []string `yaml:"scopes"`
+	// GrantTypes allowed; default authorization_code and refresh_token.
+	GrantTypes []string `yaml:"grant_types"`
+	// Connectors the client may use; default all.
+	Connectors []string `yaml:"connectors"`
+	// IDTokenSignedResponseAlg overrides signing.algorithm for this client.
+	IDTokenSignedResponseAlg string        `yaml:"id_token_signed_response_alg"`
+	AccessTokenLifetime      time.Duration `yaml:"access_token_lifetime"`
+	IDTokenLifetime          time.Duration `yaml:"id_token_lifetime"`
+}
+
+// Links declares which connectors may link identities with each other.
+// Each group is a set of connector ids whose identities with the same link
+// key resolve to one internal subject.
+type Links struct {
+	Groups [][]string `yaml:"groups"`
+}

@@ -1,0 +1,196 @@
+// Package storage defines what the broker keeps beyond one request, and the
+// conformance suite every backend must pass.
+//
+// Every secret-bearing value (authorization codes, refresh tokens, SSO
+// session ids) is passed to a backend in clear and stored only under its
+// SHA-256 (see Hash); a backend never writes the clear value anywhere.
+// Expired records behave as absent. A backend failure is returned as an
+// error wrapping ErrUnavailable, never as ErrNotFound.
+package storage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotFound means the record does not exist or has expired.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrAlreadyExists means a create collided with an existing record.
+	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrAlreadyUsed is returned by ConsumeCode for a code consumed before;
+	// the returned AuthCode is still filled so the caller can revoke the
+	// refresh family issued from it.
+	ErrAlreadyUsed = errors.New("storage: already used")
+	// ErrReused is returned by RotateRefresh when an already-rotated token is
+	// presented; the whole family has been revoked by then.
+	ErrReused = errors.New("storage: refresh token reused")
+	// ErrConflict is returned by PutKeys when the stored version moved on.
+	ErrConflict = errors.New("storage: conflict")
+	// ErrUnavailable wraps every backend failure (connection refused,
+	// timeout, corrupt record).
+	ErrUnavailable = errors.New("storage: unavailable")
+)
+
+// Hash returns the storage key of a secret: base64url(SHA-256(secret)).
+func Hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// AuthRequest is a pending /authorize request, kept while the person signs in
+// at the upstream. ID is random and travels as the upstream `state`.
+type AuthRequest struct {
+	ID                  string    `json:"id"`
+	ClientID            string    `json:"client_id"`
+	RedirectURI         string    `json:"redirect_uri"`
+	Scopes              []string  `json:"scopes"`
+	State               string    `json:"state,omitempty"`
+	Nonce               string    `json:"nonce,omitempty"`
+	CodeChallenge       string    `json:"code_challenge,omitempty"`
+	CodeChallengeMethod string    `json:"code_challenge_method,omitempty"`
+	Prompt              string    `json:"prompt,omitempty"`
+	MaxAge              int       `json:"max_age,omitempty"` // seconds; -1 when absent
+	LoginHint           string    `json:"login_hint,omitempty"`
+	ConnectorID         string    `json:"connector_id,omitempty"`
+	ConnectorState      []byte    `json:"connector_state,omitempty"`
+	BrowserBinding      string    `json:"browser_binding,omitempty"` // hash of a per-browser cookie
+	Expiry              time.Time `json:"expiry"`
+}
+
+// Grant is what a person consented to and what tokens are made from: the
+// outcome of a sign-in after mapping. Codes and refresh families carry one.
+type Grant struct {
+	ClientID          string         `json:"client_id"`
+	Subject           string         `json:"sub"`
+	Scopes            []string       `json:"scopes"`
+	Nonce             string         `json:"nonce,omitempty"`
+	AuthTime          time.Time      `json:"auth_time"`
+	SessionID         string         `json:"sid,omitempty"` // public session id (not the cookie secret)
+	AMR               []string       `json:"amr,omitempty"`
+	ConnectorID       string         `json:"connector_id"`
+	UpstreamSubject   string         `json:"upstream_sub,omitempty"`
+	ConnectorData     []byte         `json:"connector_data,omitempty"` // encrypted by the broker
+	IDTokenClaims     map[string]any `json:"id_claims,omitempty"`
+	AccessTokenClaims map[string]any `json:"at_claims,omitempty"`
+}
+
+// AuthCode is a one-time authorization code.
+type AuthCode struct {
+	ClientID            string    `json:"client_id"`
+	RedirectURI         string    `json:"redirect_uri"`
+	CodeChallenge       string    `json:"code_challenge,omitempty"`
+	CodeChallengeMethod string    `json:"code_challenge_method,omitempty"`
+	FamilyID            string    `json:"family_id"` // refresh family this code will start
+	Grant               Grant     `json:"grant"`
+	Expiry              time.Time `json:"expiry"`
+}
+
+// RefreshFamily is a chain of rotated refresh tokens descending from one
+// code. Only the newest token of a family is valid.
+type RefreshFamily struct {
+	ID             string    `json:"id"`
+	Grant          Grant     `json:"grant"`
+	CreatedAt      time.Time `json:"created_at"`
+	LastUsed       time.Time `json:"last_used"`
+	IdleExpiry     time.Time `json:"idle_expiry"`     // LastUsed + idle lifetime
+	AbsoluteExpiry time.Time `json:"absolute_expiry"` // never extended
+}
+
+// Session is a browser SSO session. ID is the cookie secret (stored hashed);
+// PublicID is the `sid` claim.
+type Session struct {
+	ID          string         `json:"-"`
+	PublicID    string         `json:"public_id"`
+	Subject     string         `json:"sub"`
+	ConnectorID string         `json:"connector_id"`
+	Grant       Grant          `json:"grant"`
+	AuthTime    time.Time      `json:"auth_time"`
+	Expiry      time.Time      `json:"expiry"`
+	Extra       map[string]any `json:"extra,omitempty"`
+}
+
+// Link ties a link key (a verified email, an employee id) to one internal
+// subject. The first identity to claim a key sets its subject.
+type Link struct {
+	Key             string    `json:"key"`
+	Subject         string    `json:"sub"`
+	ConnectorID     string    `json:"connector_id"`
+	UpstreamSubject string    `json:"upstream_sub"`
+	Created         time.Time `json:"created"`
+}
+
+// Storage is everything the broker persists. Every method that must be atomic
+// says so; both backends implement that atomically.
+type Storage interface {
+	// CreateAuthRequest stores r until r.Expiry.
+	CreateAuthRequest(ctx context.Context, r AuthRequest) error
+	GetAuthRequest(ctx context.Context, id string) (AuthRequest, error)
+	// UpdateAuthRequest replaces the stored request (same ID, same expiry);
+	// ErrNotFound when it expired or was deleted.
+	UpdateAuthRequest(ctx context.Context, r AuthRequest) error
+	// TakeAuthRequest atomically returns and deletes the request: the second
+	// caller gets ErrNotFound.
+	TakeAuthRequest(ctx context.Context, id string) (AuthRequest, error)
+
+	// CreateCode stores c under Hash(code) until c.Expiry.
+	CreateCode(ctx context.Context, code string, c AuthCode) error
+	// ConsumeCode atomically marks the code used and returns it. Exactly one
+	// caller ever gets a nil error; later callers get ErrAlreadyUsed with the
+	// record; an unknown or expired code is ErrNotFound.
+	ConsumeCode(ctx context.Context, code string) (AuthCode, error)
+
+	// CreateRefresh starts family f with its first token. It fails with
+	// ErrNotFound if the family was revoked before it was created (a code
+	// replayed before its first redemption finished).
+	CreateRefresh(ctx context.Context, f RefreshFamily, token string) error
+	// RotateRefresh atomically replaces the family's current token `old`
+	// with `next`, sets LastUsed=now and IdleExpiry=now+idle (capped at the
+	// absolute expiry), and returns the updated family. Presenting a token
+	// that was already rotated revokes the family and returns ErrReused.
+	// Unknown, expired or revoked: ErrNotFound.
+	RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (RefreshFamily, error)
+	// GetRefresh returns the family of a current token without changing it.
+	GetRefresh(ctx context.Context, token string) (RefreshFamily, error)
+	// RevokeFamily deletes the family and leaves a tombstone until
+	// `until`, so a later CreateRefresh with that id fails.
+	RevokeFamily(ctx context.Context, familyID string, until time.Time) error
+	// RevokeSubject revokes every refresh family and deletes every session
+	// of a subject; it returns how many of each it removed.
+	RevokeSubject(ctx context.Context, subject string) (families, sessions int, err error)
+
+	// CreateSession stores s under Hash(s.ID) until s.Expiry.
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	DeleteSession(ctx context.Context, id string) error
+
+	// GetKeys returns the serialized key set and its version (0 and
+	// ErrNotFound when none is stored yet).
+	GetKeys(ctx context.Context) (data []byte, version int64, err error)
+	// PutKeys stores data if the stored version still equals expect
+	// (0 for "none yet"), atomically, and returns the new version;
+	// otherwise ErrConflict.
+	PutKeys(ctx context.Context, data []byte, expect int64) (int64, error)
+	// AcquireLease takes or renews the named lease for holder for ttl;
+	// false when another holder has it.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+
+	// MarkSeen records id in namespace until `until` and reports whether it
+	// was new (true) or seen before (false), atomically.
+	MarkSeen(ctx context.Context, namespace, id string, until time.Time) (bool, error)
+
+	// CreateLink stores l unless l.Key exists; it returns the stored link
+	// and whether it was created, atomically (two first logins of one
+	// person through two connectors end with one subject).
+	CreateLink(ctx context.Context, l Link) (Link, bool, error)
+	GetLink(ctx context.Context, key string) (Link, error)
+	ListLinks(ctx context.Context) ([]Link, error)
+	DeleteLink(ctx context.Context, key string) error
+
+	// Ping reports whether the backend answers.
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,145 @@
+// Package connectors holds the small contract every upstream connector
+// implements. A connector signs a person (or a workload) in at one upstream
+// identity provider and returns an Identity: the raw upstream claims plus a
+// stable upstream subject. Connectors know nothing of the broker, its storage,
+// its templates or its mappings.
+package connectors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Identity is what a connector returns after a successful upstream sign-in.
+type Identity struct {
+	// Subject is the stable upstream subject (never an email address unless
+	// the upstream offers nothing better). Together with the connector id it
+	// identifies one upstream account.
+	Subject string
+	// Claims are the raw upstream claims as JSON values (string, bool,
+	// float64, []any, map[string]any). SAML attributes arrive as []any.
+	Claims map[string]any
+	// Sources holds data the connector fetched beyond the upstream token, for
+	// example Microsoft Graph groups; it reaches the mapping as `sources`.
+	Sources map[string]any
+	// ConnectorData is opaque state the connector wants back on Refresh (an
+	// upstream refresh token, say). The broker stores it encrypted.
+	ConnectorData []byte
+}
+
+// Scopes tells a connector what the downstream client asked for.
+type Scopes struct {
+	OfflineAccess bool // a refresh token was requested
+	Groups        bool // group claims were requested
+}
+
+// CallbackConnector is a browser connector that redirects to the upstream
+// and handles the upstream's redirect back to the broker.
+type CallbackConnector interface {
+	// LoginURL returns the upstream URL to send the browser to. callbackURL
+	// is where the upstream must return; state must come back unchanged.
+	// connState is opaque per-login state (PKCE verifier, nonce) that the
+	// broker keeps with the auth request and hands back to HandleCallback.
+	LoginURL(ctx context.Context, s Scopes, callbackURL, state string) (loginURL string, connState []byte, err error)
+	// HandleCallback completes the sign-in from the upstream's redirect.
+	HandleCallback(ctx context.Context, s Scopes, connState []byte, r *http.Request) (Identity, error)
+}
+
+// PasswordConnector checks a username and password itself; the broker
+// renders the login form.
+type PasswordConnector interface {
+	// Prompt is the label of the username field ("Email", "Username").
+	Prompt() string
+	// Login returns ok=false (and a nil error) for wrong credentials. An
+	// error means the check itself failed.
+	Login(ctx context.Context, s Scopes, username, password string) (id Identity, ok bool, err error)
+}
+
+// POSTConnector is a browser connector whose upstream answers with an HTML
+// form post (SAML HTTP-POST binding).
+type POSTConnector interface {
+	// LoginRequest returns either a redirect URL (HTTP-Redirect binding) or
+	// an HTML form to post (HTTP-POST binding), plus opaque per-login state.
+	LoginRequest(ctx context.Context, s Scopes, callbackURL, state string) (req LoginRequest, connState []byte, err error)
+	// HandlePOST completes the sign-in from the upstream's form post.
+	HandlePOST(ctx context.Context, s Scopes, connState []byte, r *http.Request) (Identity, error)
+}
+
+// LoginRequest is the start of a POSTConnector sign-in: exactly one of
+// RedirectURL or (PostURL, Fields) is set.
+type LoginRequest struct {
+	RedirectURL string
+	PostURL     string
+	Fields      map[string]string
+}
+
+// RefreshConnector asks the upstream again when the broker refreshes a token,
+// so that a user disabled upstream can no longer refresh.
+type RefreshConnector interface {
+	Refresh(ctx context.Context, s Scopes, id Identity) (Identity, error)
+}
+
+// TokenVerifier verifies an upstream token presented directly to the broker
+// (token exchange) and returns the identity it vouches for.
+type TokenVerifier interface {
+	VerifyToken(ctx context.Context, token string) (Identity, error)
+}
+
+// MetadataHandler is implemented by connectors that publish metadata under
+// their own path (SAML SP metadata).
+type MetadataHandler interface {
+	Metadata(ctx context.Context) (contentType string, body []byte, err error)
+}
+
+// Config is one connector type's configuration. The broker decodes the
+// connector's `config:` YAML block into it, validates it and opens it.
+type Config interface {
+	// Validate returns every problem, each with its path relative to the
+	// connector's `config` block.
+	Validate() []FieldError
+	// Open builds the connector. id is the connector's id in config.
+	Open(ctx context.Context, id string, opts Options) (any, error)
+}
+
+// Options are the dependencies the broker hands every connector.
+type Options struct {
+	Logger     *slog.Logger
+	HTTPClient *http.Client
+	Now        func() time.Time
+	// CallbackURL is the broker's callback URL for this connector.
+	CallbackURL string
+	// BaseURL is the broker's issuer URL.
+	BaseURL string
+}
+
+// FieldError is a configuration problem at a path relative to the block
+// being validated, for example "users[2].password_hash".
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e FieldError) Error() string { return e.Path + ": " + e.Message }
+
+// UserError is an upstream sign-in failure whose message may be shown to the
+// person signing in. Code is a short machine-readable reason for the audit log.
+type UserError struct {
+	Code    string // access_denied, upstream_error, invalid_response, ...
+	Message string // safe to show on the error page
+	Err     error  // the cause, logged, never shown
+}
+
+func (e *UserError) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *UserError) Unwrap() error { return e.Err }
+
+// ErrUnavailable wraps failures to reach the upstream (down, slow, 5xx).
+var ErrUnavailable = errors.New("upstream unavailable")

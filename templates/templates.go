@@ -1,0 +1,109 @@
+// Package templates holds the broker's HTML pages and static assets, embedded
+// in the binary. Pages use no external assets and no inline scripts, so the
+// broker can serve them under a strict Content-Security-Policy.
+package templates
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+)
+
+//go:embed html/*.html
+var pages embed.FS
+
+//go:embed static
+var static embed.FS
+
+// Static returns the static assets (CSS, the auto-post script), served under
+// /static/.
+func Static() fs.FS {
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		// The embed directive guarantees the directory exists.
+		panic(err)
+	}
+	return sub
+}
+
+// Templates renders the broker's pages.
+type Templates struct {
+	t *template.Template
+}
+
+// New parses every embedded page.
+func New() (*Templates, error) {
+	t, err := template.New("").ParseFS(pages, "html/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("templates: parse: %w", err)
+	}
+	return &Templates{t: t}, nil
+}
+
+// Page is the data shared by every page.
+type Page struct {
+	Title  string
+	Issuer string
+}
+
+// Connector is one entry of the chooser.
+type Connector struct {
+	Name string
+	URL  string
+}
+
+// ChooserData fills chooser.html.
+type ChooserData struct {
+	Page
+	ClientName string
+	Connectors []Connector
+}
+
+// PasswordData fills password.html.
+type PasswordData struct {
+	Page
+	ConnectorName string
+	Action        string
+	Prompt        string
+	Username      string
+	CSRF          string
+	RequestID     string
+	Invalid       bool
+	BackURL       string
+}
+
+// ErrorData fills error.html. Message is shown to the person; it must never
+// contain internal detail.
+type ErrorData struct {
+	Page
+	Heading string
+	Message string
+	Code    string
+}
+
+// PostData fills post.html: a form the browser posts on to another site
+// (SAML HTTP-POST binding).
+type PostData struct {
+	Page
+	Action string
+	Fields map[string]string
+}
+
+// LoggedOutData fills logged_out.html.
+type LoggedOutData struct {
+	Page
+}
+
+// Render writes the named page ("chooser.html", ...) to w. The page is
+// rendered into a buffer first so a template error never leaves half a page.
+func (t *Templates) Render(w io.Writer, name string, data any) error {
+	var buf bytes.Buffer
+	if err := t.t.ExecuteTemplate(&buf, name, data); err != nil {
+		return fmt.Errorf("templates: render %s: %w", name, err)
+	}
+	_, err := buf.WriteTo(w)
+	return err
+}
