@@ -1,0 +1,180 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// accessTokenTypes are the typ header values of RFC 9068 access tokens,
+// compared case-insensitively.
+var accessTokenTypes = []string{"at+jwt", "application/at+jwt"}
+
+// payload is the JSON shape of the claims Verify reads.
+type payload struct {
+	Issuer    string           `json:"iss"`
+	Subject   string           `json:"sub"`
+	Audience  jwt.Audience     `json:"aud"`
+	Expiry    *jwt.NumericDate `json:"exp"`
+	NotBefore *jwt.NumericDate `json:"nbf"`
+	IssuedAt  *jwt.NumericDate `json:"iat"`
+	ClientID  string           `json:"client_id"`
+	Scope     string           `json:"scope"`
+	JTI       string           `json:"jti"`
+	Groups    []string         `json:"groups"`
+	Roles     []string         `json:"roles"`
+}
+
+// Verify checks token and returns its claims. It refuses, with an error
+// wrapping one of the package's sentinel errors:
+//   - strings that are not a compact JWS or exceed MaxTokenSize (ErrMalformed);
+//   - algorithms outside the allowlist, and bad signatures (ErrInvalidSignature);
+//   - key IDs absent from the key set after a rate-limited refresh (ErrUnknownKey);
+//   - a typ header other than "at+jwt" (ErrWrongType);
+//   - claims missing iss, sub, exp or iat, or of the wrong JSON type (ErrMalformed);
+//   - iss not exactly the issuer (ErrWrongIssuer), aud without the audience
+//     (ErrWrongAudience);
+//   - exp past, or nbf/iat future, beyond the leeway (*ExpiredError, ErrNotYetValid);
+//   - a missing scope required by WithRequiredScopes (*ScopeError).
+//
+// ctx bounds the key set fetch an unknown key ID may cause; verifying with
+// cached keys does no I/O.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > MaxTokenSize {
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(token), MaxTokenSize)
+	}
+	if token == "" || strings.Count(token, ".") != 2 || strings.ContainsFunc(token, isSpaceOrControl) {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	jws, err := jose.ParseSignedCompact(token, v.algs)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidSignature, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
+	}
+	header := jws.Signatures[0].Protected
+
+	body, err := v.verifySignature(ctx, jws, header)
+	if err != nil {
+		return nil, err
+	}
+
+	typ, _ := header.ExtraHeaders[jose.HeaderType].(string)
+	if !slices.ContainsFunc(accessTokenTypes, func(t string) bool { return strings.EqualFold(t, typ) }) {
+		return nil, fmt.Errorf("%w: typ %q, want %q", ErrWrongType, typ, accessTokenTypes[0])
+	}
+
+	claims, err := decodeClaims(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkClaims(claims); err != nil {
+		return nil, err
+	}
+	if err := claims.RequireScopes(v.scopes...); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// verifySignature finds the key the header names and returns the verified
+// payload. A key ID missing from the cache causes at most one rate-limited
+// refresh.
+func (v *Verifier) verifySignature(ctx context.Context, jws *jose.JSONWebSignature, h jose.Header) ([]byte, error) {
+	keys := v.keys.lookup(h.KeyID)
+	if len(keys) == 0 && h.KeyID != "" && v.keys.refreshForMiss(ctx) {
+		keys = v.keys.lookup(h.KeyID)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.KeyID)
+	}
+	for i := range keys {
+		k := &keys[i]
+		if k.Algorithm != "" && k.Algorithm != h.Algorithm {
+			continue
+		}
+		if body, err := jws.Verify(k); err == nil {
+			return body, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: alg %s kid %q", ErrInvalidSignature, h.Algorithm, h.KeyID)
+}
+
+// decodeClaims decodes the verified payload.
+func decodeClaims(body []byte) (*Claims, error) {
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	}
+	var missing []string
+	if p.Issuer == "" {
+		missing = append(missing, "iss")
+	}
+	if p.Subject == "" {
+		missing = append(missing, "sub")
+	}
+	if p.Expiry == nil {
+		missing = append(missing, "exp")
+	}
+	if p.IssuedAt == nil {
+		missing = append(missing, "iat")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: missing claims %s", ErrMalformed, strings.Join(missing, ", "))
+	}
+	c := &Claims{
+		Issuer:   p.Issuer,
+		Subject:  p.Subject,
+		Audience: []string(p.Audience),
+		Expiry:   p.Expiry.Time(),
+		IssuedAt: p.IssuedAt.Time(),
+		ClientID: p.ClientID,
+		Scope:    p.Scope,
+		JTI:      p.JTI,
+		Groups:   p.Groups,
+		Roles:    p.Roles,
+		Raw:      raw,
+	}
+	if p.NotBefore != nil {
+		c.NotBefore = p.NotBefore.Time()
+	}
+	return c, nil
+}
+
+// checkClaims checks issuer, audience and lifetime.
+func (v *Verifier) checkClaims(c *Claims) error {
+	if c.Issuer != v.issuer {
+		return fmt.Errorf("%w: %q", ErrWrongIssuer, c.Issuer)
+	}
+	if !slices.Contains(c.Audience, v.audience) {
+		return fmt.Errorf("%w: %q does not contain %q", ErrWrongAudience, c.Audience, v.audience)
+	}
+	now := v.now()
+	if now.After(c.Expiry.Add(v.leeway)) {
+		return &ExpiredError{Expiry: c.Expiry}
+	}
+	if !c.NotBefore.IsZero() && now.Add(v.leeway).Before(c.NotBefore) {
+		return fmt.Errorf("%w: nbf %s", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if now.Add(v.leeway).Before(c.IssuedAt) {
+		return fmt.Errorf("%w: iat %s in the future", ErrNotYetValid, c.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
