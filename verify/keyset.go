@@ -108,12 +108,12 @@ func maxAge(h http.Header) time.Duration {
 // yields at least one usable key, so an unreachable or misbehaving issuer
 // leaves the last good set in place.
 type keySet struct {
-	client      *http.Client
-	jwksURL     string
-	now         func() time.Time
-	log         *slog.Logger
-	missEvery   time.Duration // minimum interval between kid-miss refreshes
-	wake        chan struct{} // pokes the background loop; buffered 1
+	client    *http.Client
+	jwksURL   string
+	now       func() time.Time
+	log       *slog.Logger
+	missEvery time.Duration // minimum interval between kid-miss refreshes
+	wake      chan struct{} // pokes the background loop; buffered 1
 
 	mu          sync.RWMutex
 	keys        []jose.JSONWebKey
