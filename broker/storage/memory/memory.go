@@ -1,0 +1,222 @@
+// Package memory is the embedded storage backend: everything lives in one
+// process's memory behind one mutex, so every operation is atomic. It suits
+// tests and a single-node demo; records are lost on exit and replicas do not
+// share them.
+//
+// Records are kept in their JSON form, as the Redis backend keeps them, so
+// results are always fresh copies and claims decode the same way in both
+// backends (numbers as float64). Secrets (codes, refresh tokens, session ids)
+// are kept only as storage.Hash of the secret. Expired records behave as
+// absent at once and are swept from memory at most every sweep interval
+// (one minute by default) during writes. Deleting an absent session or link
+// returns storage.ErrNotFound. After Close every method returns an error
+// wrapping storage.ErrUnavailable.
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+var _ storage.Storage = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock expiry is checked against (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithSweepInterval sets how often, at most, expired records are removed
+// from memory (default one minute).
+func WithSweepInterval(d time.Duration) Option { return func(s *Store) { s.sweepEvery = d } }
+
+// Store is an in-memory storage.Storage. Its zero value is not usable; call
+// New.
+type Store struct {
+	now        func() time.Time
+	sweepEvery time.Duration
+
+	mu         sync.Mutex
+	closed     bool
+	lastSweep  time.Time
+	authReqs   map[string]record     // by request id
+	codes      map[string]*codeEntry // by Hash(code)
+	families   map[string]*famEntry  // by family id
+	tombstones map[string]time.Time  // revoked family id → until
+	sessions   map[string]record     // by Hash(session id)
+	keys       []byte
+	keysVer    int64
+	leases     map[string]lease
+	seen       map[seenKey]time.Time
+	links      map[string][]byte
+}
+
+// record is a JSON-encoded record with its expiry; subject is set for
+// sessions.
+type record struct {
+	data    []byte
+	expiry  time.Time
+	subject string
+}
+
+type codeEntry struct {
+	record
+	used bool
+}
+
+type famEntry struct {
+	data           []byte // JSON of the family as created
+	subject        string
+	current        string          // Hash of the current token
+	rotated        map[string]bool // Hashes of rotated tokens
+	lastUsed       time.Time
+	idleExpiry     time.Time
+	absoluteExpiry time.Time
+}
+
+type lease struct {
+	holder string
+	expiry time.Time
+}
+
+type seenKey struct{ namespace, id string }
+
+// New returns an empty Store.
+func New(opts ...Option) *Store {
+	s := &Store{
+		now:        time.Now,
+		sweepEvery: time.Minute,
+		authReqs:   map[string]record{},
+		codes:      map[string]*codeEntry{},
+		families:   map[string]*famEntry{},
+		tombstones: map[string]time.Time{},
+		sessions:   map[string]record{},
+		leases:     map[string]lease{},
+		seen:       map[seenKey]time.Time{},
+		links:      map[string][]byte{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.lastSweep = s.now()
+	return s
+}
+
+var errClosed = fmt.Errorf("memory: store closed: %w", storage.ErrUnavailable)
+
+// lock takes the mutex and returns the current time, or errClosed (with the
+// mutex released) after Close. It sweeps expired records when due.
+func (s *Store) lock() (time.Time, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return time.Time{}, errClosed
+	}
+	now := s.now()
+	if now.Sub(s.lastSweep) >= s.sweepEvery {
+		s.sweep(now)
+		s.lastSweep = now
+	}
+	return now, nil
+}
+
+func live(now, expiry time.Time) bool { return now.Before(expiry) }
+
+// sweep removes every expired record; s.mu is held.
+func (s *Store) sweep(now time.Time) {
+	for k, r := range s.authReqs {
+		if !live(now, r.expiry) {
+			delete(s.authReqs, k)
+		}
+	}
+	for k, c := range s.codes {
+		if !live(now, c.expiry) {
+			delete(s.codes, k)
+		}
+	}
+	for k, f := range s.families {
+		if !f.alive(now) {
+			delete(s.families, k)
+		}
+	}
+	for k, until := range s.tombstones {
+		if !live(now, until) {
+			delete(s.tombstones, k)
+		}
+	}
+	for k, r := range s.sessions {
+		if !live(now, r.expiry) {
+			delete(s.sessions, k)
+		}
+	}
+	for k, l := range s.leases {
+		if !live(now, l.expiry) {
+			delete(s.leases, k)
+		}
+	}
+	for k, until := range s.seen {
+		if !live(now, until) {
+			delete(s.seen, k)
+		}
+	}
+}
+
+// Len returns how many records of any kind the store holds in memory,
+// expired or not; tests use it to check that sweeping bounds memory.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.authReqs) + len(s.codes) + len(s.families) + len(s.tombstones) +
+		len(s.sessions) + len(s.leases) + len(s.seen) + len(s.links)
+}
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("memory: encode: %w", err)
+	}
+	return b, nil
+}
+
+func decode[T any](b []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("memory: corrupt record: %v: %w", err, storage.ErrUnavailable)
+	}
+	return v, nil
+}
+
+// familyOf returns the family id of a refresh token "<familyID>.<secret>",
+// or false when the token does not have that form.
+func familyOf(token string) (string, bool) {
+	i := strings.IndexByte(token, '.')
+	if i <= 0 || i == len(token)-1 {
+		return "", false
+	}
+	return token[:i], true
+}
+
+// Ping reports an error after Close.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.lock(); err != nil {
+		return err
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Close drops every record; later calls fail with storage.ErrUnavailable.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.authReqs, s.codes, s.families, s.sessions, s.links = nil, nil, nil, nil, nil
+	s.tombstones, s.leases, s.seen, s.keys = nil, nil, nil, nil
+	return nil
+}

@@ -1,0 +1,131 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/storage/storagetest"
+)
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Storage { return New() })
+}
+
+func TestClosedIsUnavailable(t *testing.T) {
+	s := New()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	storagetest.RunUnavailable(t, s)
+}
+
+// dump renders every key and value the store holds.
+func (s *Store) dump() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	for k, v := range s.authReqs {
+		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
+	}
+	for k, v := range s.codes {
+		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
+	}
+	for k, v := range s.families {
+		fmt.Fprintf(&b, "%s=%s %s %v\n", k, v.data, v.current, v.rotated)
+	}
+	for k, v := range s.sessions {
+		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
+	}
+	for k := range s.tombstones {
+		fmt.Fprintf(&b, "%s\n", k)
+	}
+	for k := range s.seen {
+		fmt.Fprintf(&b, "%v\n", k)
+	}
+	for k, v := range s.links {
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
+	return b.String()
+}
+
+func TestNoClearSecrets(t *testing.T) {
+	s := New()
+	secrets := storagetest.WriteSecrets(t, s)
+	dump := s.dump()
+	if !strings.Contains(dump, storage.Hash(secrets[0])) {
+		t.Fatalf("dump does not contain the code's hash; the inspection sees nothing:\n%s", dump)
+	}
+	for _, sec := range secrets {
+		if strings.Contains(dump, sec) {
+			t.Errorf("stored form contains the clear secret %q", sec)
+		}
+	}
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func TestClockAndSweep(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := New(WithClock(clock.now), WithSweepInterval(time.Minute))
+	ctx := context.Background()
+	exp := clock.t.Add(30 * time.Second)
+	for i := 0; i < 100; i++ {
+		id := fmt.Sprint(i)
+		if err := s.CreateAuthRequest(ctx, storage.AuthRequest{ID: id, Expiry: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateCode(ctx, "code"+id, storage.AuthCode{Expiry: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateSession(ctx, storage.Session{ID: "s" + id, Subject: "x", Expiry: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.MarkSeen(ctx, "ns", id, exp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AcquireLease(ctx, id, "h", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		f := storage.RefreshFamily{ID: "f" + id, IdleExpiry: exp, AbsoluteExpiry: exp.Add(time.Hour)}
+		if err := s.CreateRefresh(ctx, f, f.ID+".tok"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeFamily(ctx, "t"+id, exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := s.Len(), 700; got != want {
+		t.Fatalf("Len() = %d, want %d", got, want)
+	}
+	if _, err := s.GetAuthRequest(ctx, "1"); err != nil {
+		t.Fatalf("GetAuthRequest before expiry: %v", err)
+	}
+	clock.t = exp // expiry is exclusive: at Expiry the record is gone
+	if _, err := s.GetAuthRequest(ctx, "1"); err == nil {
+		t.Fatalf("GetAuthRequest at expiry = nil error, want ErrNotFound")
+	}
+	if _, err := s.GetRefresh(ctx, "f1.tok"); err == nil {
+		t.Fatalf("GetRefresh at idle expiry = nil error, want ErrNotFound")
+	}
+	if got, want := s.Len(), 700; got != want {
+		t.Fatalf("Len() before the sweep interval = %d, want %d (nothing swept yet)", got, want)
+	}
+	clock.t = clock.t.Add(time.Minute)
+	if _, err := s.MarkSeen(ctx, "ns", "new", clock.t.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Len(), 1; got != want {
+		t.Fatalf("Len() after the sweep = %d, want %d", got, want)
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	storagetest.Bench(b, func(*testing.B) storage.Storage { return New() })
+}

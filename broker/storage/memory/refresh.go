@@ -1,0 +1,157 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+var (
+	errToken       = fmt.Errorf("memory: refresh token: %w", storage.ErrNotFound)
+	errWrongFamily = errors.New("memory: refresh token does not belong to the family")
+)
+
+func (f *famEntry) alive(now time.Time) bool {
+	return live(now, f.idleExpiry) && live(now, f.absoluteExpiry)
+}
+
+func (f *famEntry) family() (storage.RefreshFamily, error) {
+	rec, err := decode[storage.RefreshFamily](f.data)
+	rec.LastUsed, rec.IdleExpiry = f.lastUsed, f.idleExpiry
+	return rec, err
+}
+
+// CreateRefresh starts family f with token; see storage.Storage. The token
+// must have the form "<f.ID>.<secret>".
+func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, token string) error {
+	if id, ok := familyOf(token); !ok || id != f.ID {
+		return errWrongFamily
+	}
+	b, err := encode(f)
+	if err != nil {
+		return err
+	}
+	now, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if until, ok := s.tombstones[f.ID]; ok && live(now, until) {
+		return fmt.Errorf("memory: refresh family revoked: %w", storage.ErrNotFound)
+	}
+	if old, ok := s.families[f.ID]; ok && old.alive(now) {
+		return fmt.Errorf("memory: refresh family: %w", storage.ErrAlreadyExists)
+	}
+	s.families[f.ID] = &famEntry{
+		data:           b,
+		subject:        f.Grant.Subject,
+		current:        storage.Hash(token),
+		rotated:        map[string]bool{},
+		lastUsed:       f.LastUsed,
+		idleExpiry:     f.IdleExpiry,
+		absoluteExpiry: f.AbsoluteExpiry,
+	}
+	return nil
+}
+
+// RotateRefresh replaces old with next atomically; see storage.Storage.
+func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (storage.RefreshFamily, error) {
+	id, ok := familyOf(old)
+	if !ok {
+		return storage.RefreshFamily{}, errToken
+	}
+	if nid, ok := familyOf(next); !ok || nid != id {
+		return storage.RefreshFamily{}, errWrongFamily
+	}
+	clock, err := s.lock()
+	if err != nil {
+		return storage.RefreshFamily{}, err
+	}
+	defer s.mu.Unlock()
+	f, ok := s.families[id]
+	if !ok || !f.alive(clock) || !f.alive(now) {
+		return storage.RefreshFamily{}, errToken
+	}
+	h := storage.Hash(old)
+	if f.rotated[h] {
+		delete(s.families, id)
+		s.tombstones[id] = f.absoluteExpiry
+		return storage.RefreshFamily{}, fmt.Errorf("memory: family %s revoked: %w", id, storage.ErrReused)
+	}
+	if f.current != h {
+		return storage.RefreshFamily{}, errToken
+	}
+	f.rotated[h] = true
+	f.current = storage.Hash(next)
+	f.lastUsed = now
+	f.idleExpiry = now.Add(idle)
+	if f.idleExpiry.After(f.absoluteExpiry) {
+		f.idleExpiry = f.absoluteExpiry
+	}
+	return f.family()
+}
+
+// GetRefresh returns the family whose current token is token.
+func (s *Store) GetRefresh(ctx context.Context, token string) (storage.RefreshFamily, error) {
+	id, ok := familyOf(token)
+	if !ok {
+		return storage.RefreshFamily{}, errToken
+	}
+	now, err := s.lock()
+	if err != nil {
+		return storage.RefreshFamily{}, err
+	}
+	defer s.mu.Unlock()
+	f, ok := s.families[id]
+	if !ok || !f.alive(now) || f.current != storage.Hash(token) {
+		return storage.RefreshFamily{}, errToken
+	}
+	return f.family()
+}
+
+// RevokeFamily deletes the family and keeps a tombstone until `until`.
+func (s *Store) RevokeFamily(ctx context.Context, familyID string, until time.Time) error {
+	if _, err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	delete(s.families, familyID)
+	if t, ok := s.tombstones[familyID]; !ok || until.After(t) {
+		s.tombstones[familyID] = until
+	}
+	return nil
+}
+
+// RevokeSubject revokes the subject's families and deletes its sessions.
+func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, sessions int, err error) {
+	now, err := s.lock()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.mu.Unlock()
+	for id, f := range s.families {
+		if f.subject != subject {
+			continue
+		}
+		if f.alive(now) {
+			families++
+		}
+		delete(s.families, id)
+		if t, ok := s.tombstones[id]; !ok || f.absoluteExpiry.After(t) {
+			s.tombstones[id] = f.absoluteExpiry
+		}
+	}
+	for h, r := range s.sessions {
+		if r.subject != subject {
+			continue
+		}
+		if live(now, r.expiry) {
+			sessions++
+		}
+		delete(s.sessions, h)
+	}
+	return families, sessions, nil
+}

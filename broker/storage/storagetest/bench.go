@@ -1,0 +1,52 @@
+package storagetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+// Bench runs the storage benchmarks of the hot paths: consuming a code and
+// rotating a refresh token.
+func Bench(b *testing.B, newStore func(b *testing.B) storage.Storage) {
+	b.Run("ConsumeCode", func(b *testing.B) {
+		s := newStore(b)
+		defer s.Close()
+		c := ctx(b)
+		cd := code(b)
+		codes := make([]string, b.N)
+		for i := range codes {
+			codes[i] = random(b)
+			if err := s.CreateCode(c, codes[i], cd); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.ConsumeCode(c, codes[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("RotateRefresh", func(b *testing.B) {
+		s := newStore(b)
+		defer s.Close()
+		c := ctx(b)
+		f := family(b, "bench")
+		toks := make([]string, b.N+1)
+		for i := range toks {
+			toks[i] = token(b, f.ID)
+		}
+		if err := s.CreateRefresh(c, f, toks[0]); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.RotateRefresh(c, toks[i], toks[i+1], now, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

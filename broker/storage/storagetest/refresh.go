@@ -1,0 +1,252 @@
+package storagetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+func testRefresh(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first := token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	wantErr(t, "CreateRefresh same family", s.CreateRefresh(c, f, token(t, f.ID)), storage.ErrAlreadyExists)
+	if err := s.CreateRefresh(c, family(t, "x"), token(t, f.ID)); err == nil {
+		t.Fatalf("CreateRefresh with a token of another family = nil, want an error")
+	}
+
+	got, err := s.GetRefresh(c, first)
+	wantErr(t, "GetRefresh", err, nil)
+	if diff := cmp.Diff(f, got, cmpOpts...); diff != "" {
+		t.Fatalf("GetRefresh() mismatch (-want +got):\n%s", diff)
+	}
+	got.Grant.Scopes[0] = "changed"
+
+	now := time.Now().Add(time.Minute).Round(0)
+	second := token(t, f.ID)
+	if _, err := s.RotateRefresh(c, first, token(t, "other"), now, time.Hour); err == nil {
+		t.Fatalf("RotateRefresh to a token of another family = nil, want an error")
+	}
+	got, err = s.RotateRefresh(c, first, second, now, time.Hour)
+	wantErr(t, "RotateRefresh", err, nil)
+	want := f
+	want.LastUsed, want.IdleExpiry = now, now.Add(time.Hour)
+	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
+		t.Fatalf("RotateRefresh() mismatch (-want +got):\n%s", diff)
+	}
+	_, err = s.GetRefresh(c, first)
+	wantErr(t, "GetRefresh of the rotated token", err, storage.ErrNotFound)
+	got, err = s.GetRefresh(c, second)
+	wantErr(t, "GetRefresh of the new token", err, nil)
+	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
+		t.Fatalf("GetRefresh() after rotation mismatch (-want +got):\n%s", diff)
+	}
+
+	// A token of the family's form that the store never issued is unknown,
+	// not a reuse: it must not revoke the family.
+	_, err = s.RotateRefresh(c, token(t, f.ID), token(t, f.ID), now, time.Hour)
+	wantErr(t, "RotateRefresh of a forged token", err, storage.ErrNotFound)
+
+	// Idle lifetime is capped at the absolute expiry.
+	third := token(t, f.ID)
+	later := now.Add(time.Hour / 2)
+	got, err = s.RotateRefresh(c, second, third, later, 1000*time.Hour)
+	wantErr(t, "RotateRefresh with a long idle lifetime", err, nil)
+	if !got.IdleExpiry.Equal(f.AbsoluteExpiry) || !got.LastUsed.Equal(later) {
+		t.Fatalf("RotateRefresh() LastUsed, IdleExpiry = %v, %v, want %v, %v", got.LastUsed, got.IdleExpiry, later, f.AbsoluteExpiry)
+	}
+
+	wantErr(t, "RevokeFamily", s.RevokeFamily(c, f.ID, f.AbsoluteExpiry), nil)
+	_, err = s.GetRefresh(c, third)
+	wantErr(t, "GetRefresh after revoke", err, storage.ErrNotFound)
+	_, err = s.RotateRefresh(c, third, token(t, f.ID), later, time.Hour)
+	wantErr(t, "RotateRefresh after revoke", err, storage.ErrNotFound)
+	wantErr(t, "CreateRefresh after revoke", s.CreateRefresh(c, f, token(t, f.ID)), storage.ErrNotFound)
+	wantErr(t, "RevokeFamily of an unknown family", s.RevokeFamily(c, random(t), time.Now().Add(time.Hour)), nil)
+}
+
+func testRefreshReuse(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first, second, third := token(t, f.ID), token(t, f.ID), token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	now := time.Now()
+	_, err := s.RotateRefresh(c, first, second, now, time.Hour)
+	wantErr(t, "RotateRefresh", err, nil)
+	_, err = s.RotateRefresh(c, second, third, now, time.Hour)
+	wantErr(t, "RotateRefresh again", err, nil)
+
+	// An attacker replays the first token: the family dies.
+	_, err = s.RotateRefresh(c, first, token(t, f.ID), now, time.Hour)
+	wantErr(t, "RotateRefresh of a rotated token", err, storage.ErrReused)
+	_, err = s.GetRefresh(c, third)
+	wantErr(t, "GetRefresh of the current token after reuse", err, storage.ErrNotFound)
+	_, err = s.RotateRefresh(c, third, token(t, f.ID), now, time.Hour)
+	wantErr(t, "RotateRefresh of the current token after reuse", err, storage.ErrNotFound)
+	wantErr(t, "CreateRefresh of a family revoked by reuse", s.CreateRefresh(c, f, token(t, f.ID)), storage.ErrNotFound)
+}
+
+func testRefreshConcurrent(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first := token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	next := make([]string, 50)
+	for i := range next {
+		next[i] = token(t, f.ID)
+	}
+	now := time.Now()
+	errs := concurrently(50, func(i int) error {
+		_, err := s.RotateRefresh(c, first, next[i], now, time.Hour)
+		return err
+	})
+	ok, reused := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, storage.ErrReused):
+			reused++
+		case !errors.Is(err, storage.ErrNotFound): // the family is gone once reuse was seen
+			t.Errorf("concurrent RotateRefresh: error = %v, want nil, ErrReused or ErrNotFound", err)
+		}
+	}
+	if ok != 1 || reused == 0 {
+		t.Fatalf("concurrent RotateRefresh: %d succeeded and %d saw reuse, want 1 and at least 1", ok, reused)
+	}
+	for _, n := range next {
+		if _, err := s.GetRefresh(c, n); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("GetRefresh after concurrent reuse: error = %v, want ErrNotFound", err)
+		}
+	}
+}
+
+func testRevokeBeforeCreate(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	wantErr(t, "RevokeFamily", s.RevokeFamily(c, f.ID, time.Now().Add(time.Hour)), nil)
+	tok := token(t, f.ID)
+	wantErr(t, "CreateRefresh of a revoked family", s.CreateRefresh(c, f, tok), storage.ErrNotFound)
+	_, err := s.GetRefresh(c, tok)
+	wantErr(t, "GetRefresh", err, storage.ErrNotFound)
+	other := family(t, f.Grant.Subject)
+	wantErr(t, "CreateRefresh of another family", s.CreateRefresh(c, other, token(t, other.ID)), nil)
+}
+
+func testRefreshExpiry(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	tok := token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, tok), nil)
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+	}{
+		{"idle", f.IdleExpiry.Add(time.Second)},
+		{"absolute", f.AbsoluteExpiry.Add(time.Second)},
+	} {
+		_, err := s.RotateRefresh(c, tok, token(t, f.ID), tc.now, time.Hour)
+		wantErr(t, "RotateRefresh past the "+tc.name+" expiry", err, storage.ErrNotFound)
+	}
+	// Renewing keeps the family alive past the first idle expiry, but never
+	// past the absolute one.
+	now, next := f.IdleExpiry.Add(-time.Second), token(t, f.ID)
+	got, err := s.RotateRefresh(c, tok, next, now, time.Hour)
+	wantErr(t, "RotateRefresh before idle expiry", err, nil)
+	if want := now.Add(time.Hour); !got.IdleExpiry.Equal(want) {
+		t.Fatalf("RotateRefresh() IdleExpiry = %v, want %v", got.IdleExpiry, want)
+	}
+	_, err = s.RotateRefresh(c, next, token(t, f.ID), f.AbsoluteExpiry, time.Hour)
+	wantErr(t, "RotateRefresh at the absolute expiry", err, storage.ErrNotFound)
+}
+
+func testRefreshMalformed(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	tok := token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, tok), nil)
+	for _, bad := range []string{"", ".", "nodot", "." + random(t), f.ID + ".", f.ID, "." + f.ID, storage.Hash(tok), f.ID + ".." + random(t)} {
+		_, err := s.GetRefresh(c, bad)
+		wantErr(t, "GetRefresh("+bad+")", err, storage.ErrNotFound)
+		_, err = s.RotateRefresh(c, bad, token(t, f.ID), time.Now(), time.Hour)
+		wantErr(t, "RotateRefresh("+bad+")", err, storage.ErrNotFound)
+	}
+	if _, err := s.GetRefresh(c, tok); err != nil {
+		t.Fatalf("GetRefresh after malformed tokens: %v, want the family intact", err)
+	}
+	if err := s.CreateRefresh(c, family(t, "x"), "no-dot-token"); err == nil {
+		t.Fatalf("CreateRefresh with a malformed token = nil, want an error")
+	}
+}
+
+func testRevokeSubject(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	alice, bob := "alice-"+random(t), "bob-"+random(t)
+	type fam struct {
+		f   storage.RefreshFamily
+		tok string
+	}
+	var aliceFams, bobFams []fam
+	for i := 0; i < 3; i++ {
+		for _, who := range []string{alice, bob} {
+			f := family(t, who)
+			tok := token(t, f.ID)
+			wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, tok), nil)
+			if who == alice {
+				aliceFams = append(aliceFams, fam{f, tok})
+			} else {
+				bobFams = append(bobFams, fam{f, tok})
+			}
+		}
+	}
+	// One of Alice's families is already revoked; it is not counted again.
+	wantErr(t, "RevokeFamily", s.RevokeFamily(c, aliceFams[2].f.ID, time.Now().Add(time.Hour)), nil)
+	aliceSess := []storage.Session{session(t, alice), session(t, alice)}
+	bobSess := session(t, bob)
+	for _, se := range append(aliceSess, bobSess) {
+		wantErr(t, "CreateSession", s.CreateSession(c, se), nil)
+	}
+	wantErr(t, "DeleteSession", s.DeleteSession(c, aliceSess[1].ID), nil)
+	aliceSess = append(aliceSess, session(t, alice))
+	wantErr(t, "CreateSession", s.CreateSession(c, aliceSess[2]), nil)
+
+	fams, sess, err := s.RevokeSubject(c, alice)
+	wantErr(t, "RevokeSubject", err, nil)
+	if fams != 2 || sess != 2 {
+		t.Fatalf("RevokeSubject(alice) = %d families, %d sessions, want 2, 2", fams, sess)
+	}
+	for _, a := range aliceFams {
+		_, err := s.GetRefresh(c, a.tok)
+		wantErr(t, "GetRefresh of a revoked subject", err, storage.ErrNotFound)
+		wantErr(t, "CreateRefresh of a revoked subject's family", s.CreateRefresh(c, a.f, token(t, a.f.ID)), storage.ErrNotFound)
+	}
+	for _, se := range aliceSess {
+		_, err := s.GetSession(c, se.ID)
+		wantErr(t, "GetSession of a revoked subject", err, storage.ErrNotFound)
+	}
+	for _, b := range bobFams {
+		_, err := s.GetRefresh(c, b.tok)
+		wantErr(t, "GetRefresh of another subject", err, nil)
+	}
+	_, err = s.GetSession(c, bobSess.ID)
+	wantErr(t, "GetSession of another subject", err, nil)
+
+	fams, sess, err = s.RevokeSubject(c, alice)
+	wantErr(t, "RevokeSubject again", err, nil)
+	if fams != 0 || sess != 0 {
+		t.Fatalf("RevokeSubject(alice) again = %d, %d, want 0, 0", fams, sess)
+	}
+	fams, sess, err = s.RevokeSubject(c, "nobody-"+random(t))
+	wantErr(t, "RevokeSubject unknown", err, nil)
+	if fams != 0 || sess != 0 {
+		t.Fatalf("RevokeSubject(unknown) = %d, %d, want 0, 0", fams, sess)
+	}
+	// New sign-ins after the revocation work.
+	f := family(t, alice)
+	wantErr(t, "CreateRefresh after RevokeSubject", s.CreateRefresh(c, f, token(t, f.ID)), nil)
+}
