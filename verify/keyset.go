@@ -154,21 +154,49 @@ func (s *keySet) poke() {
 	}
 }
 
-// refreshForMiss fetches the key set because a token named an unknown key,
-// at most once per missEvery; concurrent callers share one fetch. It
-// reports whether a fetch was done (or joined) and succeeded.
-func (s *keySet) refreshForMiss(ctx context.Context) bool {
-	s.mu.Lock()
-	if s.inflight == nil {
+// refreshForMiss is called when a token names key ID kid that the cache
+// lacks. It joins a fetch already in flight (which may bring the key), and
+// otherwise fetches, at most once per missEvery across all callers. It
+// reports whether kid is now in the cache.
+func (s *keySet) refreshForMiss(ctx context.Context, kid string) bool {
+	for range 3 {
+		s.mu.Lock()
+		if s.hasLocked(kid) {
+			s.mu.Unlock()
+			return true
+		}
+		if c := s.inflight; c != nil {
+			s.mu.Unlock()
+			select {
+			case <-c.done:
+				continue
+			case <-ctx.Done():
+				return false
+			}
+		}
 		now := s.now()
 		if !s.lastMiss.IsZero() && now.Sub(s.lastMiss) < s.missEvery {
 			s.mu.Unlock()
 			return false
 		}
 		s.lastMiss = now
+		c := s.beginLocked()
+		s.mu.Unlock()
+		s.finish(ctx, c)
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.hasLocked(kid)
 	}
-	s.mu.Unlock()
-	return s.refresh(ctx) == nil
+	return false
+}
+
+func (s *keySet) hasLocked(kid string) bool {
+	for i := range s.keys {
+		if s.keys[i].KeyID == kid {
+			return true
+		}
+	}
+	return false
 }
 
 // refresh fetches the key set, or waits for a fetch already in flight.
@@ -183,14 +211,26 @@ func (s *keySet) refresh(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	c := s.beginLocked()
+	s.mu.Unlock()
+	return s.finish(ctx, c)
+}
+
+// beginLocked registers a fetch in flight; s.mu must be held.
+func (s *keySet) beginLocked() *fetchCall {
 	c := &fetchCall{done: make(chan struct{})}
 	s.inflight = c
 	s.fetches++
-	s.mu.Unlock()
+	return c
+}
 
+// finish performs the fetch registered as c, installs its result or
+// schedules a retry with backoff, and releases the callers waiting on c.
+func (s *keySet) finish(ctx context.Context, c *fetchCall) error {
 	keys, age, err := s.fetch(ctx)
 
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.now()
 	if err != nil {
 		s.failures++
@@ -207,7 +247,6 @@ func (s *keySet) refresh(ctx context.Context) error {
 	s.inflight = nil
 	c.err = err
 	close(c.done)
-	s.mu.Unlock()
 	return err
 }
 

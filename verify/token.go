@@ -95,7 +95,7 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 // refresh.
 func (v *Verifier) verifySignature(ctx context.Context, jws *jose.JSONWebSignature, h jose.Header) ([]byte, error) {
 	keys := v.keys.lookup(h.KeyID)
-	if len(keys) == 0 && h.KeyID != "" && v.keys.refreshForMiss(ctx) {
+	if len(keys) == 0 && h.KeyID != "" && v.keys.refreshForMiss(ctx, h.KeyID) {
 		keys = v.keys.lookup(h.KeyID)
 	}
 	if len(keys) == 0 {
