@@ -1,0 +1,68 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+
+	"github.com/fedbroker/fedbroker/verify"
+	"github.com/labstack/echo/v4"
+)
+
+// A service trusting the broker: one Verifier at start-up, middleware on
+// the routes.
+func Example() {
+	v, err := verify.New(context.Background(), "https://broker.example.com", "orders-api")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+	mux := http.NewServeMux()
+	mux.Handle("GET /orders", v.Middleware("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, _ := verify.ClaimsFromContext(r.Context())
+		fmt.Fprintf(w, "orders of %s\n", claims.Subject)
+	})))
+	log.Fatal(http.ListenAndServe(":8080", mux))
+}
+
+func ExampleVerifier_EchoMiddleware() {
+	v, err := verify.New(context.Background(), "https://broker.example.com", "orders-api")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+	e := echo.New()
+	api := e.Group("/api", v.EchoMiddleware())
+	api.DELETE("/orders/:id", func(c echo.Context) error {
+		claims, _ := verify.ClaimsFromContext(c.Request().Context())
+		if !claims.HasRole("admin") {
+			return c.NoContent(http.StatusForbidden)
+		}
+		return c.NoContent(http.StatusNoContent)
+	})
+	log.Fatal(e.Start(":8080"))
+}
+
+func ExampleVerifier_Verify() {
+	v, err := verify.New(context.Background(), "https://broker.example.com", "orders-api",
+		verify.WithRequiredScopes("orders:read"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+	var token string // from a message header, a gRPC metadata entry, ...
+	claims, err := v.Verify(context.Background(), token)
+	var expired *verify.ExpiredError
+	switch {
+	case errors.As(err, &expired):
+		log.Printf("token expired at %s: ask the client to refresh", expired.Expiry)
+	case errors.Is(err, verify.ErrInsufficientScope):
+		log.Print("valid token without the orders:read scope")
+	case err != nil:
+		log.Printf("refused: %v", err) // forged, wrong audience, ID token, ...
+	default:
+		log.Printf("request by %s via client %s", claims.Subject, claims.ClientID)
+	}
+}
