@@ -1,0 +1,200 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+var errWrongFamily = errors.New("redis: refresh token does not belong to the family")
+
+// familyOf returns the family id of a refresh token "<familyID>.<secret>",
+// or false when the token does not have that form.
+func familyOf(token string) (string, bool) {
+	i := strings.IndexByte(token, '.')
+	if i <= 0 || i == len(token)-1 {
+		return "", false
+	}
+	return token[:i], true
+}
+
+// ns is t as 20-digit zero-padded Unix nanoseconds, clamped to what int64
+// holds, for comparison as strings inside scripts.
+func ns(t time.Time) string {
+	var n int64
+	switch {
+	case t.Before(time.Unix(0, 0)):
+		n = 0
+	case t.After(time.Unix(0, math.MaxInt64)):
+		n = math.MaxInt64
+	default:
+		n = t.UnixNano()
+	}
+	return fmt.Sprintf("%020d", n)
+}
+
+// CreateRefresh starts family f with token; see storage.Storage. The token
+// must have the form "<f.ID>.<secret>".
+func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, token string) error {
+	if id, ok := familyOf(token); !ok || id != f.ID {
+		return errWrongFamily
+	}
+	rec, err := encode(f)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	exp := f.IdleExpiry
+	if f.AbsoluteExpiry.Before(exp) {
+		exp = f.AbsoluteExpiry
+	}
+	// Index first: a stale index entry is harmless, a missing one would let
+	// RevokeSubject miss the family.
+	if err := s.indexAdd(ctx, s.subjFamKey(f.Grant.Subject), f.ID, f.AbsoluteExpiry, now); err != nil {
+		return err
+	}
+	n, err := createRefreshScript.Run(ctx, s.c, s.famKeys(f.ID),
+		rec, storage.Hash(token), ns(f.IdleExpiry), ns(f.AbsoluteExpiry), ms(f.AbsoluteExpiry), ms(exp)).Int()
+	switch {
+	case err != nil:
+		return unavailable("create refresh", err)
+	case n == -1:
+		return fmt.Errorf("redis: refresh family revoked: %w", storage.ErrNotFound)
+	case n == 0:
+		return fmt.Errorf("redis: refresh family: %w", storage.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// RotateRefresh replaces old with next atomically; see storage.Storage.
+func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (storage.RefreshFamily, error) {
+	id, ok := familyOf(old)
+	if !ok {
+		return storage.RefreshFamily{}, notFound("refresh token")
+	}
+	if nid, ok := familyOf(next); !ok || nid != id {
+		return storage.RefreshFamily{}, errWrongFamily
+	}
+	ie := now.Add(idle)
+	res, err := rotateRefreshScript.Run(ctx, s.c, s.famKeys(id),
+		storage.Hash(old), storage.Hash(next), ns(now),
+		now.Format(time.RFC3339Nano), ie.Format(time.RFC3339Nano), ns(ie), ms(ie)).Slice()
+	if err != nil {
+		return storage.RefreshFamily{}, unavailable("rotate refresh", err)
+	}
+	switch code, _ := res[0].(int64); code {
+	case -2:
+		return storage.RefreshFamily{}, fmt.Errorf("redis: family %s revoked: %w", id, storage.ErrReused)
+	case 1:
+	default:
+		return storage.RefreshFamily{}, notFound("refresh token")
+	}
+	rec, _ := res[1].(string)
+	lu, _ := res[2].(string)
+	ies, _ := res[3].(string)
+	return s.family(rec, lu, ies)
+}
+
+// family decodes a stored family and applies the rotated LastUsed and
+// IdleExpiry ("" for unchanged; an empty ie after a rotation means capped at
+// the absolute expiry).
+func (s *Store) family(rec, lu, ie string) (storage.RefreshFamily, error) {
+	var f storage.RefreshFamily
+	if err := s.decode("refresh family", rec, &f); err != nil {
+		return f, err
+	}
+	if lu == "" {
+		return f, nil
+	}
+	var err error
+	if f.LastUsed, err = time.Parse(time.RFC3339Nano, lu); err != nil {
+		return storage.RefreshFamily{}, fmt.Errorf("redis: corrupt refresh family: %v: %w", err, storage.ErrUnavailable)
+	}
+	if ie == "" {
+		f.IdleExpiry = f.AbsoluteExpiry
+	} else if f.IdleExpiry, err = time.Parse(time.RFC3339Nano, ie); err != nil {
+		return storage.RefreshFamily{}, fmt.Errorf("redis: corrupt refresh family: %v: %w", err, storage.ErrUnavailable)
+	}
+	return f, nil
+}
+
+// GetRefresh returns the family whose current token is token.
+func (s *Store) GetRefresh(ctx context.Context, token string) (storage.RefreshFamily, error) {
+	id, ok := familyOf(token)
+	if !ok {
+		return storage.RefreshFamily{}, notFound("refresh token")
+	}
+	v, err := s.c.HMGet(ctx, s.famKeys(id)[0], "rec", "cur", "lu", "ie").Result()
+	if err != nil {
+		return storage.RefreshFamily{}, unavailable("get refresh", err)
+	}
+	rec, ok := v[0].(string)
+	if cur, _ := v[1].(string); !ok || cur != storage.Hash(token) {
+		return storage.RefreshFamily{}, notFound("refresh token")
+	}
+	lu, _ := v[2].(string)
+	ie, _ := v[3].(string)
+	f, err := s.family(rec, lu, ie)
+	if err != nil {
+		return f, err
+	}
+	if now := s.now(); !now.Before(f.IdleExpiry) || !now.Before(f.AbsoluteExpiry) {
+		return storage.RefreshFamily{}, notFound("refresh token")
+	}
+	return f, nil
+}
+
+// RevokeFamily deletes the family and keeps a tombstone until `until`.
+func (s *Store) RevokeFamily(ctx context.Context, familyID string, until time.Time) error {
+	if familyID == "" {
+		return nil
+	}
+	err := revokeFamilyScript.Run(ctx, s.c, s.famKeys(familyID), ms(until), s.now().UnixMilli()).Err()
+	if err != nil {
+		return unavailable("revoke family", err)
+	}
+	return nil
+}
+
+// RevokeSubject revokes the subject's families and deletes its sessions,
+// through the subject's indexes. Each family is revoked atomically; the
+// whole is not one transaction.
+func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, sessions int, err error) {
+	famIdx, sessIdx := s.subjFamKey(subject), s.subjSessKey(subject)
+	ids, err := s.c.SMembers(ctx, famIdx).Result()
+	if err != nil {
+		return 0, 0, unavailable("revoke subject", err)
+	}
+	for _, id := range ids {
+		n, err := revokeFamilyScript.Run(ctx, s.c, s.famKeys(id), "", s.now().UnixMilli()).Int()
+		if err != nil {
+			return families, sessions, unavailable("revoke subject", err)
+		}
+		families += n
+		if err := s.c.SRem(ctx, famIdx, id).Err(); err != nil {
+			return families, sessions, unavailable("revoke subject", err)
+		}
+	}
+	hashes, err := s.c.SMembers(ctx, sessIdx).Result()
+	if err != nil {
+		return families, sessions, unavailable("revoke subject", err)
+	}
+	for _, h := range hashes {
+		n, err := s.c.Del(ctx, s.sessKey(h)).Result()
+		if err != nil {
+			return families, sessions, unavailable("revoke subject", err)
+		}
+		sessions += int(n)
+		if err := s.c.SRem(ctx, sessIdx, h).Err(); err != nil {
+			return families, sessions, unavailable("revoke subject", err)
+		}
+	}
+	return families, sessions, nil
+}
+

@@ -1,0 +1,109 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// Lua scripts for the operations that must be atomic. Every key a script
+// touches shares one hash tag (see famKeys, linkKey). Times compared inside
+// scripts are 20-digit zero-padded Unix nanoseconds, so string comparison is
+// numeric comparison without float rounding.
+
+// createCode: KEYS[1] code; ARGV rec, expire-at ms. 0 when it exists.
+var createCodeScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1`)
+
+// consumeCode: KEYS[1] code. nil when absent, else {rec, times used}.
+var consumeCodeScript = goredis.NewScript(`
+local rec = redis.call('HGET', KEYS[1], 'rec')
+if not rec then return false end
+local n = redis.call('HINCRBY', KEYS[1], 'used', 1)
+return {rec, n}`)
+
+// createRefresh: KEYS fam, rotated, tomb; ARGV rec, current hash,
+// idle expiry ns, absolute expiry ns, absolute expiry ms, expire-at ms.
+// -1 revoked, 0 exists, 1 created.
+var createRefreshScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'cur', ARGV[2], 'ien', ARGV[3], 'aen', ARGV[4], 'aems', ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+return 1`)
+
+// rotateRefresh: KEYS fam, rotated, tomb; ARGV old hash, next hash, now ns,
+// last-used (RFC 3339), idle expiry (RFC 3339), idle expiry ns, idle expiry ms.
+// {-1} unknown or expired, {-2} reuse (family revoked), else
+// {1, rec, last used, idle expiry or "" when capped at the absolute expiry}.
+var rotateRefreshScript = goredis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems')
+if not f[1] then return {-1} end
+if ARGV[3] >= f[3] or ARGV[3] >= f[4] then return {-1} end
+if f[2] ~= ARGV[1] then
+  if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    redis.call('SET', KEYS[3], '1', 'PXAT', f[5])
+    return {-2}
+  end
+  return {-1}
+end
+local ie, ien, iems = ARGV[5], ARGV[6], ARGV[7]
+if ien >= f[4] then ie, ien, iems = '', f[4], f[5] end
+redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'lu', ARGV[4], 'ie', ie, 'ien', ien)
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], iems)
+redis.call('PEXPIREAT', KEYS[2], iems)
+return {1, f[1], ARGV[4], ie}`)
+
+// revokeFamily: KEYS fam, rotated, tomb; ARGV tombstone until ms ("" for the
+// family's absolute expiry), now ms. Returns 1 if a family was deleted.
+var revokeFamilyScript = goredis.NewScript(`
+local tomb = ARGV[1]
+if tomb == '' then tomb = redis.call('HGET', KEYS[1], 'aems') end
+local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+if tomb and tonumber(tomb) > tonumber(ARGV[2]) then
+  local left = redis.call('PTTL', KEYS[3])
+  if left < 0 or tonumber(ARGV[2]) + left < tonumber(tomb) then
+    redis.call('SET', KEYS[3], '1', 'PXAT', tomb)
+  end
+end
+return n`)
+
+// indexAdd: KEYS[1] set; ARGV member, expire-at ms, now ms. Adds member and
+// extends the set's lifetime to at least expire-at.
+var indexAddScript = goredis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 or tonumber(ARGV[3]) + left < tonumber(ARGV[2]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 1`)
+
+// putKeys: KEYS[1] keys; ARGV data, expected version. {1, new} or {0, current}.
+var putKeysScript = goredis.NewScript(`
+local v = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+if v ~= tonumber(ARGV[2]) then return {0, v} end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'ver', v + 1)
+return {1, v + 1}`)
+
+// acquireLease: KEYS[1] lease; ARGV holder, ttl ms.
+var acquireLeaseScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+// createLink: KEYS link, index; ARGV rec, link key. {stored rec, created}.
+var createLinkScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return {v, 0} end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return {ARGV[1], 1}`)
+
+// deleteLink: KEYS link, index; ARGV link key. 1 if it existed.
+var deleteLinkScript = goredis.NewScript(`
+local n = redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return n`)
