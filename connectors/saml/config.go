@@ -1,0 +1,287 @@
+// Package saml is a SAML 2.0 service-provider connector built on
+// github.com/crewjam/saml. It starts sign-ins with an AuthnRequest over the
+// HTTP-Redirect (or HTTP-POST) binding, accepts responses at the assertion
+// consumer service (ACS) over the HTTP-POST binding, and publishes its own SP
+// metadata.
+//
+// A response is accepted only when it carries exactly one assertion, signed
+// (per RequireSigned) with RSA-SHA256 or stronger by a certificate from the
+// IdP metadata, issued by the IdP for this SP's entity ID and ACS, answering
+// the request this browser started, within its validity window, and not seen
+// before (see ReplayCache).
+package saml
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/fedbroker/fedbroker/connectors"
+)
+
+// Defaults and bounds of the configuration.
+const (
+	DefaultMetadataRefresh  = time.Hour
+	DefaultAllowedSkew      = 90 * time.Second
+	MaxAllowedSkew          = 5 * time.Minute
+	DefaultMaxResponseBytes = 512 << 10
+	maxMaxResponseBytes     = 10 << 20
+	minMaxResponseBytes     = 4 << 10
+	minMetadataRefresh      = time.Minute
+	minRSAKeyBits           = 2048
+)
+
+// Values of Config.RequireSigned.
+const (
+	SignedAssertion = "assertion"
+	SignedResponse  = "response"
+	SignedBoth      = "both"
+)
+
+// Values of Config.Binding.
+const (
+	BindingRedirect = "redirect"
+	BindingPOST     = "post"
+)
+
+// nameIDFormats maps the short names accepted in nameid_format to URNs.
+var nameIDFormats = map[string]saml.NameIDFormat{
+	"persistent":  saml.PersistentNameIDFormat,
+	"email":       saml.EmailAddressNameIDFormat,
+	"transient":   saml.TransientNameIDFormat,
+	"unspecified": saml.UnspecifiedNameIDFormat,
+}
+
+// Config is the `config:` block of a connector of type "saml".
+type Config struct {
+	// EntityID is this SP's entity ID. Default: Options.BaseURL + "/saml/" + id.
+	EntityID string `yaml:"entity_id"`
+
+	// Exactly one of the three IdP metadata sources is set.
+	IDPMetadataFile string `yaml:"idp_metadata_file"`
+	IDPMetadataXML  string `yaml:"idp_metadata_xml"`
+	// IDPMetadataURL must be https. It is fetched with a timeout, cached and
+	// refreshed every MetadataRefresh; a failed refresh keeps the last good
+	// copy.
+	IDPMetadataURL  string        `yaml:"idp_metadata_url"`
+	MetadataRefresh time.Duration `yaml:"metadata_refresh"` // default 1h
+
+	// SPCertificateFile and SPKeyFile (PEM, RSA ≥ 2048 bits) sign
+	// AuthnRequests and decrypt encrypted assertions. Both or neither.
+	SPCertificateFile string `yaml:"sp_certificate_file"`
+	SPKeyFile         string `yaml:"sp_key_file"`
+
+	// RequireSigned says which element must carry a valid signature:
+	// "assertion" (default), "response" or "both".
+	RequireSigned string `yaml:"require_signed"`
+	// AllowedSkew is the clock skew allowed on NotBefore/NotOnOrAfter:
+	// default 90s, at most 5m.
+	AllowedSkew time.Duration `yaml:"allowed_skew"`
+	// Binding sends the AuthnRequest with "redirect" (default) or "post".
+	Binding string `yaml:"binding"`
+	// AllowIDPInitiated accepts unsolicited responses (no InResponseTo).
+	// Off by default: such a response is not tied to any browser.
+	AllowIDPInitiated bool `yaml:"allow_idp_initiated"`
+	// NameIDFormat is requested in the AuthnRequest and then required of the
+	// response: persistent, email, transient, unspecified or a full URN.
+	NameIDFormat string `yaml:"nameid_format"`
+	// SubjectAttribute names the attribute whose single value is the
+	// subject instead of the NameID. Required to accept transient NameIDs.
+	SubjectAttribute string `yaml:"subject_attribute"`
+	// MaxResponseBytes caps the decoded SAMLResponse (default 512 KiB).
+	MaxResponseBytes int `yaml:"max_response_bytes"`
+}
+
+// Compile-time check of the contract.
+var _ connectors.Config = (*Config)(nil)
+
+// Validate returns every problem in c, each with its path relative to the
+// connector's config block. It reads the files c names.
+func (c *Config) Validate() []connectors.FieldError {
+	var errs []connectors.FieldError
+	add := func(path, format string, args ...any) {
+		errs = append(errs, connectors.FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+
+	sources := 0
+	for _, s := range []string{c.IDPMetadataFile, c.IDPMetadataXML, c.IDPMetadataURL} {
+		if s != "" {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		add("idp_metadata_url", "one of idp_metadata_file, idp_metadata_xml or idp_metadata_url is required")
+	case sources > 1:
+		add("idp_metadata_url", "only one of idp_metadata_file, idp_metadata_xml and idp_metadata_url may be set")
+	}
+	if c.IDPMetadataFile != "" {
+		if b, err := os.ReadFile(c.IDPMetadataFile); err != nil {
+			add("idp_metadata_file", "cannot read: %v", err)
+		} else if _, err := parseIDPMetadata(b); err != nil {
+			add("idp_metadata_file", "%v", err)
+		}
+	}
+	if c.IDPMetadataXML != "" {
+		if _, err := parseIDPMetadata([]byte(c.IDPMetadataXML)); err != nil {
+			add("idp_metadata_xml", "%v", err)
+		}
+	}
+	if c.IDPMetadataURL != "" {
+		if u, err := url.Parse(c.IDPMetadataURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			add("idp_metadata_url", "must be an absolute https URL")
+		}
+	}
+	if c.MetadataRefresh != 0 && c.MetadataRefresh < minMetadataRefresh {
+		add("metadata_refresh", "must be at least %s", minMetadataRefresh)
+	}
+	if c.EntityID != "" && strings.ContainsAny(c.EntityID, " \t\r\n") {
+		add("entity_id", "must not contain whitespace")
+	}
+
+	switch {
+	case (c.SPCertificateFile == "") != (c.SPKeyFile == ""):
+		add("sp_key_file", "sp_certificate_file and sp_key_file must be set together")
+	case c.SPCertificateFile != "":
+		if _, _, err := loadKeyPair(c.SPCertificateFile, c.SPKeyFile); err != nil {
+			add("sp_key_file", "%v", err)
+		}
+	}
+
+	switch c.RequireSigned {
+	case "", SignedAssertion, SignedResponse, SignedBoth:
+	default:
+		add("require_signed", "must be assertion, response or both, not %q", c.RequireSigned)
+	}
+	if c.AllowedSkew < 0 || c.AllowedSkew > MaxAllowedSkew {
+		add("allowed_skew", "must be between 0 and %s", MaxAllowedSkew)
+	}
+	switch c.Binding {
+	case "", BindingRedirect, BindingPOST:
+	default:
+		add("binding", "must be redirect or post, not %q", c.Binding)
+	}
+	format, err := c.nameIDFormat()
+	if err != nil {
+		add("nameid_format", "%v", err)
+	}
+	if format == saml.TransientNameIDFormat && c.SubjectAttribute == "" {
+		add("subject_attribute", "is required when nameid_format is transient (a transient NameID is not a stable subject)")
+	}
+	if c.MaxResponseBytes != 0 && (c.MaxResponseBytes < minMaxResponseBytes || c.MaxResponseBytes > maxMaxResponseBytes) {
+		add("max_response_bytes", "must be between %d and %d", minMaxResponseBytes, maxMaxResponseBytes)
+	}
+	return errs
+}
+
+// nameIDFormat returns the configured NameID format as a URN ("" when unset).
+func (c *Config) nameIDFormat() (saml.NameIDFormat, error) {
+	if c.NameIDFormat == "" {
+		return "", nil
+	}
+	if f, ok := nameIDFormats[c.NameIDFormat]; ok {
+		return f, nil
+	}
+	if strings.HasPrefix(c.NameIDFormat, "urn:") {
+		return saml.NameIDFormat(c.NameIDFormat), nil
+	}
+	return "", fmt.Errorf("must be persistent, email, transient, unspecified or a urn, not %q", c.NameIDFormat)
+}
+
+// withDefaults returns c with every unset field defaulted.
+func (c Config) withDefaults(id string, opts connectors.Options) Config {
+	if c.EntityID == "" {
+		c.EntityID = strings.TrimSuffix(opts.BaseURL, "/") + "/saml/" + id
+	}
+	if c.MetadataRefresh == 0 {
+		c.MetadataRefresh = DefaultMetadataRefresh
+	}
+	if c.RequireSigned == "" {
+		c.RequireSigned = SignedAssertion
+	}
+	if c.AllowedSkew == 0 {
+		c.AllowedSkew = DefaultAllowedSkew
+	}
+	if c.Binding == "" {
+		c.Binding = BindingRedirect
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	return c
+}
+
+// Open validates c and builds the connector. id is the connector's id in
+// config; opts.CallbackURL is the ACS URL and opts.BaseURL the base of the
+// default entity ID and of the SP metadata URL. With idp_metadata_url, a
+// failed first fetch does not fail Open: sign-ins fail with
+// connectors.ErrUnavailable until a fetch succeeds.
+func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (any, error) {
+	if errs := c.Validate(); len(errs) > 0 {
+		list := make([]error, len(errs))
+		for i, e := range errs {
+			list[i] = e
+		}
+		return nil, fmt.Errorf("saml: invalid config: %w", errors.Join(list...))
+	}
+	return newConnector(ctx, id, c.withDefaults(id, opts), opts)
+}
+
+// loadKeyPair reads a PEM certificate and its RSA private key.
+func loadKeyPair(certFile, keyFile string) (*x509.Certificate, *rsa.PrivateKey, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read key: %w", err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, nil, errors.New("sp_certificate_file holds no PEM CERTIFICATE")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	block, _ = pem.Decode(keyPEM)
+	if block == nil {
+		return nil, nil, errors.New("sp_key_file holds no PEM block")
+	}
+	var key *rsa.PrivateKey
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		var k any
+		if k, err = x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+			var ok bool
+			if key, ok = k.(*rsa.PrivateKey); !ok {
+				return nil, nil, errors.New("sp_key_file must hold an RSA key (it also decrypts assertions)")
+			}
+		}
+	default:
+		return nil, nil, fmt.Errorf("sp_key_file: unsupported PEM block %q", block.Type)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse key: %w", err)
+	}
+	if key.N.BitLen() < minRSAKeyBits {
+		return nil, nil, fmt.Errorf("sp key has %d bits, need at least %d", key.N.BitLen(), minRSAKeyBits)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || !pub.Equal(&key.PublicKey) {
+		return nil, nil, errors.New("sp_certificate_file does not match sp_key_file")
+	}
+	return cert, key, nil
+}

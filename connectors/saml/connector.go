@@ -1,0 +1,232 @@
+package saml
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
+	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/fedbroker/fedbroker/connectors"
+)
+
+// ReplayCache remembers accepted assertion IDs. MarkSeen records id in
+// namespace until `until` and reports whether it was new (true) or seen
+// before (false), atomically across every broker replica.
+// storage.Storage implements it.
+//
+// It is an alias of an unnamed interface type, so that a caller can hand it
+// over through a type assertion such as
+// impl.(interface{ SetReplayCache(interface{ MarkSeen(...) (bool, error) }) })
+// without importing this package.
+type ReplayCache = interface {
+	MarkSeen(ctx context.Context, namespace, id string, until time.Time) (bool, error)
+}
+
+// Connector is a SAML 2.0 service provider for one IdP.
+type Connector struct {
+	id       string
+	cfg      Config
+	format   saml.NameIDFormat
+	acsURL   url.URL
+	metaURL  url.URL
+	key      *rsa.PrivateKey
+	cert     *x509.Certificate
+	idp      *metadataSource
+	now      func() time.Time
+	logger   *slog.Logger
+	replayMu sync.RWMutex
+	replay   ReplayCache
+}
+
+// Compile-time checks of the contract.
+var (
+	_ connectors.POSTConnector   = (*Connector)(nil)
+	_ connectors.MetadataHandler = (*Connector)(nil)
+)
+
+// connState is the per-login state the broker keeps with its auth request.
+type connState struct {
+	RequestID  string `json:"rid"`
+	RelayState string `json:"rs"`
+}
+
+func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Options) (*Connector, error) {
+	acs, err := url.Parse(opts.CallbackURL)
+	if err != nil || !acs.IsAbs() {
+		return nil, fmt.Errorf("saml: callback url %q is not absolute", opts.CallbackURL)
+	}
+	meta, err := url.Parse(strings.TrimSuffix(opts.BaseURL, "/") + "/saml/" + id + "/metadata")
+	if err != nil {
+		return nil, fmt.Errorf("saml: metadata url: %w", err)
+	}
+	format, _ := cfg.nameIDFormat() // validated
+	c := &Connector{id: id, cfg: cfg, format: format, acsURL: *acs, metaURL: *meta, now: opts.Now, logger: opts.Logger}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SPCertificateFile != "" {
+		if c.cert, c.key, err = loadKeyPair(cfg.SPCertificateFile, cfg.SPKeyFile); err != nil {
+			return nil, fmt.Errorf("saml: %w", err)
+		}
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: metadataFetchTimeout}
+	}
+	c.idp = &metadataSource{url: cfg.IDPMetadataURL, client: client, refresh: cfg.MetadataRefresh, now: c.now, logger: c.logger}
+	switch {
+	case cfg.IDPMetadataURL != "":
+		if _, err := c.idp.get(ctx); err != nil {
+			c.logger.Warn("saml: idp metadata not loaded yet; sign-ins fail until it is", "connector", id, "err", err)
+		}
+	default:
+		raw := []byte(cfg.IDPMetadataXML)
+		if cfg.IDPMetadataFile != "" {
+			if raw, err = os.ReadFile(cfg.IDPMetadataFile); err != nil {
+				return nil, fmt.Errorf("saml: read idp metadata: %w", err)
+			}
+		}
+		ed, err := parseIDPMetadata(raw)
+		if err != nil {
+			return nil, fmt.Errorf("saml: %w", err)
+		}
+		c.idp.current, c.idp.fetchedAt = ed, c.now()
+	}
+	return c, nil
+}
+
+// SetReplayCache sets the store of accepted assertion IDs. HandlePOST
+// refuses every response until it is set.
+func (c *Connector) SetReplayCache(rc ReplayCache) {
+	c.replayMu.Lock()
+	defer c.replayMu.Unlock()
+	c.replay = rc
+}
+
+func (c *Connector) replayCache() ReplayCache {
+	c.replayMu.RLock()
+	defer c.replayMu.RUnlock()
+	return c.replay
+}
+
+// EntityID is this SP's entity ID.
+func (c *Connector) EntityID() string { return c.cfg.EntityID }
+
+// serviceProvider builds the crewjam service provider for one operation
+// against the current IdP metadata. verifier, when set, sees each
+// signature the service provider checks.
+func (c *Connector) serviceProvider(idp *saml.EntityDescriptor, verifier saml.SignatureVerifier) *saml.ServiceProvider {
+	sp := &saml.ServiceProvider{
+		EntityID:                         c.cfg.EntityID,
+		MetadataURL:                      c.metaURL,
+		AcsURL:                           c.acsURL,
+		IDPMetadata:                      idp,
+		AuthnNameIDFormat:                c.format,
+		AllowIDPInitiated:                c.cfg.AllowIDPInitiated,
+		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
+		RejectSHA1Signatures:             true,
+		SignatureVerifier:                verifier,
+		Clock:                            dsig.NewFakeClockAt(c.now()),
+	}
+	if c.key != nil {
+		sp.Key, sp.Certificate = c.key, c.cert
+		sp.SignatureMethod = dsig.RSASHA256SignatureMethod
+	}
+	if c.format == "" {
+		sp.AuthnNameIDFormat = saml.UnspecifiedNameIDFormat
+	}
+	return sp
+}
+
+// Metadata returns this SP's metadata: entity ID, ACS URL (HTTP-POST) and,
+// with an SP key pair, its signing and encryption certificate.
+func (c *Connector) Metadata(ctx context.Context) (string, []byte, error) {
+	ed := c.serviceProvider(nil, nil).Metadata()
+	body, err := xml.MarshalIndent(ed, "", "  ")
+	if err != nil {
+		return "", nil, fmt.Errorf("saml: marshal metadata: %w", err)
+	}
+	return "application/samlmetadata+xml", append([]byte(xml.Header), body...), nil
+}
+
+// LoginRequest starts a sign-in: an AuthnRequest sent with the configured
+// binding and state as RelayState. callbackURL must be the ACS URL the
+// connector was opened with. connState holds the request ID that the
+// response must answer.
+func (c *Connector) LoginRequest(ctx context.Context, s connectors.Scopes, callbackURL, state string) (connectors.LoginRequest, []byte, error) {
+	if callbackURL != "" && callbackURL != c.acsURL.String() {
+		return connectors.LoginRequest{}, nil, fmt.Errorf("saml: callback url %q is not the acs url %q", callbackURL, c.acsURL.String())
+	}
+	idp, err := c.idp.get(ctx)
+	if err != nil {
+		return connectors.LoginRequest{}, nil, &connectors.UserError{Code: "upstream_error", Message: "The sign-in provider is not available right now. Please try again later.", Err: fmt.Errorf("saml: %w: %w", connectors.ErrUnavailable, err)}
+	}
+	sp := c.serviceProvider(idp, nil)
+	binding := saml.HTTPRedirectBinding
+	if c.cfg.Binding == BindingPOST {
+		binding = saml.HTTPPostBinding
+	}
+	ssoURL := sp.GetSSOBindingLocation(binding)
+	if ssoURL == "" {
+		return connectors.LoginRequest{}, nil, fmt.Errorf("saml: idp metadata has no SingleSignOnService for %s", binding)
+	}
+	req, err := sp.MakeAuthenticationRequest(ssoURL, binding, saml.HTTPPostBinding)
+	if err != nil {
+		return connectors.LoginRequest{}, nil, fmt.Errorf("saml: make authn request: %w", err)
+	}
+	st, err := json.Marshal(connState{RequestID: req.ID, RelayState: state})
+	if err != nil {
+		return connectors.LoginRequest{}, nil, fmt.Errorf("saml: %w", err)
+	}
+	if binding == saml.HTTPRedirectBinding {
+		u, err := req.Redirect(state, sp)
+		if err != nil {
+			return connectors.LoginRequest{}, nil, fmt.Errorf("saml: redirect binding: %w", err)
+		}
+		return connectors.LoginRequest{RedirectURL: u.String()}, st, nil
+	}
+	doc := etree.NewDocument()
+	doc.SetRoot(req.Element())
+	var buf bytes.Buffer
+	if _, err := doc.WriteTo(&buf); err != nil {
+		return connectors.LoginRequest{}, nil, fmt.Errorf("saml: post binding: %w", err)
+	}
+	fields := map[string]string{"SAMLRequest": base64.StdEncoding.EncodeToString(buf.Bytes())}
+	if state != "" {
+		fields["RelayState"] = state
+	}
+	return connectors.LoginRequest{PostURL: ssoURL, Fields: fields}, st, nil
+}
+
+func decodeConnState(b []byte) (connState, error) {
+	var st connState
+	if len(b) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("saml: decode connector state: %w", err)
+	}
+	if st.RequestID == "" {
+		return st, errors.New("saml: connector state has no request id")
+	}
+	return st, nil
+}
