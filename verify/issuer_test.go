@@ -64,6 +64,7 @@ type testIssuer struct {
 	maxAge          int
 	down            bool
 	discoveryIssuer string // when set, served instead of the real issuer
+	jwksURI         string // when set, served instead of the real jwks_uri; "-" omits it
 	jwksHits        int
 }
 
@@ -73,7 +74,7 @@ func newTestIssuer(t testing.TB, clock *fakeClock) *testIssuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		is.mu.Lock()
-		down, iss := is.down, is.discoveryIssuer
+		down, iss, jwksURI := is.down, is.discoveryIssuer, is.jwksURI
 		is.mu.Unlock()
 		if down {
 			http.Error(w, "down", http.StatusServiceUnavailable)
@@ -82,11 +83,16 @@ func newTestIssuer(t testing.TB, clock *fakeClock) *testIssuer {
 		if iss == "" {
 			iss = is.srv.URL
 		}
+		doc := map[string]any{"issuer": iss, "jwks_uri": is.srv.URL + "/keys"}
+		switch jwksURI {
+		case "":
+		case "-":
+			delete(doc, "jwks_uri")
+		default:
+			doc["jwks_uri"] = jwksURI
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":   iss,
-			"jwks_uri": is.srv.URL + "/keys",
-		})
+		_ = json.NewEncoder(w).Encode(doc)
 	})
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
 		is.mu.Lock()
@@ -244,4 +250,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// newTLSDiscovery serves only a discovery document over TLS.
+func newTLSDiscovery(t testing.TB, issuer func() string, jwksURI string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": issuer(), "jwks_uri": jwksURI})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

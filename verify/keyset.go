@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,8 +47,12 @@ func discover(ctx context.Context, client *http.Client, issuer string) (string, 
 	if doc.Issuer != issuer {
 		return "", fmt.Errorf("verify: discovery: issuer %q in %s does not equal configured issuer %q", doc.Issuer, u, issuer)
 	}
-	if doc.JWKSURI == "" {
-		return "", fmt.Errorf("verify: discovery: %s has no jwks_uri", u)
+	ju, err := url.Parse(doc.JWKSURI)
+	if err != nil || !ju.IsAbs() || ju.Host == "" {
+		return "", fmt.Errorf("verify: discovery: %s has no absolute jwks_uri (%q)", u, doc.JWKSURI)
+	}
+	if iu, err := url.Parse(issuer); err == nil && iu.Scheme == "https" && ju.Scheme != "https" {
+		return "", fmt.Errorf("verify: discovery: jwks_uri %q is not https for https issuer", doc.JWKSURI)
 	}
 	return doc.JWKSURI, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,16 @@ func TestNewDiscovery(t *testing.T) {
 			name:    "configured issuer with trailing slash",
 			issuer:  func(is *testIssuer) string { return is.url() + "/" },
 			wantErr: "does not equal configured issuer",
+		},
+		{
+			name:    "relative jwks_uri",
+			prepare: func(is *testIssuer) { is.jwksURI = "/keys" },
+			wantErr: "no absolute jwks_uri",
+		},
+		{
+			name:    "missing jwks_uri",
+			prepare: func(is *testIssuer) { is.jwksURI = "-" },
+			wantErr: "no absolute jwks_uri",
 		},
 		{
 			name:    "issuer down",
@@ -350,5 +361,18 @@ func TestConcurrentVerifyDuringRotation(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent Verify() error = %v", err)
+	}
+}
+
+func TestNewRefusesPlainHTTPKeysForHTTPSIssuer(t *testing.T) {
+	var srv *httptest.Server
+	srv = newTLSDiscovery(t, func() string { return srv.URL }, "http://keys.example.invalid/keys")
+	v, err := New(t.Context(), srv.URL, testAudience, WithHTTPClient(srv.Client()))
+	if err == nil {
+		v.Close()
+		t.Fatal("New() error = nil, want refusal of an http jwks_uri for an https issuer")
+	}
+	if !strings.Contains(err.Error(), "not https") {
+		t.Errorf("New() error = %v, want it to mention https", err)
 	}
 }

@@ -65,7 +65,6 @@ type Verifier struct {
 	leeway   time.Duration
 	scopes   []string
 	now      func() time.Time
-	log      *slog.Logger
 	keys     *keySet
 
 	cancel    context.CancelFunc
@@ -251,7 +250,6 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 		leeway:   cfg.leeway,
 		scopes:   cfg.scopes,
 		now:      cfg.now,
-		log:      cfg.log,
 		keys:     ks,
 		cancel:   cancel,
 		done:     make(chan struct{}),
