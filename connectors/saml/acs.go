@@ -240,8 +240,13 @@ func classify(err error) error {
 		code = CodeAudienceMismatch
 	case errors.Is(err, saml.ErrRequestIDMismatch):
 		code = CodeRequestMismatch
+	case errors.Is(err, saml.ErrDestinationMismatch) && strings.Contains(err.Error(), "Recipient"):
+		code = CodeRecipientMismatch
 	case errors.Is(err, saml.ErrDestinationMismatch):
 		code = CodeDestinationMismatch
+	case strings.Contains(err.Error(), "signature element not present"):
+		// crewjam/saml keeps this sentinel unexported.
+		code = CodeSignatureInvalid
 	}
 	return reject(code, fmt.Errorf("saml: %w", err))
 }

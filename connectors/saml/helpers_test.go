@@ -232,6 +232,9 @@ type responseSpec struct {
 	attrs           map[string][]string
 	mutateAssertion func(a *saml.Assertion)
 	mutateResponse  func(r *saml.Response)
+	// extraAssertions more signed assertions go in before the response
+	// is signed.
+	extraAssertions int
 	// tamper edits the signed document before it is encoded.
 	tamper func(t *testing.T, doc *etree.Document)
 }
@@ -327,12 +330,20 @@ func (f *fixture) buildXML(t *testing.T, spec responseSpec) []byte {
 	if spec.mutateResponse != nil {
 		spec.mutateResponse(resp)
 	}
+	children := []*etree.Element{assertionEl}
+	for range spec.extraAssertions {
+		children = append(children, f.assertionEl(t, spec, "id-assertion-"+randomID()))
+	}
 	el := resp.Element()
-	el.AddChild(assertionEl)
+	for _, ch := range children {
+		el.AddChild(ch)
+	}
 	if spec.responseKey != nil {
 		resp.Signature = signEl(t, el, *spec.responseKey, spec.method)
 		el = resp.Element()
-		el.AddChild(assertionEl)
+		for _, ch := range children {
+			el.AddChild(ch)
+		}
 	}
 	doc := etree.NewDocument()
 	doc.SetRoot(el)
