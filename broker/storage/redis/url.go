@@ -45,13 +45,7 @@ func parseURL(raw string) (clientConfig, error) {
 		return clientConfig{}, fmt.Errorf("redis: url %q: missing scheme (redis://, rediss://, redis-sentinel:// or redis-cluster://)", redact(raw))
 	}
 	switch scheme {
-	case "redis", "rediss":
-		o, err := goredis.ParseURL(raw)
-		if err != nil {
-			return clientConfig{}, fmt.Errorf("redis: url %q: %w", redact(raw), err)
-		}
-		return clientConfig{single: o}, nil
-	case "redis-sentinel", "redis-cluster":
+	case "redis", "rediss", "redis-sentinel", "redis-cluster":
 	default:
 		return clientConfig{}, fmt.Errorf("redis: url %q: unsupported scheme %q (want redis, rediss, redis-sentinel or redis-cluster)", redact(raw), scheme)
 	}
@@ -68,10 +62,27 @@ func parseURL(raw string) (clientConfig, error) {
 			return clientConfig{}, fmt.Errorf("redis: url %q: user name: %w", redact(raw), err)
 		}
 		if pass, err = url.PathUnescape(p); err != nil {
-			return clientConfig{}, fmt.Errorf("redis: url %q: password: %w", redact(raw), err)
+			return clientConfig{}, fmt.Errorf("redis: url %q: password is not valid URL escaping", redact(raw))
 		}
 		authority = authority[i+1:]
 	}
+
+	if scheme == "redis" || scheme == "rediss" {
+		o, err := goredis.ParseURL(raw)
+		if err == nil {
+			_, err = parseAddrs(o.Addr, "6379")
+		}
+		if err != nil {
+			msg := err.Error()
+			if pass != "" {
+				msg = strings.ReplaceAll(msg, pass, "xxxxx")
+				msg = strings.ReplaceAll(msg, url.PathEscape(pass), "xxxxx")
+			}
+			return clientConfig{}, fmt.Errorf("redis: url %q: %s", redact(raw), msg)
+		}
+		return clientConfig{single: o}, nil
+	}
+
 	defPort := "6379"
 	if scheme == "redis-sentinel" {
 		defPort = "26379"
