@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/fedbroker/fedbroker/broker/storage"
 )
 
@@ -197,4 +196,3 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, se
 	}
 	return families, sessions, nil
 }
-
