@@ -107,6 +107,7 @@ type metadataSource struct {
 	url     string // empty for static metadata
 	client  *http.Client
 	refresh time.Duration
+	timeout time.Duration // of one fetch; metadataFetchTimeout when zero
 	now     func() time.Time
 	logger  *slog.Logger
 
@@ -130,9 +131,7 @@ func (m *metadataSource) get(ctx context.Context) (*saml.EntityDescriptor, error
 			m.refreshing = true
 			m.lastAttempt = m.now()
 			go func() {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metadataFetchTimeout)
-				defer cancel()
-				_ = m.load(ctx)
+				_ = m.load(context.WithoutCancel(ctx))
 			}()
 		}
 		m.mu.Unlock()
@@ -177,7 +176,11 @@ func (m *metadataSource) load(ctx context.Context) error {
 }
 
 func (m *metadataSource) fetch(ctx context.Context) (*saml.EntityDescriptor, error) {
-	ctx, cancel := context.WithTimeout(ctx, metadataFetchTimeout)
+	timeout := m.timeout
+	if timeout == 0 {
+		timeout = metadataFetchTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
 	if err != nil {
