@@ -11,8 +11,9 @@
 // under the tag {<prefix>:fam:<familyID>}. Secrets (codes, refresh tokens,
 // session ids) are stored only as storage.Hash of the secret.
 //
-// RevokeSubject uses a per-subject index of families and sessions; entries
-// of records that expired or were deleted meanwhile are skipped. Links all
+// RevokeSubject uses a per-subject index of families and sessions (a sorted
+// set scored by record expiry, pruned of expired entries on every insert);
+// entries of records that were deleted meanwhile are skipped. Links all
 // share one hash tag so ListLinks is one slot's MGET.
 //
 // Every Redis failure is returned wrapping storage.ErrUnavailable. Deleting

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,8 @@ func dumpAll(t *testing.T, url string) string {
 			v, err = c.HGetAll(ctx, k).Result()
 		case "set":
 			v, err = c.SMembers(ctx, k).Result()
+		case "zset":
+			v, err = c.ZRange(ctx, k, 0, -1).Result()
 		default:
 			t.Fatalf("key %s has unexpected type %s", k, typ)
 		}
@@ -265,6 +268,44 @@ func TestReplicas(t *testing.T) {
 	}
 	if fams, sess, err := a.RevokeSubject(ctx, "alice"); err != nil || fams != 0 || sess != 1 {
 		t.Fatalf("replica a RevokeSubject = %d, %d, %v, want 0 (already revoked by reuse), 1", fams, sess, err)
+	}
+}
+
+// TestSubjectIndexPruned checks that a subject's index does not keep
+// entries of expired records forever.
+func TestSubjectIndexPruned(t *testing.T) {
+	s := open(t, redistest.Start(t), Options{KeyPrefix: "prune"})
+	defer s.Close()
+	ctx := context.Background()
+	short := time.Now().Add(100 * time.Millisecond)
+	for i := 0; i < 5; i++ {
+		if err := s.CreateSession(ctx, storage.Session{ID: fmt.Sprint("short-", i), Subject: "bob", Expiry: short}); err != nil {
+			t.Fatal(err)
+		}
+		f := storage.RefreshFamily{ID: fmt.Sprint("f", i), Grant: storage.Grant{Subject: "bob"}, IdleExpiry: short, AbsoluteExpiry: short}
+		if err := s.CreateRefresh(ctx, f, f.ID+".t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	long := time.Now().Add(time.Hour)
+	if err := s.CreateSession(ctx, storage.Session{ID: "long", Subject: "bob", Expiry: long}); err != nil {
+		t.Fatal(err)
+	}
+	f := storage.RefreshFamily{ID: "long", Grant: storage.Grant{Subject: "bob"}, IdleExpiry: long, AbsoluteExpiry: long}
+	if err := s.CreateRefresh(ctx, f, "long.t"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{s.subjSessKey("bob"), s.subjFamKey("bob")} {
+		if n, err := s.c.ZCard(ctx, key).Result(); err != nil || n != 1 {
+			t.Errorf("ZCARD %s = %d, %v, want 1 (expired entries pruned)", key, n, err)
+		}
+		if ttl, err := s.c.PTTL(ctx, key).Result(); err != nil || ttl < 59*time.Minute {
+			t.Errorf("PTTL %s = %v, %v, want about an hour", key, ttl, err)
+		}
+	}
+	if fams, sess, err := s.RevokeSubject(ctx, "bob"); err != nil || fams != 1 || sess != 1 {
+		t.Fatalf("RevokeSubject = %d, %d, %v, want 1, 1", fams, sess, err)
 	}
 }
 

@@ -166,7 +166,7 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, until time.Ti
 // whole is not one transaction.
 func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, sessions int, err error) {
 	famIdx, sessIdx := s.subjFamKey(subject), s.subjSessKey(subject)
-	ids, err := s.c.SMembers(ctx, famIdx).Result()
+	ids, err := s.c.ZRange(ctx, famIdx, 0, -1).Result()
 	if err != nil {
 		return 0, 0, unavailable("revoke subject", err)
 	}
@@ -176,11 +176,11 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, se
 			return families, sessions, unavailable("revoke subject", err)
 		}
 		families += n
-		if err := s.c.SRem(ctx, famIdx, id).Err(); err != nil {
+		if err := s.c.ZRem(ctx, famIdx, id).Err(); err != nil {
 			return families, sessions, unavailable("revoke subject", err)
 		}
 	}
-	hashes, err := s.c.SMembers(ctx, sessIdx).Result()
+	hashes, err := s.c.ZRange(ctx, sessIdx, 0, -1).Result()
 	if err != nil {
 		return families, sessions, unavailable("revoke subject", err)
 	}
@@ -190,7 +190,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, se
 			return families, sessions, unavailable("revoke subject", err)
 		}
 		sessions += int(n)
-		if err := s.c.SRem(ctx, sessIdx, h).Err(); err != nil {
+		if err := s.c.ZRem(ctx, sessIdx, h).Err(); err != nil {
 			return families, sessions, unavailable("revoke subject", err)
 		}
 	}

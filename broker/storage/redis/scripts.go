@@ -70,10 +70,13 @@ if tomb and tonumber(tomb) > tonumber(ARGV[2]) then
 end
 return n`)
 
-// indexAdd: KEYS[1] set; ARGV member, expire-at ms, now ms. Adds member and
-// extends the set's lifetime to at least expire-at.
+// indexAdd: KEYS[1] sorted set; ARGV member, expire-at ms, now ms. Drops
+// members whose record expired, adds member scored by its expiry, and
+// extends the set's lifetime to at least expire-at, so an index holds at
+// most the records that may still live.
 var indexAddScript = goredis.NewScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 or tonumber(ARGV[3]) + left < tonumber(ARGV[2]) then
   redis.call('PEXPIREAT', KEYS[1], ARGV[2])
