@@ -3,6 +3,7 @@ package saml
 import (
 	"bytes"
 	"encoding/base64"
+	"net/url"
 	"testing"
 	"time"
 
@@ -20,6 +21,16 @@ func TestBuiltResponseAccepted(t *testing.T) {
 	}
 	if got.Subject != "u-1234" {
 		t.Errorf("Subject = %q, want u-1234", got.Subject)
+	}
+
+	// The broker may have parsed the form already.
+	st, raw = f.start(t, "state-2")
+	r := newPost(url.Values{"SAMLResponse": {f.build(t, defaultSpec(st.RequestID))}, "RelayState": {"state-2"}}.Encode())
+	if err := r.ParseForm(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.conn.HandlePOST(t.Context(), scopes(), raw, r); err != nil {
+		t.Fatalf("HandlePOST() with a parsed form error = %v", err)
 	}
 }
 
