@@ -76,13 +76,13 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 		return storage.RefreshFamily{}, errToken
 	}
 	h := storage.Hash(old)
-	if f.rotated[h] {
+	if f.current != h {
+		if !f.rotated[h] {
+			return storage.RefreshFamily{}, errToken
+		}
 		delete(s.families, id)
 		s.tombstones[id] = f.absoluteExpiry
 		return storage.RefreshFamily{}, fmt.Errorf("memory: family %s revoked: %w", id, storage.ErrReused)
-	}
-	if f.current != h {
-		return storage.RefreshFamily{}, errToken
 	}
 	f.rotated[h] = true
 	f.current = storage.Hash(next)

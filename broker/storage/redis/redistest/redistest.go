@@ -1,8 +1,10 @@
 // Package redistest starts a real redis-server for tests.
 //
 // Start returns the URL of a fresh, empty database. When $REDIS_URL is set it
-// is returned as is and the database it names is flushed (FLUSHDB) before the
-// test: never point $REDIS_URL at a database that holds anything of value.
+// is returned as is and the database it names is flushed (FLUSHDB) on every
+// call: never point $REDIS_URL at a database that holds anything of value,
+// and run packages one at a time (go test -p 1) since they share it.
+// StartServer always starts a private server, as it stops and restarts it.
 // Otherwise a redis-server from $PATH is started on a free loopback port with
 // persistence off and a temporary working directory, and stopped when the
 // test ends. Without redis-server the test is skipped, except when $CI is
