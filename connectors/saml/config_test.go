@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/fedbroker/fedbroker/connectors"
 )
@@ -82,5 +83,31 @@ func TestDefaults(t *testing.T) {
 	if got.RequireSigned != SignedAssertion || got.AllowedSkew != DefaultAllowedSkew || got.Binding != BindingRedirect ||
 		got.MetadataRefresh != DefaultMetadataRefresh || got.MaxResponseBytes != DefaultMaxResponseBytes || got.AllowIDPInitiated {
 		t.Errorf("defaults = %+v", got)
+	}
+}
+
+func TestConfigYAML(t *testing.T) {
+	src := `
+idp_metadata_url: https://idp.test/metadata
+metadata_refresh: 30m
+require_signed: both
+allowed_skew: 2m
+binding: post
+allow_idp_initiated: true
+nameid_format: email
+subject_attribute: uid
+max_response_bytes: 65536
+`
+	var got Config
+	if err := yaml.Unmarshal([]byte(src), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		IDPMetadataURL: "https://idp.test/metadata", MetadataRefresh: 30 * time.Minute, RequireSigned: SignedBoth,
+		AllowedSkew: 2 * time.Minute, Binding: BindingPOST, AllowIDPInitiated: true, NameIDFormat: "email",
+		SubjectAttribute: "uid", MaxResponseBytes: 65536,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("yaml config mismatch (-want +got):\n%s", diff)
 	}
 }
