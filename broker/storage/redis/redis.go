@@ -56,9 +56,18 @@ type Store struct {
 	now    func() time.Time
 }
 
-// Open connects to the Redis named by url (see the package doc of parseURL
-// forms: redis://, rediss://, redis-sentinel://, redis-cluster://), checks
-// that it answers, and returns a Store that owns the client.
+// Open connects to the Redis named by url, checks that it answers, and
+// returns a Store that owns the client. The URL forms are
+//
+//	redis://[user:pass@]host:port[/db]
+//	rediss://[user:pass@]host:port[/db]                 (TLS)
+//	redis-sentinel://[user:pass@]h1:p1,h2:p2/master[?db=N]
+//	redis-cluster://[user:pass@]h1:p1,h2:p2
+//
+// redis:// and rediss:// also take go-redis's query options (dial_timeout,
+// pool_size, ...). A sentinel URL may set sentinel_username and
+// sentinel_password when the sentinels' credentials differ. A malformed URL
+// is an error naming it, with any password hidden.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if strings.ContainsAny(opts.KeyPrefix, "{}") {
 		return nil, fmt.Errorf("redis: key prefix %q must not contain '{' or '}'", opts.KeyPrefix)

@@ -47,8 +47,12 @@ func TestConformanceCluster(t *testing.T) {
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	ctx := context.Background()
-	if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
-		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
+	slots := make([]int, 16384)
+	for i := range slots {
+		slots[i] = i
+	}
+	if err := c.ClusterAddSlots(ctx, slots...).Err(); err != nil {
+		t.Fatalf("CLUSTER ADDSLOTS: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -4,11 +4,13 @@
 // is returned as is and the database it names is flushed (FLUSHDB) on every
 // call: never point $REDIS_URL at a database that holds anything of value,
 // and run packages one at a time (go test -p 1) since they share it.
-// StartServer always starts a private server, as it stops and restarts it.
 // Otherwise a redis-server from $PATH is started on a free loopback port with
 // persistence off and a temporary working directory, and stopped when the
 // test ends. Without redis-server the test is skipped, except when $CI is
 // "true", where it fails.
+//
+// StartServer always starts a private server (never $REDIS_URL), which a
+// fault test may Stop and Restart.
 package redistest
 
 import (
