@@ -1,0 +1,30 @@
+package demo
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/fedbroker/fedbroker/verify"
+)
+
+// APIHandler is the demo API: every request must carry an access token of
+// the broker for the API's audience, verified locally by the verify package
+// (no call to the broker per request).
+func APIHandler(v *verify.Verifier) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		c, _ := verify.ClaimsFromContext(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"verified":  true,
+			"sub":       c.Subject,
+			"client_id": c.ClientID,
+			"scope":     c.Scope,
+			"groups":    c.Groups,
+			"roles":     c.Roles,
+			"email":     c.Raw["email"],
+			"expires":   c.Expiry,
+		})
+	})
+	return v.Middleware()(mux)
+}
