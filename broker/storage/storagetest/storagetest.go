@@ -87,8 +87,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 // ttl is the lifetime of records in the expiry tests; wait is how long they
 // sleep past it.
 const (
-	ttl  = time.Second
-	wait = 1500 * time.Millisecond
+	ttl  = 2 * time.Second
+	wait = 2200 * time.Millisecond
 )
 
 var cmpOpts = []cmp.Option{cmpopts.EquateEmpty()}
