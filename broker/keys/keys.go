@@ -43,6 +43,9 @@ const (
 	// maxSyncInterval caps the Run interval so every replica picks up a
 	// rotation well within retireLeeway.
 	maxSyncInterval = 30 * time.Second
+	// startWait is how long New waits for a lease holder's key set before
+	// writing its own.
+	startWait = 3 * time.Second
 )
 
 // ErrStatic is returned by RotateNow when keys come from static PEM files.
@@ -173,13 +176,13 @@ func New(ctx context.Context, store storage.Storage, opts Options) (*Manager, er
 }
 
 // start loads the key set, creating it or adding missing algorithms under
-// the lease. When another replica holds the lease it waits for that
-// replica's set, and after the lease could have expired writes its own
-// with a compare-and-swap, so exactly one set is ever created.
+// the lease. When another replica holds the lease it waits a little for
+// that replica's set, then writes its own anyway: the compare-and-swap
+// still lets exactly one set win, and the loser loads the winner's.
 func (m *Manager) start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	deadline := time.Now().Add(leaseTTL + 5*time.Second)
+	deadline := time.Now().Add(startWait)
 	for {
 		set, version, err := m.fetch(ctx)
 		if err != nil {

@@ -53,9 +53,9 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 		return false, nil
 	}
 	if ok {
-		// Shorten the lease to release it; the next writer needs it only
-		// after this write is visible.
-		defer func() { _, _ = m.store.AcquireLease(context.WithoutCancel(ctx), leaseName, m.holder, time.Millisecond) }()
+		// Release by renewing with a TTL already past; both backends treat
+		// that as expired (Redis clamps it to one millisecond).
+		defer func() { _, _ = m.store.AcquireLease(context.WithoutCancel(ctx), leaseName, m.holder, -time.Millisecond) }()
 	}
 	set, version, err := m.fetch(ctx)
 	if err != nil {
