@@ -55,7 +55,9 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 	if ok {
 		// Release by renewing with a TTL already past; both backends treat
 		// that as expired (Redis clamps it to one millisecond).
-		defer func() { _, _ = m.store.AcquireLease(context.WithoutCancel(ctx), leaseName, m.holder, -time.Millisecond) }()
+		defer func() {
+			_, _ = m.store.AcquireLease(context.WithoutCancel(ctx), leaseName, m.holder, -time.Millisecond)
+		}()
 	}
 	set, version, err := m.fetch(ctx)
 	if err != nil {
