@@ -15,6 +15,7 @@
 package testidp
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -334,4 +335,31 @@ func randString(n int) string {
 		panic(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// CallbackRequest plays the browser: it GETs loginURL without following
+// redirects and returns the request the browser would then make to the
+// Location it was sent to (the callback, with code and state or error).
+// It fails unless the answer is a redirect.
+func CallbackRequest(ctx context.Context, loginURL string) (*http.Request, error) {
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loginURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("testidp: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("testidp: get %s: %w", loginURL, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return nil, fmt.Errorf("testidp: get authorize: status %d, want 302", resp.StatusCode)
+	}
+	loc := resp.Header.Get("Location")
+	cb, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
+	if err != nil {
+		return nil, fmt.Errorf("testidp: location %q: %w", loc, err)
+	}
+	cb.RequestURI = cb.URL.RequestURI()
+	return cb, nil
 }
