@@ -3,6 +3,12 @@
 // issue, an internal subject and a link key, or a rejection.
 package mapping
 
+import (
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+)
+
 // Spec is one mapping as written under `mappings:` in config.
 type Spec struct {
 	Require []Rule `yaml:"require"`
@@ -26,4 +32,25 @@ type Rule struct {
 type ClaimSpec struct {
 	Expr string `yaml:"expr"`
 	In   string `yaml:"in"`
+}
+
+// UnmarshalYAML accepts a claim written as just its expression
+// (`email: claims.email`) as well as the full form
+// (`groups: {expr: claims.groups, in: access_token}`).
+func (c *ClaimSpec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return fmt.Errorf("mapping: claim: %w", err)
+		}
+		*c = ClaimSpec{Expr: s}
+		return nil
+	}
+	type plain ClaimSpec
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return fmt.Errorf("mapping: claim: %w", err)
+	}
+	*c = ClaimSpec(p)
+	return nil
 }
