@@ -32,6 +32,9 @@ const (
 // estimate assumes for any value read from claims or sources.
 const sizeHint = 10000
 
+// elemSizeHint bounds a value nested inside a claim (one group name, say).
+const elemSizeHint = 1000
+
 // maxExprLen caps the length of one expression in code points.
 const maxExprLen = 16384
 
@@ -249,8 +252,8 @@ func trackLinear(args []ref.Val, _ ref.Val) *uint64 {
 	return &n
 }
 
-// sizeEstimator bounds every value read from claims and sources by
-// sizeHint, and connector fields by 256.
+// sizeEstimator bounds every claim and source by sizeHint, every value
+// nested inside one by elemSizeHint, and connector fields by 256.
 type sizeEstimator struct{}
 
 func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
@@ -260,6 +263,9 @@ func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	}
 	switch p[0] {
 	case varClaims, varSources:
+		if len(p) > 2 {
+			return &checker.SizeEstimate{Min: 0, Max: elemSizeHint}
+		}
 		return &checker.SizeEstimate{Min: 0, Max: sizeHint}
 	case varConnector:
 		return &checker.SizeEstimate{Min: 0, Max: 256}
