@@ -252,14 +252,17 @@ func trackLinear(args []ref.Val, _ ref.Val) *uint64 {
 	return &n
 }
 
-// sizeEstimator bounds every claim and source by sizeHint, every value
+// sizeEstimator bounds every claim, source and otherwise unbounded
+// computed value by sizeHint, every value
 // nested inside one by elemSizeHint, and connector fields by 256.
 type sizeEstimator struct{}
 
 func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	p := n.Path()
 	if len(p) == 0 {
-		return nil
+		// A value computed from claims whose size CEL cannot derive (the
+		// result of orValue, say): bound it like a claim.
+		return &checker.SizeEstimate{Min: 0, Max: sizeHint}
 	}
 	switch p[0] {
 	case varClaims, varSources:
