@@ -112,6 +112,19 @@ func TestNoKEKWarnsAndStoresClear(t *testing.T) {
 	if activeKid(t, m2, "ES256") != activeKid(t, m, "ES256") {
 		t.Error("Manager with a KEK signs with another key than the clear set's")
 	}
+	// Its next write seals every private key left in clear.
+	if err := m2.RotateNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	blob, _, _ = store.GetKeys(context.Background())
+	if bytes.Contains(blob, []byte(`"seal":"none"`)) {
+		t.Error("stored set still has keys in clear after a write with a KEK")
+	}
+	for _, secret := range privateBytes(t, key{private: m2.state.Load().signing["ES256"].priv}) {
+		if bytes.Contains(blob, secret) {
+			t.Error("stored set contains the active private key in clear after a write with a KEK")
+		}
+	}
 }
 
 func TestLogsNeverCarryPrivateKeys(t *testing.T) {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -338,5 +341,42 @@ func TestRunSyncsUntilCancelled(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestRelyingPartyCacheSurvivesRotation: a go-oidc verifier that fetched
+// the JWKS once, before the rotation, verifies tokens signed after it
+// without fetching again, because the new signing key was published as
+// Next.
+func TestRelyingPartyCacheSurvivesRotation(t *testing.T) {
+	clk := newClock()
+	ctx := context.Background()
+	m := newManager(t, newStore(clk), clk, Options{RotationPeriod: time.Hour})
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		body, _ := m.JWKS()
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	v := oidc.NewVerifier(issuer, oidc.NewRemoteKeySet(ctx, srv.URL), &oidc.Config{ClientID: "app", SupportedSigningAlgs: []string{"ES256"}, Now: clk.Now})
+
+	before, _ := m.Sign("", claims(t, clk.Now()), "JWT")
+	if _, err := v.Verify(ctx, before); err != nil {
+		t.Fatalf("Verify before rotation: %v", err)
+	}
+	clk.Advance(time.Hour)
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := m.Sign("", claims(t, clk.Now()), "JWT")
+	if header(t, after).KeyID == header(t, before).KeyID {
+		t.Fatal("no rotation happened")
+	}
+	if _, err := v.Verify(ctx, after); err != nil {
+		t.Fatalf("Verify after rotation: %v", err)
+	}
+	if got := fetches.Load(); got != 1 {
+		t.Errorf("JWKS fetched %d times, want 1: the new key was not in the cached set", got)
 	}
 }

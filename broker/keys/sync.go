@@ -97,9 +97,27 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 }
 
 // ensure gives every configured algorithm missing from set an Active and a
-// Next key, and drops retired keys past their RetireAt.
+// Next key, drops retired keys past their RetireAt and, when a KEK is
+// configured, seals private keys that were stored in clear.
 func (m *Manager) ensure(set *keySet, now time.Time) (bool, error) {
 	changed := prune(set, now)
+	if m.sealer.aead != nil {
+		for _, as := range set.Algs {
+			for _, sk := range []*storedKey{&as.Active, &as.Next} {
+				if sk.Seal != sealNone {
+					continue
+				}
+				k, err := m.sealer.decode(*sk)
+				if err != nil {
+					return false, err
+				}
+				if *sk, err = m.sealer.encode(k, sk.Created); err != nil {
+					return false, err
+				}
+				changed = true
+			}
+		}
+	}
 	for _, a := range m.algs {
 		if set.Algs[a] != nil {
 			continue
@@ -236,8 +254,13 @@ func (m *Manager) Sync(ctx context.Context) error {
 
 // RotateNow rotates every configured algorithm at once, under the lease,
 // unless another replica rotated since this Manager last loaded the set (so
-// two replicas asked at the same moment make one rotation). It fails when
-// another replica holds the lease.
+// two replicas asked at the same moment make one rotation). It returns
+// ErrBusy when another replica holds the lease or wrote first.
+//
+// The key that starts signing is the published Next key, so relying
+// parties that fetched the JWKS since the previous rotation already have
+// it; a second RotateNow within MaxAge activates a key they may not have
+// fetched yet. Use it for a suspected compromise, not routinely.
 func (m *Manager) RotateNow(ctx context.Context) error {
 	if m.static {
 		return ErrStatic
