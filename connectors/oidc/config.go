@@ -24,7 +24,7 @@ import (
 // Defaults and bounds of the configuration.
 const (
 	DefaultTimeout            = 10 * time.Second
-	DefaultKeyRefreshInterval = time.Minute
+	DefaultKeyRefreshInterval = 10 * time.Second
 	minTimeout                = 100 * time.Millisecond
 	maxTimeout                = 2 * time.Minute
 )
@@ -67,7 +67,8 @@ type Config struct {
 	// Timeout bounds every upstream request (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// KeyRefreshInterval is the least time between two JWKS fetches caused
-	// by an unknown key id (default 1m).
+	// by an unknown key id (default 10s). A token signed with a key published
+	// less than this after the last fetch is refused until the interval ends.
 	KeyRefreshInterval time.Duration `yaml:"key_refresh_interval"`
 }
 
