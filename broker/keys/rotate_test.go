@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -378,5 +379,31 @@ func TestRelyingPartyCacheSurvivesRotation(t *testing.T) {
 	}
 	if got := fetches.Load(); got != 1 {
 		t.Errorf("JWKS fetched %d times, want 1: the new key was not in the cached set", got)
+	}
+}
+
+func TestCorruptKeySet(t *testing.T) {
+	clk := newClock()
+	ctx := context.Background()
+	store := newStore(clk)
+	m := newManager(t, store, clk, Options{})
+	kid := activeKid(t, m, "ES256")
+	_, v, err := store.GetKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, blob := range [][]byte{[]byte("{not json"), []byte(`{"format":99}`), []byte(`{"format":1,"algs":{"ES256":{"active":{"kid":"x","alg":"ES256","public":"AAAA"}}}}`)} {
+		if v, err = store.PutKeys(ctx, blob, v); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Sync(ctx); err == nil {
+			t.Errorf("blob %d: Sync of a corrupt key set = nil error", i)
+		}
+		if got := activeKid(t, m, "ES256"); got != kid {
+			t.Errorf("blob %d: signing kid after a corrupt Sync = %s, want %s", i, got, kid)
+		}
+		if _, err := New(ctx, store, Options{Now: clk.Now, KEK: bytes.Repeat([]byte{7}, 32)}); err == nil {
+			t.Errorf("blob %d: New on a corrupt key set = nil error", i)
+		}
 	}
 }

@@ -214,7 +214,10 @@ func (m *Manager) Sync(ctx context.Context) error {
 		}
 		return nil
 	}
-	rotating := set == nil || !m.complete(set)
+	if set == nil {
+		return ErrNotReady // no set stored and none in memory to restore
+	}
+	rotating := !m.complete(set)
 	for _, a := range m.algs {
 		rotating = rotating || m.due(set, a, now)
 	}
@@ -246,7 +249,7 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !done && set != nil && m.complete(set) {
+	if !done && m.complete(set) {
 		return m.install(set, version)
 	}
 	return nil
