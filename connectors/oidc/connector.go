@@ -277,6 +277,9 @@ func (c *Connector) verify(ctx context.Context, tok *oauth2.Token, nonce string)
 	if err != nil {
 		return nil, verifyError(err)
 	}
+	if azp, _ := idTokenClaim(idt, "azp"); len(idt.Audience) > 1 && azp != c.cfg.ClientID {
+		return nil, userError(CodeInvalidToken, "The identity provider's answer failed verification.", fmt.Errorf("oidc: azp %q with several audiences, want %q", azp, c.cfg.ClientID))
+	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
 		return nil, userError(CodeInvalidToken, "The identity provider's answer does not belong to this sign-in. Please start again.", fmt.Errorf("oidc: nonce mismatch"))
 	}
@@ -351,6 +354,16 @@ func (c *Connector) identity(ctx context.Context, tok *oauth2.Token, claims map[
 		}
 	}
 	return id, nil
+}
+
+// idTokenClaim returns a string claim of idt.
+func idTokenClaim(idt *oidc.IDToken, name string) (string, bool) {
+	var m map[string]any
+	if idt.Claims(&m) != nil {
+		return "", false
+	}
+	v, ok := m[name].(string)
+	return v, ok
 }
 
 // isTrue accepts true and "true" (some upstreams send strings).

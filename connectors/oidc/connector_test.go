@@ -381,3 +381,30 @@ func TestRefreshSubjectChange(t *testing.T) {
 	_, err = c.Refresh(context.Background(), connectors.Scopes{}, id)
 	wantCode(t, err, CodeInvalidToken)
 }
+
+func TestAzpWithSeveralAudiences(t *testing.T) {
+	tests := []struct {
+		name   string
+		claims map[string]any
+		ok     bool
+	}{
+		{"azp is the client", map[string]any{"aud": []any{"client", "api"}, "azp": "client"}, true},
+		{"azp missing", map[string]any{"aud": []any{"client", "api"}}, false},
+		{"azp another party", map[string]any{"aud": []any{"client", "api"}, "azp": "api"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := newIdP(t, testidp.Options{})
+			c := open(t, baseConfig(idp), nil)
+			idp.SetTamper(testidp.Tamper{ExtraClaims: tt.claims})
+			_, err := login(t, c)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("login error = %v", err)
+				}
+				return
+			}
+			wantCode(t, err, CodeInvalidToken)
+		})
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -47,6 +48,9 @@ type Options struct {
 	Now func() time.Time
 	// PageSize of Graph and Directory group listings (default 100).
 	PageSize int
+	// Listener, when set, is where the server listens (a fixed address for
+	// the demo); default a fresh loopback port.
+	Listener net.Listener
 }
 
 // User is an account at the IdP.
@@ -151,7 +155,12 @@ func New(opts Options) *IdP {
 	}
 	p.keys = []signingKey{p.newKey()}
 	p.foreign = p.newKey()
-	p.srv = httptest.NewServer(p.routes())
+	p.srv = httptest.NewUnstartedServer(p.routes())
+	if opts.Listener != nil {
+		p.srv.Listener.Close()
+		p.srv.Listener = opts.Listener
+	}
+	p.srv.Start()
 	p.issuer = p.srv.URL
 	return p
 }
