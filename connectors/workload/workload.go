@@ -1,0 +1,214 @@
+// Package workload verifies tokens that trusted external issuers (GitHub
+// Actions, Kubernetes service-account issuers, cloud workload identities,
+// another fedbroker) give their workloads, for token exchange. It is a
+// connectors.TokenVerifier: it turns a presented JWT into an Identity, or
+// refuses it.
+package workload
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/connectors"
+)
+
+// Config is one trusted workload issuer.
+type Config struct {
+	// Issuer is the exact `iss` of accepted tokens.
+	Issuer string `yaml:"issuer"`
+	// Audiences are the `aud` values accepted; a token must carry one.
+	Audiences []string `yaml:"audiences"`
+	// JWKSFile is a static JWKS (clusters without public discovery). When
+	// empty the keys come from the issuer's OpenID discovery document.
+	JWKSFile string `yaml:"jwks_file"`
+	// JWKSURL fetches keys from this URL instead of discovery.
+	JWKSURL string `yaml:"jwks_url"`
+	// Algorithms allowed; default RS256 and ES256. HMAC and none are never
+	// accepted.
+	Algorithms []string `yaml:"algorithms"`
+	// OneTimeJTI makes the broker accept each token's jti once (the token
+	// must then carry a jti).
+	OneTimeJTI bool `yaml:"one_time_jti"`
+	// MaxLifetime refuses tokens whose exp-iat exceeds it (default 24h).
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// SubjectClaim names the claim that identifies the workload (default sub).
+	SubjectClaim string `yaml:"subject_claim"`
+}
+
+var signingAlgs = map[string]bool{"RS256": true, "RS384": true, "RS512": true, "ES256": true, "ES384": true, "ES512": true, "PS256": true, "PS384": true, "PS512": true, "EdDSA": true}
+
+// Validate returns every problem with its path relative to the workload.
+func (c *Config) Validate() []connectors.FieldError {
+	var errs []connectors.FieldError
+	add := func(path, msg string) { errs = append(errs, connectors.FieldError{Path: path, Message: msg}) }
+	if c.Issuer == "" {
+		add("issuer", "required")
+	} else if u, err := url.Parse(c.Issuer); err != nil || !u.IsAbs() || u.Host == "" {
+		add("issuer", "must be an absolute URL")
+	}
+	if len(c.Audiences) == 0 {
+		add("audiences", "at least one accepted audience is required")
+	}
+	for i, a := range c.Audiences {
+		if strings.TrimSpace(a) == "" {
+			add(fmt.Sprintf("audiences[%d]", i), "empty")
+		}
+	}
+	if c.JWKSFile != "" && c.JWKSURL != "" {
+		add("jwks_file", "give jwks_file or jwks_url, not both")
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+			add("jwks_url", "must be an http(s) URL")
+		}
+	}
+	for i, a := range c.Algorithms {
+		if !signingAlgs[a] {
+			add(fmt.Sprintf("algorithms[%d]", i), fmt.Sprintf("%q is not an asymmetric signing algorithm", a))
+		}
+	}
+	if c.MaxLifetime < 0 {
+		add("max_lifetime", "must be positive")
+	}
+	return errs
+}
+
+// Verifier verifies one issuer's workload tokens.
+type Verifier struct {
+	cfg      Config
+	verifier *oidc.IDTokenVerifier
+	now      func() time.Time
+}
+
+var _ connectors.TokenVerifier = (*Verifier)(nil)
+
+// Open builds the verifier: keys from the static file, the given JWKS URL,
+// or discovery (whose issuer must match).
+func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (*Verifier, error) {
+	cfg := *c
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{"RS256", "ES256"}
+	}
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = 24 * time.Hour
+	}
+	if cfg.SubjectClaim == "" {
+		cfg.SubjectClaim = "sub"
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	var keys oidc.KeySet
+	switch {
+	case cfg.JWKSFile != "":
+		b, err := os.ReadFile(cfg.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s: jwks_file: %w", id, err)
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(b, &set); err != nil {
+			return nil, fmt.Errorf("workload %s: jwks_file: %w", id, err)
+		}
+		var pubs []crypto.PublicKey
+		for _, k := range set.Keys {
+			if k.IsPublic() && k.Valid() {
+				pubs = append(pubs, k.Key)
+			}
+		}
+		if len(pubs) == 0 {
+			return nil, fmt.Errorf("workload %s: jwks_file has no public signing key", id)
+		}
+		keys = &oidc.StaticKeySet{PublicKeys: pubs}
+	case cfg.JWKSURL != "":
+		keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), cfg.JWKSURL)
+	default:
+		p, err := oidc.NewProvider(oidc.ClientContext(ctx, client), cfg.Issuer)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s: discovery: %w", id, err)
+		}
+		var meta struct {
+			JWKS string `json:"jwks_uri"`
+		}
+		if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
+			return nil, fmt.Errorf("workload %s: discovery has no jwks_uri", id)
+		}
+		keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), meta.JWKS)
+	}
+	v := oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
+		SkipClientIDCheck:    true, // audiences are checked against the list below
+		SupportedSigningAlgs: cfg.Algorithms,
+		Now:                  now,
+	})
+	return &Verifier{cfg: cfg, verifier: v, now: now}, nil
+}
+
+// Errors callers branch on (all wrapped in connectors.UserError for the
+// token endpoint's error description).
+var (
+	ErrUntrusted    = errors.New("workload: token not from this issuer or not validly signed")
+	ErrAudience     = errors.New("workload: token audience not accepted")
+	ErrLifetime     = errors.New("workload: token lifetime too long")
+	ErrMissingJTI   = errors.New("workload: token has no jti")
+	ErrMissingClaim = errors.New("workload: token lacks the subject claim")
+)
+
+// OneTimeJTI reports whether each token's jti may be used once only.
+func (v *Verifier) OneTimeJTI() bool { return v.cfg.OneTimeJTI }
+
+// Issuer is the trusted issuer.
+func (v *Verifier) Issuer() string { return v.cfg.Issuer }
+
+// VerifyToken checks signature (allowed algorithms only), iss, exp, an
+// accepted audience and a bounded lifetime, and returns the workload's
+// identity with all its claims. Identity.Claims["jti"] and ["exp"] are kept
+// so the broker can enforce one-time use.
+func (v *Verifier) VerifyToken(ctx context.Context, token string) (connectors.Identity, error) {
+	if len(token) > 16<<10 {
+		return connectors.Identity{}, ErrUntrusted
+	}
+	idt, err := v.verifier.Verify(ctx, token)
+	if err != nil {
+		var exp *oidc.TokenExpiredError
+		if errors.As(err, &exp) {
+			return connectors.Identity{}, fmt.Errorf("workload: token expired at %s: %w", exp.Expiry.UTC().Format(time.RFC3339), ErrUntrusted)
+		}
+		return connectors.Identity{}, fmt.Errorf("%w: %v", ErrUntrusted, err)
+	}
+	if !slices.ContainsFunc(idt.Audience, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+		return connectors.Identity{}, ErrAudience
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return connectors.Identity{}, fmt.Errorf("%w: %v", ErrUntrusted, err)
+	}
+	if iat, ok := claims["iat"].(float64); ok && idt.Expiry.Sub(time.Unix(int64(iat), 0)) > v.cfg.MaxLifetime {
+		return connectors.Identity{}, ErrLifetime
+	}
+	if v.cfg.OneTimeJTI {
+		if jti, _ := claims["jti"].(string); jti == "" {
+			return connectors.Identity{}, ErrMissingJTI
+		}
+	}
+	sub, _ := claims[v.cfg.SubjectClaim].(string)
+	if sub == "" {
+		return connectors.Identity{}, ErrMissingClaim
+	}
+	return connectors.Identity{Subject: sub, Claims: claims}, nil
+}
