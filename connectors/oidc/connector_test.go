@@ -408,3 +408,23 @@ func TestAzpWithSeveralAudiences(t *testing.T) {
 		})
 	}
 }
+
+func TestKeysRefetchedWhenStale(t *testing.T) {
+	idp := newIdP(t, testidp.Options{TokenLifetime: 3 * time.Hour})
+	clk := &clock{}
+	c := open(t, baseConfig(idp), clk)
+	if _, err := login(t, c); err != nil {
+		t.Fatal(err)
+	}
+	before := idp.KeyFetches()
+	if _, err := login(t, c); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(keyMaxAge + time.Minute)
+	if _, err := login(t, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := idp.KeyFetches() - before; got != 1 {
+		t.Errorf("JWKS fetches across one max age = %d, want 1", got)
+	}
+}

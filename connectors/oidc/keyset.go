@@ -22,6 +22,10 @@ var (
 	errBadSignature = errors.New("oidc: signature does not verify")
 )
 
+// keyMaxAge is how long cached keys are used before the JWKS is fetched
+// again, so that a key the upstream withdrew stops verifying.
+const keyMaxAge = time.Hour
+
 // keySet is an oidc.KeySet over the upstream JWKS. Unlike go-oidc's
 // RemoteKeySet, which fetches the JWKS for every token with an unknown key
 // id, it refetches at most once per minInterval, so forged tokens with
@@ -55,6 +59,14 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if !k.fetched.IsZero() && k.now().Sub(k.fetched) > keyMaxAge {
+		// Drop keys the upstream no longer publishes; on failure keep
+		// serving from the cache.
+		if keys, err := k.fetch(ctx); err == nil {
+			k.keys = keys
+		}
+		k.fetched = k.now()
+	}
 	if payload, found, err := verifyWith(jws, k.keys, kid); found {
 		return payload, err
 	}
