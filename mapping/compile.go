@@ -260,7 +260,6 @@ func (c *compiler) compile(path, expr string, tables map[string]traits.Mapper) (
 		cel.CostLimit(c.opts.MaxCost),
 		costTrackerOptions(),
 		cel.InterruptCheckFrequency(100),
-		cel.EvalOptions(cel.OptOptimize),
 	)
 	if err != nil {
 		c.errf(path, "program for %q: %v", expr, err)

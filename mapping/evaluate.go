@@ -214,7 +214,69 @@ func (m *Mapping) checkSize(res Result) error {
 	return nil
 }
 
+// Input bounds. The compile-time cost estimate assumes every list and map
+// has at most sizeHint entries; inputs beyond the bounds are refused before
+// any expression runs, so the estimate stays an upper bound.
+const (
+	maxInputString = 64 << 10
+	maxInputDepth  = 32
+)
+
+// checkInput refuses input values beyond the bounds the cost estimate
+// assumes.
+func checkInput(path string, v reflect.Value, depth int) error {
+	if depth > maxInputDepth {
+		return fmt.Errorf("%s: nested deeper than %d", path, maxInputDepth)
+	}
+	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return checkInput(path, v.Elem(), depth)
+	case reflect.String:
+		if v.Len() > maxInputString {
+			return fmt.Errorf("%s: string of %d bytes, limit %d", path, v.Len(), maxInputString)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			if v.Len() > maxInputString {
+				return fmt.Errorf("%s: %d bytes, limit %d", path, v.Len(), maxInputString)
+			}
+			return nil
+		}
+		if v.Len() > sizeHint {
+			return fmt.Errorf("%s: %d elements, limit %d", path, v.Len(), sizeHint)
+		}
+		for i := 0; i < v.Len(); i++ {
+			if err := checkInput(path, v.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if v.Len() > sizeHint {
+			return fmt.Errorf("%s: %d entries, limit %d", path, v.Len(), sizeHint)
+		}
+		for it := v.MapRange(); it.Next(); {
+			p := path
+			if k, ok := it.Key().Interface().(string); ok && depth == 0 {
+				p = path + "." + k
+			}
+			if err := checkInput(p, it.Value(), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func activation(in Input) (cel.Activation, error) {
+	if err := checkInput(varClaims, reflect.ValueOf(in.Claims), 0); err != nil {
+		return nil, err
+	}
+	if err := checkInput(varSources, reflect.ValueOf(in.Sources), 0); err != nil {
+		return nil, err
+	}
 	claims, sources := in.Claims, in.Sources
 	if claims == nil {
 		claims = map[string]any{}
@@ -327,15 +389,6 @@ func toJSON(v ref.Val, depth int) (out any, keep bool, err error) {
 			out[string(ks)] = e
 		}
 		return out, true, nil
-	}
-	// Input values CEL wraps without a native type of its own.
-	if nv, err := v.ConvertToNative(reflect.TypeOf((*any)(nil)).Elem()); err == nil {
-		if b, err := json.Marshal(nv); err == nil {
-			var j any
-			if json.Unmarshal(b, &j) == nil && j != nil {
-				return j, true, nil
-			}
-		}
 	}
 	return nil, false, fmt.Errorf("result of type %s cannot be a claim", v.Type().TypeName())
 }
