@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -261,12 +262,31 @@ func TestGroupsGraphFailures(t *testing.T) {
 	t.Cleanup(hostile.Close)
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	throttled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "10")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	t.Cleanup(throttled.Close)
+	forbidden := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":{"code":"Authorization_RequestDenied"}}`, http.StatusForbidden)
+	}))
+	t.Cleanup(forbidden.Close)
 	tests := []struct {
 		name  string
 		graph string
 		want  string
 	}{
 		{"graph down", down.URL, oidc.CodeUnavailable},
+		{"graph slow", slow.URL, oidc.CodeUnavailable},
+		{"graph throttling", throttled.URL, oidc.CodeUnavailable},
+		{"graph forbidden", forbidden.URL, CodeGroupsFailed},
 		{"nextLink to another host", hostile.URL, CodeGroupsFailed},
 	}
 	for _, tt := range tests {
@@ -275,9 +295,14 @@ func TestGroupsGraphFailures(t *testing.T) {
 			cfg := multiTenant(idp, tenantA)
 			cfg.Groups = GroupsIDs
 			cfg.GraphURL = tt.graph
+			cfg.Timeout = 500 * time.Millisecond
 			entraUser(idp, tenantA, map[string]any{"hasgroups": true})
+			start := time.Now()
 			_, err := login(t, open(t, cfg))
 			wantCode(t, err, tt.want)
+			if d := time.Since(start); d > 2500*time.Millisecond {
+				t.Errorf("login took %s, want the 500ms Graph timeout to apply", d)
+			}
 		})
 	}
 }
