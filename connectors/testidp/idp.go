@@ -187,8 +187,10 @@ func (p *IdP) SetIssuer(iss string) {
 	p.issuer = iss
 }
 
-// ClientID and ClientSecret of the registered client.
-func (p *IdP) ClientID() string     { return p.opts.ClientID }
+// ClientID is the registered client's id.
+func (p *IdP) ClientID() string { return p.opts.ClientID }
+
+// ClientSecret is the registered client's secret.
 func (p *IdP) ClientSecret() string { return p.opts.ClientSecret }
 
 // SetUser adds or replaces u (by Subject) and makes it the user /authorize
