@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fedbroker/fedbroker/connectors/workload"
 	"github.com/fedbroker/fedbroker/mapping"
 )
 
@@ -21,6 +22,24 @@ type Config struct {
 	Mappings   map[string]mapping.Spec `yaml:"mappings"`
 	Clients    []Client                `yaml:"clients"`
 	Links      Links                   `yaml:"links"`
+	Workloads  []Workload              `yaml:"workloads"`
+	Admin      Admin                   `yaml:"admin"`
+}
+
+// Admin is the admin API listener (off unless addr and a token or mTLS are
+// set).
+type Admin struct {
+	Addr  string    `yaml:"addr"` // default 127.0.0.1:5557 when enabled
+	Token string    `yaml:"token"`
+	TLS   *AdminTLS `yaml:"tls"`
+}
+
+// AdminTLS serves the admin API over TLS, with client certificates required
+// when ClientCAFile is set.
+type AdminTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // HTTP is the public listener.
@@ -123,9 +142,14 @@ type Client struct {
 	// Connectors the client may use; default all.
 	Connectors []string `yaml:"connectors"`
 	// IDTokenSignedResponseAlg overrides signing.algorithm for this client.
-	IDTokenSignedResponseAlg string        `yaml:"id_token_signed_response_alg"`
-	AccessTokenLifetime      time.Duration `yaml:"access_token_lifetime"`
-	IDTokenLifetime          time.Duration `yaml:"id_token_lifetime"`
+	IDTokenSignedResponseAlg string `yaml:"id_token_signed_response_alg"`
+	// Workloads are the workload issuers whose tokens the client may
+	// exchange.
+	Workloads []string `yaml:"workloads"`
+	// AllowIDTokenExchange lets token exchange return an ID token.
+	AllowIDTokenExchange bool          `yaml:"allow_id_token_exchange"`
+	AccessTokenLifetime  time.Duration `yaml:"access_token_lifetime"`
+	IDTokenLifetime      time.Duration `yaml:"id_token_lifetime"`
 }
 
 // Links declares which connectors may link identities with each other.
@@ -133,4 +157,13 @@ type Client struct {
 // key resolve to one internal subject.
 type Links struct {
 	Groups [][]string `yaml:"groups"`
+}
+
+// Workload is a trusted workload issuer (GitHub Actions, a Kubernetes
+// cluster, a cloud's workload identity) whose JWTs clients may exchange
+// for the broker's tokens.
+type Workload struct {
+	ID      string          `yaml:"id"`
+	Mapping string          `yaml:"mapping"` // name under mappings; empty: the default workload mapping
+	Config  workload.Config `yaml:"config"`
 }

@@ -1,0 +1,143 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fedbroker/fedbroker/mapping"
+)
+
+// Load reads the file at path, expands ${VAR} from the process environment,
+// decodes, applies defaults and validates it. Any problems come back
+// together as Errors, each with its YAML path; a file that cannot be read is
+// a plain wrapped error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, os.Getenv)
+}
+
+// Parse is Load on bytes already read, with getenv standing in for the
+// environment (it returns "" for an unset variable; an empty variable
+// counts as unset). Expansion happens in scalar values only, in one pass;
+// see expandNode for the syntax. On any problem Parse returns a nil
+// *Config and an Errors listing every parse and validation problem.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	var ps problems
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	cfg := new(Config)
+	if root.Kind != 0 {
+		expandNode(&root, "", getenv, &ps)
+		checkNode(&root, reflect.TypeFor[Config](), "", &ps)
+		if err := root.Decode(cfg); err != nil && len(ps) == 0 {
+			// checkNode found nothing yet the decoder did: report it as is.
+			ps.add("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+	}
+	cfg.SetDefaults()
+	bad := append(problems(nil), ps...)
+	for _, p := range cfg.Validate() {
+		if !under(p.Path, bad) {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) > 0 {
+		return nil, Errors(ps)
+	}
+	return cfg, nil
+}
+
+// under reports whether path is at or below a path that already has a
+// parse problem, so that a value that failed to decode is not reported a
+// second time as missing.
+func under(path string, parsed problems) bool {
+	for _, p := range parsed {
+		if p.Path == "" {
+			continue
+		}
+		if path == p.Path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// Defaults.
+const (
+	DefaultAddr            = "127.0.0.1:5556"
+	DefaultStorage         = "memory"
+	DefaultAlgorithm       = "ES256"
+	DefaultRotation        = 24 * time.Hour
+	DefaultIDToken         = 5 * time.Minute
+	DefaultAccessToken     = 5 * time.Minute
+	DefaultRefreshIdle     = 24 * time.Hour
+	DefaultRefreshAbsolute = 720 * time.Hour
+	DefaultAuthCode        = 60 * time.Second
+	DefaultAuthRequest     = 10 * time.Minute
+	DefaultSession         = 12 * time.Hour
+	DefaultKeyPrefix       = "fb"
+	DefaultEvictionPolicy  = "refuse"
+)
+
+// DefaultScopes and DefaultGrantTypes are what a client gets when it lists
+// none. Callers must not modify them.
+var (
+	DefaultScopes     = []string{"openid", "profile", "email", "groups", "offline_access"}
+	DefaultGrantTypes = []string{"authorization_code", "refresh_token"}
+)
+
+// SetDefaults fills every unset field that has a default (see the field
+// comments in config.go). It is idempotent; Parse calls it.
+func (c *Config) SetDefaults() {
+	setString(&c.HTTP.Addr, DefaultAddr)
+	setString(&c.Storage.Type, DefaultStorage)
+	setString(&c.Storage.Redis.KeyPrefix, DefaultKeyPrefix)
+	setString(&c.Storage.Redis.EvictionPolicy, DefaultEvictionPolicy)
+	setString(&c.Signing.Algorithm, DefaultAlgorithm)
+	setDuration(&c.Signing.RotationPeriod, DefaultRotation)
+	t := &c.Tokens
+	setDuration(&t.IDToken, DefaultIDToken)
+	setDuration(&t.AccessToken, DefaultAccessToken)
+	setDuration(&t.RefreshIdle, DefaultRefreshIdle)
+	setDuration(&t.RefreshAbsolute, DefaultRefreshAbsolute)
+	setDuration(&t.AuthCode, DefaultAuthCode)
+	setDuration(&t.AuthRequest, DefaultAuthRequest)
+	setDuration(&t.Session, DefaultSession)
+	if c.Mappings == nil {
+		c.Mappings = make(map[string]mapping.Spec)
+	}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		if len(cl.Audiences) == 0 && cl.ID != "" {
+			cl.Audiences = []string{cl.ID}
+		}
+		if len(cl.Scopes) == 0 {
+			cl.Scopes = append([]string(nil), DefaultScopes...)
+		}
+		if len(cl.GrantTypes) == 0 {
+			cl.GrantTypes = append([]string(nil), DefaultGrantTypes...)
+		}
+	}
+}
+
+func setString(p *string, def string) {
+	if *p == "" {
+		*p = def
+	}
+}
+
+func setDuration(p *time.Duration, def time.Duration) {
+	if *p == 0 {
+		*p = def
+	}
+}

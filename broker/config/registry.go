@@ -1,0 +1,66 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/local"
+)
+
+// connectorTypes is the registry of connector types: the `type:` name in
+// config to a constructor of that type's empty Config. It is built on each
+// call, so nothing global can be changed by anyone.
+func connectorTypes() map[string]func() connectors.Config {
+	return map[string]func() connectors.Config{
+		"local": func() connectors.Config { return new(local.Config) },
+	}
+}
+
+// ConnectorTypes returns the known connector type names, sorted.
+func ConnectorTypes() []string {
+	reg := connectorTypes()
+	names := make([]string, 0, len(reg))
+	for name := range reg {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Decode decodes the connector's `config:` block into its type's Config
+// and validates it. Problem paths are relative to this connector entry
+// ("type", "config.users[1].email"); Config.Validate prefixes them with
+// "connectors[i].". The returned Config is nil when the type is unknown or
+// the block does not decode; when only its Validate complained, it is
+// returned together with the problems.
+func (c Connector) Decode() (connectors.Config, []Problem) {
+	newConfig, ok := connectorTypes()[c.Type]
+	if !ok {
+		if c.Type == "" {
+			return nil, []Problem{{Path: "type", Message: "required (one of " + strings.Join(ConnectorTypes(), ", ") + ")"}}
+		}
+		return nil, []Problem{{Path: "type", Message: fmt.Sprintf("unknown connector type %q (known: %s)", c.Type, strings.Join(ConnectorTypes(), ", "))}}
+	}
+	cfg := newConfig()
+	var ps problems
+	if c.Config.Kind != 0 {
+		checkNode(&c.Config, reflect.TypeOf(cfg), "config", &ps)
+		if len(ps) > 0 {
+			return nil, ps
+		}
+		if err := c.Config.Decode(cfg); err != nil {
+			return nil, []Problem{{Path: "config", Message: typeMessage(err)}}
+		}
+	}
+	for _, fe := range cfg.Validate() {
+		p := "config"
+		if fe.Path != "" {
+			p += "." + fe.Path
+		}
+		ps.add(p, "%s", fe.Message)
+	}
+	return cfg, ps
+}

@@ -1,0 +1,286 @@
+package config
+
+import (
+	"encoding/base64"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Limits the lifetimes are checked against.
+const (
+	MaxTokenLifetime    = 24 * time.Hour
+	MaxAuthCodeLifetime = 10 * time.Minute
+)
+
+// Algorithms are the signing algorithms the broker supports.
+var Algorithms = []string{"ES256", "RS256", "EdDSA"}
+
+// Grant types a client may be allowed.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+)
+
+var (
+	grantTypes    = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange}
+	connectorIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	domainLabelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	schemeRe      = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+)
+
+// Validate checks the whole configuration (defaults applied) and returns
+// every problem found, each with its YAML path. It never stops at the
+// first problem. Connector config blocks are decoded and validated here
+// too, through the registry.
+func (c *Config) Validate() []Problem {
+	var ps problems
+	checks := []func(*Config, *problems){
+		validateIssuer,
+		validateHTTP,
+		validateStorage,
+		validateSigning,
+		validateTokens,
+		validateConnectors,
+		validateClients,
+		validateLinks,
+		validateWorkloads,
+	}
+	for _, check := range checks {
+		check(c, &ps)
+	}
+	return ps
+}
+
+func validateIssuer(c *Config, ps *problems) {
+	if c.Issuer == "" {
+		ps.add("issuer", "required (the broker's public URL, e.g. https://login.example.com)")
+		return
+	}
+	u, err := url.Parse(c.Issuer)
+	switch {
+	case err != nil:
+		ps.add("issuer", "not a URL: %v", err)
+	case u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || u.Opaque != "":
+		ps.add("issuer", "must be an absolute http(s) URL")
+	case u.Scheme == "http" && !IsLoopback(u.Hostname()):
+		ps.add("issuer", "must use https (http is only allowed for localhost and loopback addresses)")
+	case u.User != nil:
+		ps.add("issuer", "must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery:
+		ps.add("issuer", "must not have a query")
+	case u.Fragment != "" || strings.Contains(c.Issuer, "#"):
+		ps.add("issuer", "must not have a fragment")
+	case strings.HasSuffix(c.Issuer, "/"):
+		ps.add("issuer", "must not end with a slash")
+	}
+}
+
+// IsLoopback reports whether host (no port, IPv6 without brackets) is
+// localhost, an address in 127.0.0.0/8, or ::1.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
+}
+
+func validateHTTP(c *Config, ps *problems) {
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		ps.add("http.addr", "want host:port: %v", err)
+	}
+	if t := c.HTTP.TLS; t != nil {
+		if t.CertFile == "" {
+			ps.add("http.tls.cert_file", "required when http.tls is set")
+		}
+		if t.KeyFile == "" {
+			ps.add("http.tls.key_file", "required when http.tls is set")
+		}
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				ps.add(index("http.trusted_proxies", i), "not an IP address or CIDR prefix: %q", p)
+			}
+		}
+	}
+}
+
+func validateStorage(c *Config, ps *problems) {
+	switch c.Storage.Type {
+	case "memory":
+	case "redis":
+		r := c.Storage.Redis
+		if r.URL == "" {
+			ps.add("storage.redis.url", "required for storage.type redis")
+		} else if u, err := url.Parse(r.URL); err != nil || !slices.Contains([]string{"redis", "rediss", "redis-sentinel", "redis-cluster", "unix"}, u.Scheme) {
+			ps.add("storage.redis.url", "want redis://, rediss://, redis-sentinel:// or redis-cluster://")
+		}
+	default:
+		ps.add("storage.type", "must be memory or redis, not %q", c.Storage.Type)
+	}
+	if c.Storage.Redis.KeyPrefix == "" || strings.ContainsAny(c.Storage.Redis.KeyPrefix, " \t\r\n{}") {
+		ps.add("storage.redis.key_prefix", "must be non-empty, without spaces or braces")
+	}
+	if p := c.Storage.Redis.EvictionPolicy; p != "refuse" && p != "warn" {
+		ps.add("storage.redis.eviction_policy", "must be refuse or warn, not %q", p)
+	}
+}
+
+func validateSigning(c *Config, ps *problems) {
+	s := c.Signing
+	if !slices.Contains(Algorithms, s.Algorithm) {
+		ps.add("signing.algorithm", "must be one of %s, not %q", strings.Join(Algorithms, ", "), s.Algorithm)
+	}
+	for i, a := range s.Algorithms {
+		if !slices.Contains(Algorithms, a) {
+			ps.add(index("signing.algorithms", i), "must be one of %s, not %q", strings.Join(Algorithms, ", "), a)
+		}
+	}
+	if s.RotationPeriod < time.Hour {
+		ps.add("signing.rotation_period", "must be at least 1h, not %s", s.RotationPeriod)
+	}
+	if s.KeyEncryptionKey != "" {
+		if k, ok := decodeBase64(s.KeyEncryptionKey); !ok {
+			ps.add("signing.key_encryption_key", "not base64")
+		} else if len(k) != 32 {
+			ps.add("signing.key_encryption_key", "must decode to exactly 32 bytes, not %d (try: openssl rand -base64 32)", len(k))
+		}
+	}
+	kids := make(map[string]int)
+	for i, k := range s.StaticKeys {
+		p := index("signing.static_keys", i)
+		if k.File == "" {
+			ps.add(p+".file", "required")
+		}
+		if k.KeyID != "" {
+			if first, dup := kids[k.KeyID]; dup {
+				ps.add(p+".kid", "duplicate of signing.static_keys[%d].kid", first)
+			}
+			kids[k.KeyID] = i
+		}
+	}
+}
+
+// decodeBase64 accepts standard or URL-safe base64, padded or not.
+func decodeBase64(s string) ([]byte, bool) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+func validateTokens(c *Config, ps *problems) {
+	t := c.Tokens
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+		max  time.Duration
+	}{
+		{"tokens.id_token", t.IDToken, MaxTokenLifetime},
+		{"tokens.access_token", t.AccessToken, MaxTokenLifetime},
+		{"tokens.refresh_idle", t.RefreshIdle, 0},
+		{"tokens.refresh_absolute", t.RefreshAbsolute, 0},
+		{"tokens.auth_code", t.AuthCode, MaxAuthCodeLifetime},
+		{"tokens.auth_request", t.AuthRequest, 24 * time.Hour},
+		{"tokens.session", t.Session, 0},
+	} {
+		switch {
+		case d.v <= 0:
+			ps.add(d.path, "must be positive, not %s", d.v)
+		case d.max > 0 && d.v > d.max:
+			ps.add(d.path, "must be at most %s, not %s", d.max, d.v)
+		}
+	}
+	if t.RefreshIdle > 0 && t.RefreshAbsolute > 0 && t.RefreshIdle > t.RefreshAbsolute {
+		ps.add("tokens.refresh_idle", "must not exceed tokens.refresh_absolute (%s)", t.RefreshAbsolute)
+	}
+}
+
+func validateConnectors(c *Config, ps *problems) {
+	ids := make(map[string]int)
+	domains := make(map[string]string)
+	for i, cc := range c.Connectors {
+		p := index("connectors", i)
+		switch {
+		case cc.ID == "":
+			ps.add(p+".id", "required")
+		case !connectorIDRe.MatchString(cc.ID):
+			ps.add(p+".id", "must match [a-z0-9][a-z0-9_-]{0,62}, not %q", cc.ID)
+		default:
+			if first, dup := ids[cc.ID]; dup {
+				ps.add(p+".id", "duplicate of connectors[%d].id", first)
+			} else {
+				ids[cc.ID] = i
+			}
+		}
+		if cc.Mapping != "" {
+			if _, ok := c.Mappings[cc.Mapping]; !ok {
+				ps.add(p+".mapping", "no mapping %q under mappings", cc.Mapping)
+			}
+		}
+		for j, d := range cc.Domains {
+			dp := index(p+".domains", j)
+			if !validDomain(d) {
+				ps.add(dp, "not a domain name: %q", d)
+				continue
+			}
+			key := strings.ToLower(d)
+			if other, dup := domains[key]; dup {
+				ps.add(dp, "domain %q already routes to %s", d, other)
+			} else {
+				domains[key] = p
+			}
+		}
+		_, errs := cc.Decode()
+		for _, e := range errs {
+			ps.add(join(p, e.Path), "%s", e.Message)
+		}
+	}
+}
+
+// validDomain accepts a DNS name of two or more labels, any case, without
+// a trailing dot or a leading "@".
+func validDomain(d string) bool {
+	if len(d) > 253 || !strings.Contains(d, ".") {
+		return false
+	}
+	for _, label := range strings.Split(strings.ToLower(d), ".") {
+		if !domainLabelRe.MatchString(label) {
+			return false
+		}
+	}
+	return true
+}
+
+func validateLinks(c *Config, ps *problems) {
+	ids := make(map[string]bool)
+	for _, cc := range c.Connectors {
+		ids[cc.ID] = true
+	}
+	for i, g := range c.Links.Groups {
+		p := index("links.groups", i)
+		if len(g) < 2 {
+			ps.add(p, "a link group needs at least two connectors")
+		}
+		seen := make(map[string]bool)
+		for j, id := range g {
+			switch {
+			case !ids[id]:
+				ps.add(index(p, j), "no connector %q", id)
+			case seen[id]:
+				ps.add(index(p, j), "connector %q listed twice", id)
+			}
+			seen[id] = true
+		}
+	}
+}
