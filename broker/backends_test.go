@@ -1,0 +1,39 @@
+package broker
+
+import (
+	"context"
+	"testing"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/storage/memory"
+	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
+	"github.com/fedbroker/fedbroker/broker/storage/redis/redistest"
+	"io"
+	"log/slog"
+)
+
+func newMemoryStore(clk *clock) storage.Storage {
+	return memory.New(memory.WithClock(clk.Now))
+}
+
+func newJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// backends are the storage backends the broker's flow tests run on. Redis
+// expires records by its own clock, so tests that move the test clock use
+// the memory backend.
+func backends() map[string]func(testing.TB, *clock) storage.Storage {
+	return map[string]func(testing.TB, *clock) storage.Storage{
+		"memory": func(_ testing.TB, clk *clock) storage.Storage { return newMemoryStore(clk) },
+		"redis": func(t testing.TB, _ *clock) storage.Storage {
+			url := redistest.Start(t)
+			st, err := redisstore.Open(context.Background(), url, redisstore.Options{KeyPrefix: "fbtest"})
+			if err != nil {
+				t.Fatalf("redis.Open: %v", err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		},
+	}
+}

@@ -1,0 +1,131 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/storage/memory"
+	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
+)
+
+// Instance is a running broker with the storage and keys it owns.
+type Instance struct {
+	Server *Server
+	Store  storage.Storage
+	Keys   *keys.Manager
+	cancel context.CancelFunc
+}
+
+// Close stops key rotation and closes storage.
+func (in *Instance) Close() {
+	in.cancel()
+	_ = in.Store.Close()
+}
+
+// OpenStorage opens the configured backend. For Redis it refuses to start
+// (or warns, per config) under an evicting maxmemory-policy, because
+// eviction silently deletes codes and refresh tokens.
+func OpenStorage(ctx context.Context, cfg *config.Config, logger *slog.Logger) (storage.Storage, error) {
+	switch cfg.Storage.Type {
+	case "redis":
+		st, err := redisstore.Open(ctx, cfg.Storage.Redis.URL, redisstore.Options{KeyPrefix: cfg.Storage.Redis.KeyPrefix, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("storage.redis: %w", err)
+		}
+		policy, err := st.MaxmemoryPolicy(ctx)
+		switch {
+		case err != nil:
+			logger.Warn("cannot read Redis maxmemory-policy (CONFIG GET refused?); make sure it is noeviction", "err", err)
+		case policy != "noeviction" && policy != "volatile-ttl" && !strings.HasPrefix(policy, "volatile-"):
+			msg := "Redis maxmemory-policy " + policy + " evicts keys: codes, refresh tokens and sessions would vanish; set maxmemory-policy noeviction"
+			if cfg.Storage.Redis.EvictionPolicy == "warn" {
+				logger.Warn(msg)
+			} else {
+				_ = st.Close()
+				return nil, errors.New("storage.redis: " + msg + " (or storage.redis.eviction_policy: warn)")
+			}
+		case policy != "noeviction":
+			logger.Warn("Redis maxmemory-policy " + policy + " may evict broker keys under memory pressure; noeviction is recommended")
+		}
+		return st, nil
+	default:
+		return memory.New(), nil
+	}
+}
+
+// Start opens the configured storage and signing keys, starts key rotation
+// and builds the broker: what `fedbroker serve` runs before it listens.
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Instance, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := OpenStorage(ctx, cfg, logger)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	kek, err := decodeKEK(cfg.Signing.KeyEncryptionKey)
+	if err != nil {
+		cancel()
+		_ = st.Close()
+		return nil, err
+	}
+	var static []keys.StaticKey
+	for _, sk := range cfg.Signing.StaticKeys {
+		static = append(static, keys.StaticKey{File: sk.File, KeyID: sk.KeyID})
+	}
+	maxLife := max(cfg.Tokens.IDToken, cfg.Tokens.AccessToken)
+	for _, c := range cfg.Clients {
+		maxLife = max(maxLife, c.IDTokenLifetime, c.AccessTokenLifetime)
+	}
+	km, err := keys.New(ctx, st, keys.Options{
+		Algorithm:        cfg.Signing.Algorithm,
+		Algorithms:       cfg.Signing.Algorithms,
+		RotationPeriod:   cfg.Signing.RotationPeriod,
+		MaxTokenLifetime: maxLife,
+		KEK:              kek,
+		StaticKeys:       static,
+		Logger:           logger.With("component", "keys"),
+	})
+	if err != nil {
+		cancel()
+		_ = st.Close()
+		return nil, err
+	}
+	go km.Run(ctx)
+	b, err := New(ctx, cfg, Options{
+		Storage: st,
+		Keys:    km,
+		Logger:  logger,
+		Audit:   logger.With("log", "audit"),
+	})
+	if err != nil {
+		cancel()
+		_ = st.Close()
+		return nil, err
+	}
+	return &Instance{Server: b, Store: st, Keys: km, cancel: cancel}, nil
+}
+
+// decodeKEK decodes signing.key_encryption_key (base64, standard or URL
+// alphabet); empty means none.
+func decodeKEK(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	kek, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		if kek, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "=")); err != nil {
+			return nil, fmt.Errorf("signing.key_encryption_key: not base64: %w", err)
+		}
+	}
+	if len(kek) != 32 {
+		return nil, fmt.Errorf("signing.key_encryption_key: %d bytes, want 32", len(kek))
+	}
+	return kek, nil
+}

@@ -1,0 +1,48 @@
+package broker
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+// handleRevoke is token revocation (RFC 7009). Revoking a refresh token
+// revokes its whole family. The answer is 200 for any token, valid or not,
+// so revocation reveals nothing; only a storage failure is an error.
+func (s *Server) handleRevoke(c echo.Context) error {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return invalidRequest("the body could not be parsed")
+	}
+	rt := s.rt.Load()
+	cl, err := s.authenticateClient(c, rt)
+	if err != nil {
+		return err
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return invalidRequest("token is required")
+	}
+	ctx := r.Context()
+	if famID, _, ok := strings.Cut(token, "."); ok && famID != "" && len(token) <= 256 && strings.Count(token, ".") == 1 {
+		fam, err := s.store.GetRefresh(ctx, token)
+		switch {
+		case err == nil && fam.Grant.ClientID == cl.ID:
+			if err := s.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); err != nil {
+				return err
+			}
+			s.auditEvent("revoke", "client_id", cl.ID, "sub", fam.Grant.Subject, "family", fam.ID)
+		case err == nil, errors.Is(err, storage.ErrNotFound):
+			// Another client's token or an unknown one: nothing to do.
+		default:
+			return err
+		}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.NoContent(http.StatusOK)
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
+
+	"github.com/fedbroker/fedbroker/broker"
+	"github.com/fedbroker/fedbroker/broker/config"
+)
+
+func newMappingCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "mapping", Short: "Test claim mappings before users hit them"}
+	cmd.AddCommand(newMappingTestCmd())
+	return cmd
+}
+
+func newMappingTestCmd() *cobra.Command {
+	var cfgPath, connector, claimsPath, golden string
+	var explain, update bool
+	cmd := &cobra.Command{
+		Use:   "test --config C (--connector ID --claims sample.json | --golden DIR)",
+		Short: "Show what a connector's mapping decides for sample upstream claims",
+		Long: `mapping test evaluates a connector's mapping on sample upstream claims and
+prints the decision (accepted, or rejected with the admin's message), the
+internal subject, the link key and the exact ID-token and access-token claims.
+
+--claims takes a JSON file holding the upstream claims, or an object
+{"connector": ID, "claims": {...}, "sources": {...}, "upstream_sub": "..."}.
+
+--golden DIR checks every DIR/NAME.json sample (the object form) against
+DIR/NAME.golden (the expected report) and exits 1 on any difference; with
+--update it writes the .golden files instead.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				printProblems(cmd.ErrOrStderr(), cfgPath, err)
+				return exitCode(1)
+			}
+			if golden != "" {
+				return runGolden(cmd, cfg, golden, update)
+			}
+			if connector == "" || claimsPath == "" {
+				return errors.New("mapping test: give --connector and --claims, or --golden DIR")
+			}
+			in, err := readSample(claimsPath)
+			if err != nil {
+				return err
+			}
+			if in.Connector == "" {
+				in.Connector = connector
+			}
+			rep, err := evaluate(cmd, cfg, in, explain)
+			if err != nil {
+				return err
+			}
+			out, _ := json.MarshalIndent(rep, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			if rep.Decision != "accepted" {
+				return exitCode(2)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgPath, "config", "c", "", "configuration file (required)")
+	f.StringVar(&connector, "connector", "", "connector id whose mapping to run")
+	f.StringVar(&claimsPath, "claims", "", "JSON file of sample upstream claims")
+	f.BoolVar(&explain, "explain", false, "show every expression and its value")
+	f.StringVar(&golden, "golden", "", "directory of samples with expected outputs")
+	f.BoolVar(&update, "update", false, "with --golden: write the expected outputs")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func evaluate(cmd *cobra.Command, cfg *config.Config, in broker.MappingInput, explain bool) (broker.MappingReport, error) {
+	m, typ, err := broker.CompileMapping(cfg, in.Connector)
+	if err != nil {
+		var problems config.Errors
+		if errors.As(err, &problems) {
+			printProblems(cmd.ErrOrStderr(), "mapping", err)
+			return broker.MappingReport{}, exitCode(1)
+		}
+		return broker.MappingReport{}, err
+	}
+	return broker.RunMapping(cmd.Context(), m, typ, in, explain), nil
+}
+
+// readSample reads either bare claims or a full MappingInput.
+func readSample(path string) (broker.MappingInput, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return broker.MappingInput{}, err
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return broker.MappingInput{}, fmt.Errorf("%s: not a JSON object: %w", path, err)
+	}
+	var in broker.MappingInput
+	if _, ok := probe["claims"]; ok {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return in, fmt.Errorf("%s: %w", path, err)
+		}
+		return in, nil
+	}
+	if err := json.Unmarshal(b, &in.Claims); err != nil {
+		return in, fmt.Errorf("%s: %w", path, err)
+	}
+	return in, nil
+}
+
+func runGolden(cmd *cobra.Command, cfg *config.Config, dir string, update bool) error {
+	samples, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return err
+	}
+	if len(samples) == 0 {
+		return fmt.Errorf("mapping test: no *.json samples in %s", dir)
+	}
+	sort.Strings(samples)
+	out := cmd.OutOrStdout()
+	failed := 0
+	for _, path := range samples {
+		name := strings.TrimSuffix(filepath.Base(path), ".json")
+		in, err := readSample(path)
+		if err != nil {
+			return err
+		}
+		if in.Connector == "" {
+			return fmt.Errorf("%s: the sample must name its connector", path)
+		}
+		rep, err := evaluate(cmd, cfg, in, false)
+		if err != nil {
+			return err
+		}
+		got, _ := json.MarshalIndent(rep, "", "  ")
+		goldenPath := filepath.Join(dir, name+".golden")
+		if update {
+			if err := os.WriteFile(goldenPath, append(got, '\n'), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "wrote %s\n", goldenPath)
+			continue
+		}
+		want, err := os.ReadFile(goldenPath)
+		if err != nil {
+			fmt.Fprintf(out, "FAIL %s: %v (run with --update to create it)\n", name, err)
+			failed++
+			continue
+		}
+		if diff := jsonDiff(want, got); diff != "" {
+			fmt.Fprintf(out, "FAIL %s (-want +got):\n%s\n", name, diff)
+			failed++
+			continue
+		}
+		fmt.Fprintf(out, "ok   %s\n", name)
+	}
+	if failed > 0 {
+		fmt.Fprintf(out, "%d of %d samples differ\n", failed, len(samples))
+		return exitCode(1)
+	}
+	return nil
+}
+
+// jsonDiff compares two JSON documents by value.
+func jsonDiff(want, got []byte) string {
+	var w, g any
+	if err := json.Unmarshal(want, &w); err != nil {
+		return "expected output is not JSON: " + err.Error()
+	}
+	_ = json.Unmarshal(got, &g)
+	return cmp.Diff(w, g)
+}

@@ -1,0 +1,372 @@
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/crewjam/saml/logger"
+	"github.com/crewjam/saml/samlidp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/fedbroker/fedbroker/broker"
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/verify"
+)
+
+// Options place the demo. Port 0 picks free ports (tests); the command uses
+// fixed ports so the printed URLs are stable.
+type Options struct {
+	Host string // default 127.0.0.1
+	// Ports of the demo app, the broker, Contoso (OIDC), Fabrikam (SAML)
+	// and the demo API.
+	AppPort, BrokerPort, ContosoPort, FabrikamPort, APIPort int
+	Logger                                                  *slog.Logger
+}
+
+// DefaultOptions are the ports the README names.
+func DefaultOptions() Options {
+	return Options{Host: "127.0.0.1", AppPort: 5555, BrokerPort: 5556, ContosoPort: 5557, FabrikamPort: 5558, APIPort: 5559}
+}
+
+// User is a demo account and its password (printed for the person trying
+// the demo; these accounts exist only in this process).
+type User struct {
+	IdP, Username, Password, Email string
+}
+
+// Users are the demo accounts. Alice exists in both upstreams with the same
+// verified email, so the broker links her two identities to one subject.
+var Users = []User{
+	{"Contoso (OpenID Connect)", "alice", "contoso-alice-pw", "alice@example.com"},
+	{"Contoso (OpenID Connect)", "bob", "contoso-bob-pw", "bob@contoso.example"},
+	{"Fabrikam (SAML)", "alice", "fabrikam-alice-pw", "alice@example.com"},
+	{"Fabrikam (SAML)", "carol", "fabrikam-carol-pw", "carol@fabrikam.example"},
+}
+
+// Demo is the running story.
+type Demo struct {
+	AppURL, BrokerURL, ContosoURL, FabrikamURL, APIURL string
+
+	Broker  *broker.Instance
+	Contoso *broker.Instance
+	servers []*http.Server
+	closers []func()
+}
+
+// Close stops everything.
+func (d *Demo) Close() {
+	for _, s := range d.servers {
+		_ = s.Close()
+	}
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+const contosoSecret = "demo-contoso-client-secret-0123456789abcdef"
+
+// Start runs Contoso, Fabrikam, the broker, the demo API and the demo app.
+func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Demo{}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	listen := func(name string, port int) (net.Listener, string, error) {
+		ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, fmt.Sprint(port)))
+		if err != nil {
+			return nil, "", fmt.Errorf("demo: %s: %w (is another demo running? pick other ports)", name, err)
+		}
+		return ln, "http://" + ln.Addr().String(), nil
+	}
+	appLn, appURL, err := listen("app", opts.AppPort)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = appLn.Close() })
+	brokerLn, brokerURL, err := listen("broker", opts.BrokerPort)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = brokerLn.Close() })
+	contosoLn, contosoURL, err := listen("contoso", opts.ContosoPort)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = contosoLn.Close() })
+	fabrikamLn, fabrikamURL, err := listen("fabrikam", opts.FabrikamPort)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = fabrikamLn.Close() })
+	apiLn, apiURL, err := listen("api", opts.APIPort)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = apiLn.Close() })
+	d.AppURL, d.BrokerURL, d.ContosoURL, d.FabrikamURL, d.APIURL = appURL, brokerURL, contosoURL, fabrikamURL, apiURL
+
+	// Contoso: a second fedbroker with the local connector, an OpenID
+	// Connect provider for the main broker.
+	contosoCfg, err := parse(contosoYAML(contosoURL, brokerURL))
+	if err != nil {
+		return nil, fmt.Errorf("demo: contoso config: %w", err)
+	}
+	d.Contoso, err = broker.Start(ctx, contosoCfg, log.With("idp", "contoso"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: contoso: %w", err)
+	}
+	d.closers = append(d.closers, d.Contoso.Close)
+	d.serve(contosoLn, d.Contoso.Server.Handler(), log)
+
+	// Fabrikam: crewjam/saml's IdP.
+	idp, err := newFabrikam(fabrikamURL)
+	if err != nil {
+		return nil, err
+	}
+	d.serve(fabrikamLn, idp, log)
+
+	// The broker.
+	brokerCfg, err := parse(brokerYAML(brokerURL, contosoURL, fabrikamURL, appURL))
+	if err != nil {
+		return nil, fmt.Errorf("demo: broker config: %w", err)
+	}
+	d.Broker, err = broker.Start(ctx, brokerCfg, log.With("idp", "broker"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: broker: %w", err)
+	}
+	d.closers = append(d.closers, d.Broker.Close)
+	d.serve(brokerLn, d.Broker.Server.Handler(), log)
+
+	// Register the broker as a service provider at Fabrikam.
+	client := &http.Client{Timeout: 10 * time.Second}
+	if err := registerSP(ctx, client, brokerURL+"/saml/fabrikam/metadata", fabrikamURL+"/services/fedbroker"); err != nil {
+		return nil, err
+	}
+
+	// The demo API trusts the broker and verifies tokens locally.
+	v, err := verify.New(ctx, brokerURL, "demo-api", verify.WithHTTPClient(client), verify.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("demo: api verifier: %w", err)
+	}
+	d.closers = append(d.closers, v.Close)
+	d.serve(apiLn, APIHandler(v), log)
+
+	app := NewApp(brokerURL, "demo-app", appURL, apiURL, client, log)
+	d.serve(appLn, app.Handler(), log)
+	return d, nil
+}
+
+func (d *Demo) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	d.servers = append(d.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("demo server", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// PrintWelcome writes the URLs and the demo accounts.
+func (d *Demo) PrintWelcome(w io.Writer) {
+	fmt.Fprintf(w, `fedbroker demo: everything runs in this process, on this machine.
+
+  Demo app     %s      <- open this in a browser and press "Sign in"
+  Broker       %s      (issuer; discovery at /.well-known/openid-configuration)
+  Contoso      %s      upstream OpenID Connect IdP (a second fedbroker)
+  Fabrikam     %s      upstream SAML 2.0 IdP (crewjam/saml)
+  Demo API     %s/whoami  verifies the broker's access tokens locally
+
+Accounts:
+`, d.AppURL, d.BrokerURL, d.ContosoURL, d.FabrikamURL, d.APIURL)
+	for _, u := range Users {
+		fmt.Fprintf(w, "  %-26s %-6s password %-20s (%s)\n", u.IdP, u.Username, u.Password, u.Email)
+	}
+	fmt.Fprint(w, `
+Alice exists at both Contoso and Fabrikam with the same verified email: sign
+in through either and the demo app shows the same internal subject.
+Press Ctrl-C to stop.
+`)
+}
+
+func parse(yml string) (*config.Config, error) {
+	return config.Parse([]byte(yml), func(string) string { return "" })
+}
+
+func bcryptHash(pw string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		panic(err) // only fails for passwords over 72 bytes
+	}
+	return string(h)
+}
+
+func contosoYAML(contosoURL, brokerURL string) string {
+	secretHash, err := config.HashSecret(contosoSecret)
+	if err != nil {
+		panic(err)
+	}
+	var users strings.Builder
+	for _, u := range Users {
+		if !strings.HasPrefix(u.IdP, "Contoso") {
+			continue
+		}
+		fmt.Fprintf(&users, "        - username: %s\n          password_hash: %q\n          email: %s\n          name: %s (Contoso)\n          groups: [contoso-staff]\n",
+			u.Username, bcryptHash(u.Password), u.Email, strings.ToUpper(u.Username[:1])+u.Username[1:])
+	}
+	return fmt.Sprintf(`issuer: %s
+storage: {type: memory}
+connectors:
+  - id: contoso-directory
+    type: local
+    name: Contoso directory
+    config:
+      users:
+%sclients:
+  - id: fedbroker
+    name: Federation broker
+    secret_hash: %q
+    redirect_uris: [%s/callback/contoso]
+`, contosoURL, users.String(), secretHash, brokerURL)
+}
+
+func brokerYAML(brokerURL, contosoURL, fabrikamURL, appURL string) string {
+	return fmt.Sprintf(`issuer: %s
+storage: {type: memory}
+connectors:
+  - id: contoso
+    type: oidc
+    name: Contoso (OpenID Connect)
+    mapping: contoso
+    config:
+      issuer: %s
+      client_id: fedbroker
+      client_secret: %s
+  - id: fabrikam
+    type: saml
+    name: Fabrikam (SAML)
+    mapping: fabrikam
+    config:
+      idp_metadata_url: %s/metadata
+mappings:
+  contoso:
+    link: 'claims.email_verified == true ? lowerAscii(claims.email) : null'
+  fabrikam:
+    # Fabrikam's directory is authoritative for its users' emails.
+    allow_unverified_email_link: true
+    link: 'lowerAscii(claims["urn:oid:0.9.2342.19200300.100.1.3"][0])'
+links:
+  groups: [[contoso, fabrikam]]
+clients:
+  - id: demo-app
+    name: Demo app
+    public: true
+    redirect_uris: [%s/callback]
+    audiences: [demo-api]
+`, brokerURL, contosoURL, contosoSecret, fabrikamURL, appURL)
+}
+
+// newFabrikam builds crewjam/saml's IdP with the demo users.
+func newFabrikam(baseURL string) (*samlidp.Server, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "Fabrikam demo IdP"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	store := &samlidp.MemoryStore{}
+	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: store, Logger: logger.DefaultLogger})
+	if err != nil {
+		return nil, fmt.Errorf("demo: fabrikam: %w", err)
+	}
+	for _, du := range Users {
+		if !strings.HasPrefix(du.IdP, "Fabrikam") {
+			continue
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(du.Password), bcrypt.DefaultCost)
+		if err != nil {
+			return nil, err
+		}
+		user := samlidp.User{
+			Name:           du.Username,
+			HashedPassword: hash,
+			Email:          du.Email,
+			Groups:         []string{"fabrikam-staff"},
+			GivenName:      strings.ToUpper(du.Username[:1]) + du.Username[1:],
+			Surname:        "(Fabrikam)",
+			CommonName:     strings.ToUpper(du.Username[:1]) + du.Username[1:] + " (Fabrikam)",
+		}
+		if err := store.Put("/users/"+du.Username, &user); err != nil {
+			return nil, err
+		}
+	}
+	return idp, nil
+}
+
+// registerSP copies the broker's SP metadata into Fabrikam.
+func registerSP(ctx context.Context, client *http.Client, metadataURL, serviceURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metadataURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("demo: fetch SP metadata: %w", err)
+	}
+	md, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("demo: fetch SP metadata: %s %v", resp.Status, err)
+	}
+	put, err := http.NewRequestWithContext(ctx, http.MethodPut, serviceURL, strings.NewReader(string(md)))
+	if err != nil {
+		return err
+	}
+	resp, err = client.Do(put)
+	if err != nil {
+		return fmt.Errorf("demo: register SP at fabrikam: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("demo: register SP at fabrikam: %s", resp.Status)
+	}
+	return nil
+}
