@@ -46,9 +46,12 @@ func (e FieldError) Error() string { return e.Path + ": " + e.Message }
 
 // CompileOptions bound evaluation. Zero fields take the defaults.
 type CompileOptions struct {
-	// MaxCost is the run-time CEL cost limit of each expression. An
-	// expression whose compile-time worst case (every claim list, map and
-	// string of 10,000 elements) exceeds 100 × MaxCost is refused.
+	// MaxCost bounds the CEL cost of each expression. The compile-time
+	// worst case assumes every claim list, map and string has 10,000
+	// elements and every value nested in a claim 4,096; Evaluate refuses
+	// inputs beyond those bounds. An expression whose worst case exceeds
+	// 100 × MaxCost is refused at compile time; one whose worst case
+	// exceeds MaxCost runs under a run-time cost limit of MaxCost.
 	MaxCost uint64
 	// MaxOutputBytes caps the JSON size of the claims one evaluation issues.
 	MaxOutputBytes int
@@ -83,6 +86,9 @@ type Mapping struct {
 type compiled struct {
 	path, expr string
 	prg        cel.Program
+	// loops: the expression has a comprehension, so it watches the
+	// context; tracked: it runs under a run-time cost limit.
+	loops, tracked bool
 }
 
 type compiledRule struct {
@@ -256,16 +262,37 @@ func (c *compiler) compile(path, expr string, tables map[string]traits.Mapper) (
 	if !ok {
 		return nil, nil
 	}
-	prg, err := c.env.Program(a,
-		cel.CostLimit(c.opts.MaxCost),
-		costTrackerOptions(),
-		cel.InterruptCheckFrequency(100),
-	)
+	// An expression whose worst case already fits MaxCost (inputs are held
+	// to the size hints at run time) runs without cost tracking, which
+	// costs as much as the evaluation itself; any other one runs under a
+	// run-time limit of MaxCost.
+	var popts []cel.ProgramOption
+	tracked := est.Max > c.opts.MaxCost
+	if tracked {
+		popts = append(popts, cel.CostLimit(c.opts.MaxCost), costTrackerOptions())
+	} else {
+		popts = append(popts, cel.EvalOptions(cel.OptOptimize))
+	}
+	loops := hasComprehension(a.NativeRep().Expr())
+	if loops {
+		popts = append(popts, cel.InterruptCheckFrequency(100))
+	}
+	prg, err := c.env.Program(a, popts...)
 	if err != nil {
 		c.errf(path, "program for %q: %v", expr, err)
 		return nil, nil
 	}
-	return &compiled{path: path, expr: expr, prg: prg}, a
+	return &compiled{path: path, expr: expr, prg: prg, loops: loops, tracked: tracked}, a
+}
+
+func hasComprehension(e ast.Expr) bool {
+	found := false
+	visit(e, func(x ast.Expr) {
+		if x.Kind() == ast.ComprehensionKind {
+			found = true
+		}
+	})
+	return found
 }
 
 func (c *compiler) stringish(path, expr string, a *cel.Ast) bool {

@@ -33,7 +33,7 @@ const (
 const sizeHint = 10000
 
 // elemSizeHint bounds a value nested inside a claim (one group name, say).
-const elemSizeHint = 1000
+const elemSizeHint = 4096
 
 // maxExprLen caps the length of one expression in code points.
 const maxExprLen = 16384

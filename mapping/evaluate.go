@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -203,24 +202,60 @@ func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, err
 
 func (m *Mapping) checkSize(res Result) error {
 	for _, t := range []map[string]any{res.IDToken, res.AccessToken} {
-		b, err := json.Marshal(t)
-		if err != nil {
-			return &EvalError{Path: "claims", Err: fmt.Errorf("encode claims: %w", err)}
-		}
-		if len(b) > m.opts.MaxOutputBytes {
-			return &EvalError{Path: "claims", Err: fmt.Errorf("%w: %d bytes, limit %d", ErrOutputTooLarge, len(b), m.opts.MaxOutputBytes)}
+		if n := jsonSize(t, m.opts.MaxOutputBytes); n > m.opts.MaxOutputBytes {
+			return &EvalError{Path: "claims", Err: fmt.Errorf("%w: over %d bytes", ErrOutputTooLarge, m.opts.MaxOutputBytes)}
 		}
 	}
 	return nil
 }
 
-// Input bounds. The compile-time cost estimate assumes every list and map
-// has at most sizeHint entries; inputs beyond the bounds are refused before
+// jsonSize returns an upper bound of the JSON encoding size of v, a value
+// made by toJSON. It stops counting once the total passes limit.
+func jsonSize(v any, limit int) int {
+	switch x := v.(type) {
+	case string:
+		return quotedSize(x)
+	case bool, nil:
+		return 5
+	case int64, float64:
+		return 24
+	case []any:
+		n := 2
+		for _, e := range x {
+			if n += jsonSize(e, limit) + 1; n > limit {
+				return n
+			}
+		}
+		return n
+	case map[string]any:
+		n := 2
+		for k, e := range x {
+			if n += quotedSize(k) + 2 + jsonSize(e, limit); n > limit {
+				return n
+			}
+		}
+		return n
+	}
+	return limit + 1
+}
+
+// quotedSize bounds the size of s as a JSON string: two quotes, and at
+// most six bytes for each byte that needs escaping.
+func quotedSize(s string) int {
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			n += 5
+		}
+	}
+	return n
+}
+
+// Input bounds. The compile-time cost estimate assumes every claim (list,
+// map or string) has at most sizeHint elements and every value nested in a
+// claim at most elemSizeHint; inputs beyond the bounds are refused before
 // any expression runs, so the estimate stays an upper bound.
-const (
-	maxInputString = 64 << 10
-	maxInputDepth  = 32
-)
+const maxInputDepth = 32
 
 // checkInput refuses input values beyond the bounds the cost estimate
 // assumes.
@@ -228,25 +263,40 @@ func checkInput(path string, v reflect.Value, depth int) error {
 	if depth > maxInputDepth {
 		return fmt.Errorf("%s: nested deeper than %d", path, maxInputDepth)
 	}
+	limit := sizeHint
+	if depth > 1 {
+		limit = elemSizeHint
+	}
+	// The JSON shapes connectors produce, without reflection.
+	if v.Kind() == reflect.Interface && !v.IsNil() {
+		switch x := v.Elem().Interface().(type) {
+		case string:
+			if len(x) > limit {
+				return fmt.Errorf("%s: string of %d bytes, limit %d", path, len(x), limit)
+			}
+			return nil
+		case bool, float64, int64, int:
+			return nil
+		}
+	}
 	switch v.Kind() {
 	case reflect.Interface, reflect.Pointer:
 		if v.IsNil() {
 			return nil
 		}
 		return checkInput(path, v.Elem(), depth)
+	}
+	switch v.Kind() {
 	case reflect.String:
-		if v.Len() > maxInputString {
-			return fmt.Errorf("%s: string of %d bytes, limit %d", path, v.Len(), maxInputString)
+		if v.Len() > limit {
+			return fmt.Errorf("%s: string of %d bytes, limit %d", path, v.Len(), limit)
 		}
 	case reflect.Slice, reflect.Array:
-		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
-			if v.Len() > maxInputString {
-				return fmt.Errorf("%s: %d bytes, limit %d", path, v.Len(), maxInputString)
-			}
-			return nil
+		if v.Len() > limit {
+			return fmt.Errorf("%s: %d elements, limit %d", path, v.Len(), limit)
 		}
-		if v.Len() > sizeHint {
-			return fmt.Errorf("%s: %d elements, limit %d", path, v.Len(), sizeHint)
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			return nil
 		}
 		for i := 0; i < v.Len(); i++ {
 			if err := checkInput(path, v.Index(i), depth+1); err != nil {
@@ -254,10 +304,13 @@ func checkInput(path string, v reflect.Value, depth int) error {
 			}
 		}
 	case reflect.Map:
-		if v.Len() > sizeHint {
-			return fmt.Errorf("%s: %d entries, limit %d", path, v.Len(), sizeHint)
+		if v.Len() > limit {
+			return fmt.Errorf("%s: %d entries, limit %d", path, v.Len(), limit)
 		}
 		for it := v.MapRange(); it.Next(); {
+			if err := checkInput(path, it.Key(), depth+1); err != nil {
+				return err
+			}
 			p := path
 			if k, ok := it.Key().Interface().(string); ok && depth == 0 {
 				p = path + "." + k
@@ -284,10 +337,12 @@ func activation(in Input) (cel.Activation, error) {
 	if sources == nil {
 		sources = map[string]any{}
 	}
+	// Converted once here rather than on every variable access.
+	a := types.DefaultTypeAdapter
 	return cel.NewActivation(map[string]any{
-		varClaims:    claims,
-		varSources:   sources,
-		varConnector: map[string]string{"id": in.ConnectorID, "type": in.ConnectorType},
+		varClaims:    a.NativeToValue(claims),
+		varSources:   a.NativeToValue(sources),
+		varConnector: a.NativeToValue(map[string]string{"id": in.ConnectorID, "type": in.ConnectorType}),
 	})
 }
 
@@ -298,7 +353,15 @@ func (m *Mapping) eval(ctx context.Context, c *compiled, act cel.Activation) (v 
 			v, err = nil, &EvalError{Path: c.path, Expr: c.expr, Err: fmt.Errorf("evaluation panicked: %v", p)}
 		}
 	}()
-	out, _, err := c.prg.ContextEval(ctx, act)
+	if err := ctx.Err(); err != nil {
+		return nil, &EvalError{Path: c.path, Expr: c.expr, Err: err}
+	}
+	var out ref.Val
+	if c.loops {
+		out, _, err = c.prg.ContextEval(ctx, act)
+	} else {
+		out, _, err = c.prg.Eval(act)
+	}
 	if err != nil {
 		return nil, &EvalError{Path: c.path, Expr: c.expr, Err: err}
 	}
