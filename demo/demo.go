@@ -147,8 +147,15 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	}
 	d.serve(fabrikamLn, idp, log)
 
-	// The broker.
-	brokerCfg, err := parse(brokerYAML(brokerURL, contosoURL, fabrikamURL, appURL))
+	// The broker. Fabrikam's metadata is fetched here (plain http on
+	// loopback) and given inline: the SAML connector fetches metadata URLs
+	// only over https.
+	client := &http.Client{Timeout: 10 * time.Second}
+	idpMetadata, err := fetch(ctx, client, fabrikamURL+"/metadata")
+	if err != nil {
+		return nil, fmt.Errorf("demo: fabrikam metadata: %w", err)
+	}
+	brokerCfg, err := parse(brokerYAML(brokerURL, contosoURL, string(idpMetadata), appURL))
 	if err != nil {
 		return nil, fmt.Errorf("demo: broker config: %w", err)
 	}
@@ -160,7 +167,6 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	d.serve(brokerLn, d.Broker.Server.Handler(), log)
 
 	// Register the broker as a service provider at Fabrikam.
-	client := &http.Client{Timeout: 10 * time.Second}
 	if err := registerSP(ctx, client, brokerURL+"/saml/fabrikam/metadata", fabrikamURL+"/services/fedbroker"); err != nil {
 		return nil, err
 	}
@@ -251,7 +257,7 @@ connectors:
 `, contosoURL, users.String(), secretHash, brokerURL)
 }
 
-func brokerYAML(brokerURL, contosoURL, fabrikamURL, appURL string) string {
+func brokerYAML(brokerURL, contosoURL, fabrikamMetadata, appURL string) string {
 	return fmt.Sprintf(`issuer: %s
 storage: {type: memory}
 connectors:
@@ -268,14 +274,25 @@ connectors:
     name: Fabrikam (SAML)
     mapping: fabrikam
     config:
-      idp_metadata_url: %s/metadata
+      idp_metadata_xml: %q
 mappings:
   contoso:
-    link: 'claims.email_verified == true ? lowerAscii(claims.email) : null'
+    claims:
+      email: claims.?email
+      email_verified: claims.?email_verified
+      name: claims.?name
+      preferred_username: claims.?preferred_username
+      groups: claims.?groups
+    link: 'claims.email_verified == true ? string(claims.email).lowerAscii() : ""'
   fabrikam:
-    # Fabrikam's directory is authoritative for its users' emails.
-    allow_unverified_email_link: true
-    link: 'lowerAscii(claims["urn:oid:0.9.2342.19200300.100.1.3"][0])'
+    claims:
+      email: 'claims[?"urn:oid:0.9.2342.19200300.100.1.3"][?0]'
+      email_verified: 'true'
+      name: 'claims[?"urn:oid:2.5.4.3"][?0]'
+      preferred_username: 'claims[?"urn:oid:0.9.2342.19200300.100.1.1"][?0]'
+      groups: 'claims[?"urn:oid:1.3.6.1.4.1.5923.1.1.1.1"]'
+    # Fabrikam's directory is authoritative for its users' email addresses.
+    link: 'string(claims["urn:oid:0.9.2342.19200300.100.1.3"][0]).lowerAscii()'
 links:
   groups: [[contoso, fabrikam]]
 clients:
@@ -284,7 +301,7 @@ clients:
     public: true
     redirect_uris: [%s/callback]
     audiences: [demo-api]
-`, brokerURL, contosoURL, contosoSecret, fabrikamURL, appURL)
+`, brokerURL, contosoURL, contosoSecret, fabrikamMetadata, appURL)
 }
 
 // newFabrikam builds crewjam/saml's IdP with the demo users.
@@ -341,26 +358,38 @@ func newFabrikam(baseURL string) (*samlidp.Server, error) {
 	return idp, nil
 }
 
-// registerSP copies the broker's SP metadata into Fabrikam.
-func registerSP(ctx context.Context, client *http.Client, metadataURL, serviceURL string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metadataURL, nil)
+// fetch GETs a small document.
+func fetch(ctx context.Context, client *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("demo: fetch SP metadata: %w", err)
+		return nil, err
 	}
-	md, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("demo: fetch SP metadata: %s %v", resp.Status, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return b, nil
+}
+
+// registerSP copies the broker's SP metadata into Fabrikam.
+func registerSP(ctx context.Context, client *http.Client, metadataURL, serviceURL string) error {
+	md, err := fetch(ctx, client, metadataURL)
+	if err != nil {
+		return fmt.Errorf("demo: fetch SP metadata: %w", err)
 	}
 	put, err := http.NewRequestWithContext(ctx, http.MethodPut, serviceURL, strings.NewReader(string(md)))
 	if err != nil {
 		return err
 	}
-	resp, err = client.Do(put)
+	resp, err := client.Do(put)
 	if err != nil {
 		return fmt.Errorf("demo: register SP at fabrikam: %w", err)
 	}

@@ -7,7 +7,11 @@ import (
 	"strings"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/azuread"
+	"github.com/fedbroker/fedbroker/connectors/google"
 	"github.com/fedbroker/fedbroker/connectors/local"
+	"github.com/fedbroker/fedbroker/connectors/oidc"
+	"github.com/fedbroker/fedbroker/connectors/saml"
 )
 
 // connectorTypes is the registry of connector types: the `type:` name in
@@ -15,7 +19,11 @@ import (
 // call, so nothing global can be changed by anyone.
 func connectorTypes() map[string]func() connectors.Config {
 	return map[string]func() connectors.Config{
-		"local": func() connectors.Config { return new(local.Config) },
+		"local":   func() connectors.Config { return new(local.Config) },
+		"oidc":    func() connectors.Config { return new(oidc.Config) },
+		"google":  func() connectors.Config { return new(google.Config) },
+		"azuread": func() connectors.Config { return new(azuread.Config) },
+		"saml":    func() connectors.Config { return new(saml.Config) },
 	}
 }
 
