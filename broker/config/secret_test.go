@@ -69,11 +69,11 @@ func TestMalformedSecretHashes(t *testing.T) {
 		"sha256$" + parts[1],
 		"sha256$" + parts[1] + "$",
 		"sha256$" + parts[1] + "$" + parts[2] + "$extra",
-		"sha256$" + parts[1][:20] + "$" + parts[2],          // salt too short
-		"sha256$" + parts[1] + "$" + parts[2][:40],          // digest too short
-		"sha256$" + parts[1] + "==$" + parts[2],             // padded
-		"sha256$" + parts[1] + "$" + parts[2][:42] + "!",    // not base64url
-		"SHA256$" + parts[1] + "$" + parts[2],               // wrong prefix case
+		"sha256$" + parts[1][:20] + "$" + parts[2],       // salt too short
+		"sha256$" + parts[1] + "$" + parts[2][:40],       // digest too short
+		"sha256$" + parts[1] + "==$" + parts[2],          // padded
+		"sha256$" + parts[1] + "$" + parts[2][:42] + "!", // not base64url
+		"SHA256$" + parts[1] + "$" + parts[2],            // wrong prefix case
 		"md5$" + parts[1] + "$" + parts[2],
 		string(bc[:59]),
 		string(bc) + "x",
