@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -216,6 +217,14 @@ Press Ctrl-C to stop.
 `)
 }
 
+// randomKEK is a fresh key-encryption key: the demo's keys live in memory
+// for one run.
+func randomKEK() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
 func parse(yml string) (*config.Config, error) {
 	return config.Parse([]byte(yml), func(string) string { return "" })
 }
@@ -243,6 +252,7 @@ func contosoYAML(contosoURL, brokerURL string) string {
 	}
 	return fmt.Sprintf(`issuer: %s
 storage: {type: memory}
+signing: {key_encryption_key: %s}
 connectors:
   - id: contoso-directory
     type: local
@@ -254,12 +264,13 @@ connectors:
     name: Federation broker
     secret_hash: %q
     redirect_uris: [%s/callback/contoso]
-`, contosoURL, users.String(), secretHash, brokerURL)
+`, contosoURL, randomKEK(), users.String(), secretHash, brokerURL)
 }
 
 func brokerYAML(brokerURL, contosoURL, fabrikamMetadata, appURL string) string {
 	return fmt.Sprintf(`issuer: %s
 storage: {type: memory}
+signing: {key_encryption_key: %s}
 connectors:
   - id: contoso
     type: oidc
@@ -301,7 +312,7 @@ clients:
     public: true
     redirect_uris: [%s/callback]
     audiences: [demo-api]
-`, brokerURL, contosoURL, contosoSecret, fabrikamMetadata, appURL)
+`, brokerURL, randomKEK(), contosoURL, contosoSecret, fabrikamMetadata, appURL)
 }
 
 // newFabrikam builds crewjam/saml's IdP with the demo users.
