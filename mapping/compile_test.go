@@ -93,12 +93,27 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name: "nested loop over groups refused",
 			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: `claims.groups.filter(a, claims.groups.exists(b, a == b))`}}},
+			want: [][2]string{{"claims.x", "1:45: a loop over data inside another loop"}},
+		},
+		{
+			name: "expensive single loop refused",
+			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: `claims.groups.filter(g, claims.text.contains(g))`}}},
 			want: [][2]string{{"claims.x", "may cost up to"}},
 		},
 		{
 			name: "triple nesting refused",
 			spec: Spec{Require: []Rule{{Message: "m", Expr: `claims.groups.all(a, claims.groups.all(b, claims.groups.all(c, a != b || b != c)))`}}},
-			want: [][2]string{{"require[0].expr", "may cost up to"}},
+			want: [][2]string{{"require[0].expr", "inside another loop"}},
+		},
+		{
+			name: "cheap nested loop refused",
+			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: `claims.?groups.orValue([]).exists(a, claims.?groups.orValue([]).exists(b, false))`}}},
+			want: [][2]string{{"claims.x", "a loop over data inside another loop"}},
+		},
+		{
+			name: "nested loop over sources refused",
+			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: `sources.groups.map(a, sources.groups.filter(b, true))`}}},
+			want: [][2]string{{"claims.x", "inside another loop"}},
 		},
 		{
 			name: "all problems at once",
@@ -154,6 +169,8 @@ func TestCompileAccepts(t *testing.T) {
 			"e": {Expr: `regex.extract(claims.name, "^(\\w+)")`},
 			"s": {Expr: `claims.name.split(" ").join("-")`},
 		}}},
+		{"nested loop over a literal list", Spec{Claims: map[string]ClaimSpec{"g": {Expr: `claims.groups.filter(g, ["eng-", "ops-"].exists(p, g.startsWith(p)))`}}}},
+		{"bind inside a loop", Spec{Claims: map[string]ClaimSpec{"g": {Expr: `claims.groups.map(g, cel.bind(l, g.lowerAscii(), l + l))`}}}},
 		{"has and optionals", Spec{Require: []Rule{{Expr: `has(claims.hd) && claims.?hd.orValue("") == "acme.com"`, Message: "m"}}}},
 		{"connector variable", Spec{Subject: `connector.id + ":" + claims.sub`}},
 	}

@@ -260,9 +260,9 @@ type sizeEstimator struct{}
 func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	p := n.Path()
 	if len(p) == 0 {
-		// A value computed from claims whose size CEL cannot derive (the
-		// result of orValue, say): bound it like a claim.
-		return &checker.SizeEstimate{Min: 0, Max: sizeHint}
+		// A comprehension variable, or a value computed from claims whose
+		// size CEL cannot derive (the result of orValue, say).
+		return &checker.SizeEstimate{Min: 0, Max: elemSizeHint}
 	}
 	switch p[0] {
 	case varClaims, varSources:
@@ -273,7 +273,8 @@ func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	case varConnector:
 		return &checker.SizeEstimate{Min: 0, Max: 256}
 	}
-	return nil
+	// Comprehension variables and other values derived from the inputs.
+	return &checker.SizeEstimate{Min: 0, Max: elemSizeHint}
 }
 
 func (sizeEstimator) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -220,23 +219,6 @@ func TestEvaluateCost(t *testing.T) {
 			if !errors.As(err, &ee) || ee.Path != "input" {
 				t.Errorf("%s: Evaluate error = %v, want *EvalError at input", name, err)
 			}
-		}
-	})
-	t.Run("nested loop that slips through with a huge limit is still capped", func(t *testing.T) {
-		m := mustCompile(t, Spec{Claims: map[string]ClaimSpec{"g": {Expr: `claims.groups.filter(a, claims.groups.exists(b, b == a + "x"))`}}},
-			CompileOptions{MaxCost: 1 << 40})
-		// Compiled only because MaxCost is absurd; a caller deadline
-		// still stops it.
-		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		defer cancel()
-		start := time.Now()
-		_, err := m.Evaluate(cctx, Input{Claims: map[string]any{"groups": manyGroups(10000, "g")}})
-		var ee *EvalError
-		if !errors.As(err, &ee) {
-			t.Fatalf("Evaluate error = %v, want *EvalError", err)
-		}
-		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("Evaluate took %v after a 100ms deadline", d)
 		}
 	})
 	t.Run("cancelled context", func(t *testing.T) {
