@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -93,14 +94,24 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	}
 	logger.Info("fedbroker serving", "issuer", cfg.Issuer, "addr", ln.Addr().String(), "storage", cfg.Storage.Type)
 
+	doReload := func(ctx context.Context) error { return reload(ctx, cfgPath, in, logger) }
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			reload(ctx, cfgPath, in, logger)
+			_ = doReload(ctx)
 		}
 	}()
+
+	adminSrv, err := startAdmin(cfg, in, doReload, logger)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if adminSrv != nil {
+		defer adminSrv.Close()
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -117,16 +128,83 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 
 // reload loads, validates and compiles the configuration again and swaps it
 // in; an invalid configuration is refused and the old one keeps serving.
-func reload(ctx context.Context, cfgPath string, in *broker.Instance, logger *slog.Logger) {
+func reload(ctx context.Context, cfgPath string, in *broker.Instance, logger *slog.Logger) error {
 	cfg, err := config.Load(cfgPath)
 	if err == nil {
 		err = in.Server.Reload(ctx, cfg)
 	}
 	if err != nil {
 		logger.Error("reload refused; the previous configuration keeps serving", "err", err)
-		return
+		return err
 	}
 	logger.Info("reload applied")
+	return nil
+}
+
+// startAdmin starts the admin API on its own listener when admin.token or
+// admin.tls.client_ca_file is configured (loopback by default).
+func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.Context) error, logger *slog.Logger) (*http.Server, error) {
+	a := cfg.Admin
+	mtls := a.TLS != nil && a.TLS.ClientCAFile != ""
+	if a.Token == "" && !mtls {
+		if a.Addr != "" {
+			logger.Warn("admin.addr is set but neither admin.token nor admin.tls.client_ca_file: the admin API stays off")
+		}
+		return nil, nil
+	}
+	addr := a.Addr
+	if addr == "" {
+		addr = "127.0.0.1:5557"
+	}
+	srv := &http.Server{
+		Handler: in.Server.AdminHandler(broker.AdminOptions{
+			Token:        a.Token,
+			ClientCertOK: mtls,
+			Reload:       doReload,
+			Gatherer:     in.Server.Gatherer(),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin.addr: %w", err)
+	}
+	if a.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(a.TLS.CertFile, a.TLS.KeyFile)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("admin.tls: %w", err)
+		}
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		if mtls {
+			pem, err := os.ReadFile(a.TLS.ClientCAFile)
+			if err != nil {
+				_ = ln.Close()
+				return nil, fmt.Errorf("admin.tls.client_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				_ = ln.Close()
+				return nil, errors.New("admin.tls.client_ca_file: no certificate found")
+			}
+			tc.ClientCAs = pool
+			// Bearer-token requests may come without a certificate; a
+			// presented certificate must verify.
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		ln = tls.NewListener(ln, tc)
+	}
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) && a.TLS == nil {
+		logger.Warn("admin API on a non-loopback address without TLS: the bearer token travels in clear", "addr", ln.Addr().String())
+	}
+	logger.Info("admin API listening", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin API stopped", "err", err)
+		}
+	}()
+	return srv, nil
 }
 
 func isLoopback(host string) bool {
