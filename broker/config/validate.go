@@ -51,6 +51,7 @@ func (c *Config) Validate() []Problem {
 		validateClients,
 		validateLinks,
 		validateWorkloads,
+		validateAdmin,
 	}
 	for _, check := range checks {
 		check(c, &ps)

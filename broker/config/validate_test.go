@@ -100,6 +100,8 @@ func TestParseBroken(t *testing.T) {
 		{"client scope with space", iss + "clients:\n  - {id: a, public: true, redirect_uris: [https://a.example.com/cb], scopes: [openid, 'a b']}\n", []string{"clients[0].scopes[1]"}},
 		{"links unknown connector", iss + "connectors:" + localConn + "links:\n  groups: [[local, nope]]\n", []string{"links.groups[0][1]"}},
 		{"links single", iss + "connectors:" + localConn + "links:\n  groups: [[local]]\n", []string{"links.groups[0]"}},
+		{"admin", iss + "admin: {addr: nope, token: short, tls: {client_ca_file: ca.pem}}\n", []string{"admin.addr", "admin.tls.cert_file", "admin.tls.key_file", "admin.token"}},
+		{"admin ok", iss + "admin: {addr: '127.0.0.1:5557', token: 0123456789abcdef0123}\n", nil},
 		{"workload unknown", iss + "clients:\n  - {id: a, secret_hash: SECRETHASH, grant_types: ['urn:ietf:params:oauth:grant-type:token-exchange'], workloads: [gh]}\n", []string{"clients[0].workloads[0]"}},
 		{"workload invalid", iss + "workloads:\n  - id: gh\n    mapping: nope\n    config: {audiences: [x]}\n", []string{"workloads[0].config.issuer", "workloads[0].mapping"}},
 	}
