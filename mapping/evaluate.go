@@ -84,7 +84,9 @@ func (m *Mapping) Evaluate(ctx context.Context, in Input) (Result, error) {
 }
 
 // Explain evaluates every expression, even after a failure, and returns
-// each one's value. The error is the one Evaluate would return.
+// each one's value in order (requires, subject, link, claims by name). The
+// error is the one Evaluate would return; with an error the Result holds
+// whatever could still be computed and must not be issued.
 func (m *Mapping) Explain(ctx context.Context, in Input) (Result, []Step, error) {
 	var steps []Step
 	res, err := m.run(ctx, in, &steps)
@@ -191,11 +193,14 @@ func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, err
 			res.AccessToken[c.name] = out
 		}
 	}
-	if first != nil {
-		return Result{}, first
+	if first == nil {
+		first = m.checkSize(res)
 	}
-	if err := m.checkSize(res); err != nil {
-		return Result{}, err
+	if first != nil {
+		if steps != nil {
+			return res, first // what could be computed, for explaining
+		}
+		return Result{}, first
 	}
 	return res, nil
 }

@@ -391,6 +391,16 @@ func TestExplain(t *testing.T) {
 	if len(steps) != 2+1+10 {
 		t.Errorf("Explain gave %d steps, want 13", len(steps))
 	}
+	ok := typicalClaims()
+	in := Input{ConnectorID: "g", UpstreamSubject: "s", Claims: ok}
+	res, _, err := m.Explain(context.Background(), in)
+	if err != nil {
+		t.Fatalf("Explain: %v", err)
+	}
+	want, _ := m.Evaluate(context.Background(), in)
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("Explain result differs from Evaluate (-want +got):\n%s", diff)
+	}
 }
 
 func TestEvaluateConcurrent(t *testing.T) {
