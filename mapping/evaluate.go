@@ -263,8 +263,8 @@ func quotedSize(s string) int {
 const maxInputDepth = 32
 
 // checkInput refuses input values beyond the bounds the cost estimate
-// assumes.
-func checkInput(path string, v reflect.Value, depth int) error {
+// assumes. JSON shapes are walked directly; anything else by reflection.
+func checkInput(path string, v any, depth int) error {
 	if depth > maxInputDepth {
 		return fmt.Errorf("%s: nested deeper than %d", path, maxInputDepth)
 	}
@@ -272,26 +272,52 @@ func checkInput(path string, v reflect.Value, depth int) error {
 	if depth > 1 {
 		limit = elemSizeHint
 	}
-	// The JSON shapes connectors produce, without reflection.
-	if v.Kind() == reflect.Interface && !v.IsNil() {
-		switch x := v.Elem().Interface().(type) {
-		case string:
-			if len(x) > limit {
-				return fmt.Errorf("%s: string of %d bytes, limit %d", path, len(x), limit)
-			}
-			return nil
-		case bool, float64, int64, int:
-			return nil
+	switch x := v.(type) {
+	case nil, bool, float64, int64, int:
+		return nil
+	case string:
+		if len(x) > limit {
+			return fmt.Errorf("%s: string of %d bytes, limit %d", path, len(x), limit)
 		}
+		return nil
+	case []any:
+		if len(x) > limit {
+			return fmt.Errorf("%s: %d elements, limit %d", path, len(x), limit)
+		}
+		for _, e := range x {
+			if err := checkInput(path, e, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case map[string]any:
+		if len(x) > limit {
+			return fmt.Errorf("%s: %d entries, limit %d", path, len(x), limit)
+		}
+		for k, e := range x {
+			if len(k) > elemSizeHint {
+				return fmt.Errorf("%s: key of %d bytes, limit %d", path, len(k), elemSizeHint)
+			}
+			p := path
+			if depth == 0 {
+				p = path + "." + k
+			}
+			if err := checkInput(p, e, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
+	return checkReflect(path, reflect.ValueOf(v), depth, limit)
+}
+
+func checkReflect(path string, v reflect.Value, depth, limit int) error {
 	switch v.Kind() {
 	case reflect.Interface, reflect.Pointer:
 		if v.IsNil() {
 			return nil
 		}
-		return checkInput(path, v.Elem(), depth)
-	}
-	switch v.Kind() {
+		return checkInput(path, v.Elem().Interface(), depth)
 	case reflect.String:
 		if v.Len() > limit {
 			return fmt.Errorf("%s: string of %d bytes, limit %d", path, v.Len(), limit)
@@ -300,11 +326,14 @@ func checkInput(path string, v reflect.Value, depth int) error {
 		if v.Len() > limit {
 			return fmt.Errorf("%s: %d elements, limit %d", path, v.Len(), limit)
 		}
-		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+		if v.Type().Elem().Kind() == reflect.Uint8 {
 			return nil
 		}
 		for i := 0; i < v.Len(); i++ {
-			if err := checkInput(path, v.Index(i), depth+1); err != nil {
+			if !v.Index(i).CanInterface() {
+				continue
+			}
+			if err := checkInput(path, v.Index(i).Interface(), depth+1); err != nil {
 				return err
 			}
 		}
@@ -313,14 +342,10 @@ func checkInput(path string, v reflect.Value, depth int) error {
 			return fmt.Errorf("%s: %d entries, limit %d", path, v.Len(), limit)
 		}
 		for it := v.MapRange(); it.Next(); {
-			if err := checkInput(path, it.Key(), depth+1); err != nil {
+			if err := checkInput(path, it.Key().Interface(), depth+1); err != nil {
 				return err
 			}
-			p := path
-			if k, ok := it.Key().Interface().(string); ok && depth == 0 {
-				p = path + "." + k
-			}
-			if err := checkInput(p, it.Value(), depth+1); err != nil {
+			if err := checkInput(path, it.Value().Interface(), depth+1); err != nil {
 				return err
 			}
 		}
@@ -329,10 +354,10 @@ func checkInput(path string, v reflect.Value, depth int) error {
 }
 
 func activation(in Input) (cel.Activation, error) {
-	if err := checkInput(varClaims, reflect.ValueOf(in.Claims), 0); err != nil {
+	if err := checkInput(varClaims, in.Claims, 0); err != nil {
 		return nil, err
 	}
-	if err := checkInput(varSources, reflect.ValueOf(in.Sources), 0); err != nil {
+	if err := checkInput(varSources, in.Sources, 0); err != nil {
 		return nil, err
 	}
 	claims, sources := in.Claims, in.Sources
@@ -345,9 +370,9 @@ func activation(in Input) (cel.Activation, error) {
 	// Converted once here rather than on every variable access.
 	a := types.DefaultTypeAdapter
 	return cel.NewActivation(map[string]any{
-		varClaims:    a.NativeToValue(claims),
-		varSources:   a.NativeToValue(sources),
-		varConnector: a.NativeToValue(map[string]string{"id": in.ConnectorID, "type": in.ConnectorType}),
+		varClaims:    types.NewStringInterfaceMap(a, claims),
+		varSources:   types.NewStringInterfaceMap(a, sources),
+		varConnector: types.NewStringStringMap(a, map[string]string{"id": in.ConnectorID, "type": in.ConnectorType}),
 	})
 }
 
