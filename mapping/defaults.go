@@ -47,6 +47,12 @@ func samlAll(names ...string) string {
 	return `cel.bind(vs, ` + e + `, size(vs) == 0 ? optional.none() : optional.of(vs))`
 }
 
+// nonEmpty is an expression giving claim name as an optional, empty when
+// the claim is absent or "".
+func nonEmpty(name string) string {
+	return `has(claims.` + name + `) && claims.` + name + ` != "" ? optional.of(claims.` + name + `) : optional.none()`
+}
+
 // emailVerifiedTrue emits email_verified when an email is present: true
 // only when the upstream claim is the JSON boolean true.
 const emailVerifiedTrue = `has(claims.email) ? optional.of(claims.?email_verified.orValue(false) == true) : optional.none()`
@@ -59,10 +65,10 @@ func Default(connectorType string) Spec {
 	switch connectorType {
 	case "local":
 		return Spec{Claims: map[string]ClaimSpec{
-			"email":              {Expr: `claims.?email`},
-			"email_verified":     {Expr: `claims.?email_verified`},
-			"name":               {Expr: `claims.?name`},
-			"preferred_username": {Expr: `claims.?username`},
+			"email":              {Expr: nonEmpty("email")},
+			"email_verified":     {Expr: `has(claims.email) && claims.email != "" ? claims.?email_verified : optional.none()`},
+			"name":               {Expr: nonEmpty("name")},
+			"preferred_username": {Expr: nonEmpty("username")},
 			"groups":             {Expr: `claims.?groups`},
 		}}
 	case "google":

@@ -29,6 +29,11 @@ func TestDefaultMappings(t *testing.T) {
 			wantID: map[string]any{"email": "a@x.org", "email_verified": true, "name": "A", "preferred_username": "a", "groups": []any{"g"}},
 		},
 		{
+			name: "local without email or name", typ: "local",
+			claims: map[string]any{"sub": "x", "email": "", "email_verified": false, "name": "", "username": "breakglass", "groups": []any{}},
+			wantID: map[string]any{"preferred_username": "breakglass", "groups": []any{}},
+		},
+		{
 			name: "oidc string true is not verified", typ: "oidc",
 			claims: map[string]any{"email": "a@x.org", "email_verified": "true"},
 			wantID: map[string]any{"email": "a@x.org", "email_verified": false},
