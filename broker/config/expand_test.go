@@ -62,6 +62,10 @@ clients:
   - id: app
     public: ${PUBLIC}
     name: "${INJECT}"
+    scopes:
+      - openid
+      - "${NUM}"
+      - ${NUM}
     audiences: ["$${literal}"]
     redirect_uris: ["${APP}/cb"]
 `
@@ -72,6 +76,7 @@ clients:
 		"PUBLIC":    "true",
 		"INJECT":    "${ISSUER}",
 		"APP":       "https://app.example.com",
+		"NUM":       "123",
 	})
 	cfg, err := Parse([]byte(yml), env)
 	if err != nil {
@@ -81,6 +86,9 @@ clients:
 	want := []string{"https://sso.example.com", "redis", "redis://r:6379", "${literal}", "2m0s", "${ISSUER}", "https://app.example.com/cb"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("expanded values (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"openid", "123", "123"}, cfg.Clients[0].Scopes); diff != "" {
+		t.Errorf("scopes (-want +got):\n%s", diff)
 	}
 	if !cfg.Clients[0].Public {
 		t.Errorf("public: ${PUBLIC}=true decoded as false")
