@@ -24,7 +24,7 @@ const (
 	estimateFactor = 100
 )
 
-// ReservedClaims are registered claims the broker sets itself; a mapping
+// reservedClaims are registered claims the broker sets itself; a mapping
 // that tries to set one does not compile.
 var reservedClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
