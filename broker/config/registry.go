@@ -41,9 +41,10 @@ func ConnectorTypes() []string {
 // Decode decodes the connector's `config:` block into its type's Config
 // and validates it. Problem paths are relative to this connector entry
 // ("type", "config.users[1].email"); Config.Validate prefixes them with
-// "connectors[i].". The returned Config is nil when the type is unknown or
-// the block does not decode; when only its Validate complained, it is
-// returned together with the problems.
+// "connectors[i].". Unknown keys, type errors and the type's own Validate
+// problems are all reported together. The returned Config is nil when the
+// type is unknown or the block has unknown keys or type errors; when only
+// its Validate complained, it is returned together with the problems.
 func (c Connector) Decode() (connectors.Config, []Problem) {
 	newConfig, ok := connectorTypes()[c.Type]
 	if !ok {
@@ -56,19 +57,22 @@ func (c Connector) Decode() (connectors.Config, []Problem) {
 	var ps problems
 	if c.Config.Kind != 0 {
 		checkNode(&c.Config, reflect.TypeOf(cfg), "config", &ps)
-		if len(ps) > 0 {
-			return nil, ps
-		}
-		if err := c.Config.Decode(cfg); err != nil {
+		if err := c.Config.Decode(cfg); err != nil && len(ps) == 0 {
 			return nil, []Problem{{Path: "config", Message: typeMessage(err)}}
 		}
 	}
+	parsed := append(problems(nil), ps...)
 	for _, fe := range cfg.Validate() {
 		p := "config"
 		if fe.Path != "" {
 			p += "." + fe.Path
 		}
-		ps.add(p, "%s", fe.Message)
+		if !under(p, parsed) {
+			ps.add(p, "%s", fe.Message)
+		}
+	}
+	if len(parsed) > 0 {
+		return nil, ps
 	}
 	return cfg, ps
 }

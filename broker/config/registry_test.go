@@ -39,6 +39,11 @@ func TestDecode(t *testing.T) {
 		{"unknown type", Connector{ID: "x", Type: "ldap"}, []Problem{{Path: "type", Message: `unknown connector type "ldap" (known: ` + known + ")"}}, true},
 		{"no type", Connector{ID: "x"}, []Problem{{Path: "type", Message: "required (one of " + known + ")"}}, true},
 		{"not a mapping", Connector{ID: "x", Type: "local", Config: node("[1, 2]")}, []Problem{{Path: "config", Message: "line 1: expected a mapping, got a list"}}, true},
+		{"unknown key and invalid together", Connector{ID: "x", Type: "local", Config: node("users: [{username: a, pasword_hash: x, email_verified: nah}]")}, []Problem{
+			{Path: "config.users[0].pasword_hash", Message: "line 1: unknown key (did you mean password_hash?)"},
+			{Path: "config.users[0].email_verified", Message: "line 1: cannot unmarshal !!str `nah` into bool"},
+			{Path: "config.users[0].password_hash", Message: "required (a bcrypt hash, e.g. from htpasswd -nbBC 12)"},
+		}, true},
 		{"invalid", Connector{ID: "x", Type: "local", Config: node("users: [{username: a, password_hash: x}]")}, []Problem{{Path: "config.users[0].password_hash", Message: "not a bcrypt hash"}}, false},
 	}
 	for _, tt := range tests {
