@@ -34,7 +34,7 @@ func (s *Server) authenticateClient(c echo.Context, rt *runtime) (*client, error
 		return nil, invalidClient("use exactly one client authentication method")
 	}
 	if hasAssertion {
-		return nil, invalidClient("private_key_jwt client authentication is not supported")
+		return s.authenticateAssertion(c, rt)
 	}
 	if len(form["client_id"]) > 1 || len(form["client_secret"]) > 1 {
 		return nil, invalidRequest("repeated client credentials")
@@ -72,6 +72,9 @@ func (s *Server) authenticateClient(c echo.Context, rt *runtime) (*client, error
 	}
 	if !hasBasic && !hasPostSecret {
 		return nil, invalidClient("client authentication is required")
+	}
+	if cl.TokenEndpointAuthMethod == authPrivateKeyJWT {
+		return nil, invalidClient("this client authenticates with private_key_jwt")
 	}
 	if secret == "" || len(secret) > 512 || !s.secrets.verify(cl.ID, cl.SecretHash, secret) {
 		s.auditEvent("client_auth_failed", "client_id", cl.ID, "remote", c.RealIP())

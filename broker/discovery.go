@@ -25,6 +25,7 @@ type discovery struct {
 	IDTokenAlgs                       []string `json:"id_token_signing_alg_values_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	TokenAuthMethods                  []string `json:"token_endpoint_auth_methods_supported"`
+	TokenAuthSigningAlgs              []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
 	CodeChallengeMethods              []string `json:"code_challenge_methods_supported"`
 	ClaimsSupported                   []string `json:"claims_supported"`
@@ -51,8 +52,9 @@ func (s *Server) handleDiscovery(c echo.Context) error {
 		SubjectTypes:          []string{"public"},
 		IDTokenAlgs:           s.keys.Algorithms(),
 		ScopesSupported:       []string{"openid", "profile", "email", "groups", "offline_access"},
-		TokenAuthMethods:      []string{"client_secret_basic", "client_secret_post", "none"},
-		RevocationAuthMethods: []string{"client_secret_basic", "client_secret_post", "none"},
+		TokenAuthMethods:      []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		TokenAuthSigningAlgs:  []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
+		RevocationAuthMethods: []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
 		CodeChallengeMethods:  []string{"S256"},
 		ClaimsSupported: []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr",
 			"email", "email_verified", "name", "preferred_username", "groups", "roles"},

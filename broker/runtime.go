@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/workload"
@@ -58,6 +60,7 @@ type client struct {
 	alg        string
 	idTTL      time.Duration
 	accessTTL  time.Duration
+	keys       oidc.KeySet // private_key_jwt clients only
 }
 
 func (c *client) allowsConnector(id string) bool {
@@ -181,6 +184,13 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 			alg:        cc.IDTokenSignedResponseAlg,
 			idTTL:      cc.IDTokenLifetime,
 			accessTTL:  cc.AccessTokenLifetime,
+		}
+		if cc.TokenEndpointAuthMethod == authPrivateKeyJWT {
+			ks, err := s.clientKeys(ctx, clientKeySource{jwks: cc.JWKS, jwksURI: cc.JWKSURI})
+			if err != nil {
+				add(fmt.Sprintf("clients[%d].jwks", len(rt.clients)), "%v", err)
+			}
+			cl.keys = ks
 		}
 		if cl.idTTL == 0 {
 			cl.idTTL = cfg.Tokens.IDToken

@@ -31,6 +31,10 @@ func validateClients(c *Config, ps *problems) {
 		switch {
 		case cl.Public && cl.SecretHash != "":
 			ps.add(p+".secret_hash", "a public client has no secret: remove secret_hash or public")
+		case !cl.Public && cl.SecretHash == "" && cl.TokenEndpointAuthMethod == "private_key_jwt":
+			if cl.JWKS == "" && cl.JWKSURI == "" {
+				ps.add(p+".jwks", "private_key_jwt needs the client's public keys: jwks or jwks_uri")
+			}
 		case !cl.Public && cl.SecretHash == "":
 			ps.add(p+".secret_hash", "required for a confidential client (from `fedbroker hash-secret`), or set public: true")
 		case cl.SecretHash != "":

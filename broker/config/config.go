@@ -127,8 +127,16 @@ type Client struct {
 	Name string `yaml:"name"`
 	// SecretHash is the output of `fedbroker hash-secret`. Empty with
 	// Public=true for public clients.
-	SecretHash             string   `yaml:"secret_hash"`
-	Public                 bool     `yaml:"public"`
+	SecretHash string `yaml:"secret_hash"`
+	Public     bool   `yaml:"public"`
+	// TokenEndpointAuthMethod is client_secret_basic/client_secret_post
+	// (default for confidential clients: either) or private_key_jwt (RFC
+	// 7523), which needs JWKS or JWKSURI instead of a secret.
+	TokenEndpointAuthMethod string `yaml:"token_endpoint_auth_method"`
+	// JWKS is the client's public keys as an inline JWK Set (JSON).
+	JWKS string `yaml:"jwks"`
+	// JWKSURI is where the client publishes its public keys.
+	JWKSURI                string   `yaml:"jwks_uri"`
 	RedirectURIs           []string `yaml:"redirect_uris"`
 	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris"`
 	// Audiences are the access token `aud` values (resource servers).
