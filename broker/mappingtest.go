@@ -12,7 +12,9 @@ import (
 // MappingInput is a sample sign-in for a dry run of a mapping: the raw
 // upstream claims (and fetched sources) a connector would hand the broker.
 type MappingInput struct {
-	Connector       string         `json:"connector"`
+	Connector string `json:"connector"`
+	// Workload marks Connector as the id of a workload issuer.
+	Workload        bool           `json:"workload,omitempty"`
 	UpstreamSubject string         `json:"upstream_sub,omitempty"`
 	Claims          map[string]any `json:"claims"`
 	Sources         map[string]any `json:"sources,omitempty"`
@@ -61,6 +63,34 @@ func CompileMapping(cfg *config.Config, connectorID string) (*mapping.Mapping, s
 		return m, c.Type, nil
 	}
 	return nil, "", fmt.Errorf("no connector %q in the configuration", connectorID)
+}
+
+// CompileWorkloadMapping compiles the mapping of a workload issuer of cfg.
+func CompileWorkloadMapping(cfg *config.Config, workloadID string) (*mapping.Mapping, string, error) {
+	for _, w := range cfg.Workloads {
+		if w.ID != workloadID {
+			continue
+		}
+		spec := mapping.Default("workload")
+		path := "workloads." + w.ID + " (default workload mapping)"
+		if w.Mapping != "" {
+			s, ok := cfg.Mappings[w.Mapping]
+			if !ok {
+				return nil, "", fmt.Errorf("workload %q names mapping %q, which is not defined", w.ID, w.Mapping)
+			}
+			spec, path = s, "mappings."+w.Mapping
+		}
+		m, errs := mapping.Compile(spec, mapping.CompileOptions{})
+		if len(errs) > 0 {
+			var problems config.Errors
+			for _, e := range errs {
+				problems = append(problems, config.Problem{Path: path + "." + e.Path, Message: e.Message})
+			}
+			return nil, "", problems
+		}
+		return m, "workload", nil
+	}
+	return nil, "", fmt.Errorf("no workload issuer %q in the configuration", workloadID)
 }
 
 // RunMapping evaluates m on one sample and reports the decision.

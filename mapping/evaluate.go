@@ -71,9 +71,10 @@ var ErrOutputTooLarge = errors.New("claims exceed the output size limit")
 
 // Step is one evaluated expression, for explaining a mapping.
 type Step struct {
-	Path, Expr string
-	Value      any
-	Err        string
+	Path  string `json:"path"`
+	Expr  string `json:"expr"`
+	Value any    `json:"value"`
+	Err   string `json:"error,omitempty"`
 }
 
 // Evaluate runs the mapping on one identity. It returns a *Rejection when a

@@ -24,17 +24,18 @@ func newMappingCmd() *cobra.Command {
 }
 
 func newMappingTestCmd() *cobra.Command {
-	var cfgPath, connector, claimsPath, golden string
+	var cfgPath, connector, workloadID, claimsPath, golden string
 	var explain, update bool
 	cmd := &cobra.Command{
-		Use:   "test --config C (--connector ID --claims sample.json | --golden DIR)",
+		Use:   "test --config C (--connector ID | --workload ID) --claims sample.json | --golden DIR",
 		Short: "Show what a connector's mapping decides for sample upstream claims",
 		Long: `mapping test evaluates a connector's mapping on sample upstream claims and
 prints the decision (accepted, or rejected with the admin's message), the
 internal subject, the link key and the exact ID-token and access-token claims.
 
 --claims takes a JSON file holding the upstream claims, or an object
-{"connector": ID, "claims": {...}, "sources": {...}, "upstream_sub": "..."}.
+{"connector": ID, "claims": {...}, "sources": {...}, "upstream_sub": "..."}
+(with "workload": true when ID names a workload issuer).
 
 --golden DIR checks every DIR/NAME.json sample (the object form) against
 DIR/NAME.golden (the expected report) and exits 1 on any difference; with
@@ -49,8 +50,8 @@ DIR/NAME.golden (the expected report) and exits 1 on any difference; with
 			if golden != "" {
 				return runGolden(cmd, cfg, golden, update)
 			}
-			if connector == "" || claimsPath == "" {
-				return errors.New("mapping test: give --connector and --claims, or --golden DIR")
+			if (connector == "") == (workloadID == "") || claimsPath == "" {
+				return errors.New("mapping test: give --connector or --workload, and --claims; or --golden DIR")
 			}
 			in, err := readSample(claimsPath)
 			if err != nil {
@@ -59,12 +60,19 @@ DIR/NAME.golden (the expected report) and exits 1 on any difference; with
 			if in.Connector == "" {
 				in.Connector = connector
 			}
+			if workloadID != "" {
+				in.Connector, in.Workload = workloadID, true
+			}
 			rep, err := evaluate(cmd, cfg, in, explain)
 			if err != nil {
 				return err
 			}
-			out, _ := json.MarshalIndent(rep, "", "  ")
-			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(rep); err != nil {
+				return err
+			}
 			if rep.Decision != "accepted" {
 				return exitCode(2)
 			}
@@ -74,6 +82,7 @@ DIR/NAME.golden (the expected report) and exits 1 on any difference; with
 	f := cmd.Flags()
 	f.StringVarP(&cfgPath, "config", "c", "", "configuration file (required)")
 	f.StringVar(&connector, "connector", "", "connector id whose mapping to run")
+	f.StringVar(&workloadID, "workload", "", "workload issuer id whose mapping to run")
 	f.StringVar(&claimsPath, "claims", "", "JSON file of sample upstream claims")
 	f.BoolVar(&explain, "explain", false, "show every expression and its value")
 	f.StringVar(&golden, "golden", "", "directory of samples with expected outputs")
@@ -83,7 +92,11 @@ DIR/NAME.golden (the expected report) and exits 1 on any difference; with
 }
 
 func evaluate(cmd *cobra.Command, cfg *config.Config, in broker.MappingInput, explain bool) (broker.MappingReport, error) {
-	m, typ, err := broker.CompileMapping(cfg, in.Connector)
+	compile := broker.CompileMapping
+	if in.Workload {
+		compile = broker.CompileWorkloadMapping
+	}
+	m, typ, err := compile(cfg, in.Connector)
 	if err != nil {
 		var problems config.Errors
 		if errors.As(err, &problems) {
