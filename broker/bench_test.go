@@ -122,3 +122,64 @@ func benchRawSign(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWorkloadGrants measures client_credentials and token exchange
+// (a workload's RS256 JWT verified, its jti recorded, its mapping run, one
+// ES256 access token signed) in-process, beside one raw ES256 signature of
+// an access token of the same shape, in one run.
+func BenchmarkWorkloadGrants(b *testing.B) {
+	h, is := workloadHarness(b)
+	handler := h.b.Handler()
+	post := func(form url.Values) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("ci", ciSecret)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		return rec
+	}
+	b.Run("client_credentials", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if rec := post(url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}); rec.Code != 200 {
+				b.Fatalf("client_credentials = %d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.Run("token_exchange", func(b *testing.B) {
+		now := time.Now()
+		tokens := make([]string, b.N)
+		for i := range tokens {
+			tok, err := is.Sign(jose.RS256, map[string]any{
+				"iss": is.URL(), "aud": "https://sso.acme.com", "sub": "repo:acme/app:ref:refs/heads/main",
+				"repository": "acme/app", "repository_owner": "acme", "ref": "refs/heads/main",
+				"jti": randomToken(12), "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tokens[i] = tok
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rec := post(url.Values{"grant_type": {grantTokenExchange}, "subject_token": {tokens[i]}, "subject_token_type": {tokenTypeJWT}, "audience": {"deploy-api"}})
+			if rec.Code != 200 {
+				b.Fatalf("exchange = %d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.Run("raw-es256-sign-1-token", func(b *testing.B) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", "k1"))
+		payload := []byte(`{"iss":"http://127.0.0.1:5556","sub":"github:repo:acme/app:ref:refs/heads/main","aud":"deploy-api","client_id":"ci","exp":1900000000,"iat":1800000000,"jti":"R3h0Y2hZbW9uZ3JhZnRlcg","repository":"acme/app"}`)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			obj, err := signer.Sign(payload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = obj.CompactSerialize()
+		}
+	})
+}

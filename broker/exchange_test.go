@@ -22,7 +22,7 @@ var ciSecret = strings.Repeat("ci-secret-", 4)
 
 // workloadHarness is a broker trusting one workload issuer ("github"), with
 // a confidential client "ci" allowed to exchange its tokens and "svc" not.
-func workloadHarness(t *testing.T) (*harness, *workloadtest.Issuer) {
+func workloadHarness(t testing.TB) (*harness, *workloadtest.Issuer) {
 	t.Helper()
 	is := workloadtest.New()
 	t.Cleanup(is.Close)
