@@ -52,8 +52,9 @@ func (s *Server) refreshGrant(c echo.Context, rt *runtime, cl *client) (*issued,
 		scopes = asked
 	}
 	grant := fam.Grant
+	var upstreamData []byte
 	if err == nil {
-		if grant, err = s.refreshUpstream(c, rt, fam); err != nil {
+		if grant, upstreamData, err = s.refreshUpstream(c, rt, fam); err != nil {
 			return nil, err
 		}
 	}
@@ -72,6 +73,16 @@ func (s *Server) refreshGrant(c echo.Context, rt *runtime, cl *client) (*issued,
 	if fam.Grant.ClientID != cl.ID {
 		return nil, invalidGrant("the refresh token was issued to another client")
 	}
+	if upstreamData != nil {
+		// Keep what the upstream returned (a rotated upstream refresh token)
+		// and the claims mapped from it for the next refresh.
+		stored := fam.Grant
+		stored.ConnectorData = s.seal.seal(upstreamData)
+		stored.IDTokenClaims, stored.AccessTokenClaims = grant.IDTokenClaims, grant.AccessTokenClaims
+		if err := s.store.UpdateRefreshGrant(ctx, next, stored); err != nil {
+			s.log.Error("refresh: keep the upstream's new connector data", "client_id", cl.ID, "err", err)
+		}
+	}
 	grant.Scopes = scopes
 	grant.Nonce = ""
 	resp, err := s.issueTokens(cl, grant, now)
@@ -85,47 +96,51 @@ func (s *Server) refreshGrant(c echo.Context, rt *runtime, cl *client) (*issued,
 
 // refreshUpstream asks the upstream again when the connector can refresh, so
 // a user disabled upstream can no longer refresh here. The new upstream
-// claims are mapped again; the subject never changes.
-func (s *Server) refreshUpstream(c echo.Context, rt *runtime, fam storage.RefreshFamily) (storage.Grant, error) {
+// claims are mapped again; the subject never changes. It returns the
+// connector's new data (nil when the upstream was not asked).
+func (s *Server) refreshUpstream(c echo.Context, rt *runtime, fam storage.RefreshFamily) (storage.Grant, []byte, error) {
 	g := fam.Grant
 	conn, ok := rt.connectors[g.ConnectorID]
 	if !ok {
-		return g, invalidGrant("the sign-in method of this token was removed")
+		return g, nil, invalidGrant("the sign-in method of this token was removed")
 	}
 	rc, ok := conn.impl.(connectors.RefreshConnector)
 	if !ok || len(g.ConnectorData) == 0 {
-		return g, nil
+		return g, nil, nil
 	}
 	ctx := c.Request().Context()
 	data, err := s.seal.open(g.ConnectorData)
 	if err != nil {
 		s.log.Error("refresh: connector data", "connector", conn.id, "err", err)
-		return g, invalidGrant("this sign-in can no longer be refreshed; sign in again")
+		return g, nil, invalidGrant("this sign-in can no longer be refreshed; sign in again")
 	}
 	id, err := rc.Refresh(ctx, connectors.Scopes{OfflineAccess: true, Groups: slices.Contains(g.Scopes, "groups")}, connectors.Identity{Subject: g.UpstreamSubject, ConnectorData: data})
 	if err != nil {
 		if errors.Is(err, connectors.ErrUnavailable) {
-			return g, newOAuthError(503, errTemporarilyUnavailable, "the upstream identity provider is unavailable")
+			return g, nil, newOAuthError(503, errTemporarilyUnavailable, "the upstream identity provider is unavailable")
 		}
 		if rerr := s.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {
-			return g, rerr
+			return g, nil, rerr
 		}
 		s.auditEvent("refresh_upstream_refused", "connector", conn.id, "client_id", g.ClientID, "sub", g.Subject, "reason", err.Error())
-		return g, invalidGrant("the upstream identity provider refused to refresh this sign-in")
+		return g, nil, invalidGrant("the upstream identity provider refused to refresh this sign-in")
 	}
 	if id.Subject != "" && id.Subject != g.UpstreamSubject {
-		return g, invalidGrant("the upstream identity changed")
+		return g, nil, invalidGrant("the upstream identity changed")
 	}
 	res, err := conn.mapping.Evaluate(ctx, mapping.Input{ConnectorID: conn.id, ConnectorType: conn.typ, UpstreamSubject: g.UpstreamSubject, Claims: id.Claims, Sources: id.Sources})
 	if err != nil {
 		if rerr := s.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {
-			return g, rerr
+			return g, nil, rerr
 		}
 		s.auditEvent("refresh_rejected", "connector", conn.id, "client_id", g.ClientID, "sub", g.Subject, "reason", err.Error())
-		return g, invalidGrant("this sign-in is no longer allowed")
+		return g, nil, invalidGrant("this sign-in is no longer allowed")
 	}
 	g.IDTokenClaims, g.AccessTokenClaims = res.IDToken, res.AccessToken
-	return g, nil
+	if id.ConnectorData == nil {
+		id.ConnectorData = data
+	}
+	return g, id.ConnectorData, nil
 }
 
 func minTime(a, b time.Time) time.Time {

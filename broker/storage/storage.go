@@ -153,6 +153,11 @@ type Storage interface {
 	// that was already rotated revokes the family and returns ErrReused.
 	// Unknown, expired or revoked: ErrNotFound.
 	RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (RefreshFamily, error)
+	// UpdateRefreshGrant replaces the grant of the family whose current
+	// token is token (after a rotation: the new token), atomically with
+	// respect to rotation; ErrNotFound when token is not current. The
+	// broker uses it to keep an upstream's rotated refresh token.
+	UpdateRefreshGrant(ctx context.Context, token string, g Grant) error
 	// GetRefresh returns the family of a current token without changing it.
 	GetRefresh(ctx context.Context, token string) (RefreshFamily, error)
 	// RevokeFamily deletes the family and leaves a tombstone until
@@ -175,7 +180,8 @@ type Storage interface {
 	// otherwise ErrConflict.
 	PutKeys(ctx context.Context, data []byte, expect int64) (int64, error)
 	// AcquireLease takes or renews the named lease for holder for ttl;
-	// false when another holder has it.
+	// false when another holder has it. A ttl <= 0 releases the lease if
+	// holder has it.
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 
 	// MarkSeen records id in namespace until `until` and reports whether it

@@ -94,6 +94,35 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	return f.family()
 }
 
+// UpdateRefreshGrant replaces the grant of the family whose current token
+// is token; see storage.Storage.
+func (s *Store) UpdateRefreshGrant(ctx context.Context, token string, g storage.Grant) error {
+	id, ok := familyOf(token)
+	if !ok {
+		return errToken
+	}
+	now, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	f, ok := s.families[id]
+	if !ok || !f.alive(now) || f.current != storage.Hash(token) {
+		return errToken
+	}
+	fam, err := f.family()
+	if err != nil {
+		return err
+	}
+	fam.Grant = g
+	data, err := encode(fam)
+	if err != nil {
+		return err
+	}
+	f.data = data
+	return nil
+}
+
 // GetRefresh returns the family whose current token is token.
 func (s *Store) GetRefresh(ctx context.Context, token string) (storage.RefreshFamily, error) {
 	id, ok := familyOf(token)

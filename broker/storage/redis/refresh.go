@@ -123,6 +123,28 @@ func (s *Store) family(rec, lu, ie string) (storage.RefreshFamily, error) {
 	return f, nil
 }
 
+// UpdateRefreshGrant replaces the grant of the family whose current token
+// is token; see storage.Storage.
+func (s *Store) UpdateRefreshGrant(ctx context.Context, token string, g storage.Grant) error {
+	f, err := s.GetRefresh(ctx, token)
+	if err != nil {
+		return err
+	}
+	f.Grant = g
+	rec, err := encode(f)
+	if err != nil {
+		return err
+	}
+	n, err := updateRefreshGrantScript.Run(ctx, s.c, s.famKeys(f.ID)[:1], storage.Hash(token), rec).Int()
+	if err != nil {
+		return unavailable("update refresh grant", err)
+	}
+	if n == 0 {
+		return notFound("refresh token")
+	}
+	return nil
+}
+
 // GetRefresh returns the family whose current token is token.
 func (s *Store) GetRefresh(ctx context.Context, token string) (storage.RefreshFamily, error) {
 	id, ok := familyOf(token)

@@ -110,3 +110,11 @@ var deleteLinkScript = goredis.NewScript(`
 local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 return n`)
+
+// updateRefreshGrant: KEYS fam; ARGV current hash, new rec. 0 unless the
+// token is the family's current one.
+var updateRefreshGrantScript = goredis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'cur')
+if not cur or cur ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[2])
+return 1`)

@@ -250,3 +250,33 @@ func testRevokeSubject(t *testing.T, s storage.Storage) {
 	f := family(t, alice)
 	wantErr(t, "CreateRefresh after RevokeSubject", s.CreateRefresh(c, f, token(t, f.ID)), nil)
 }
+
+// testUpdateRefreshGrant: the grant of a family changes only through its
+// current token, and survives later rotations.
+func testUpdateRefreshGrant(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first, second, third := token(t, f.ID), token(t, f.ID), token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	now := time.Now()
+	_, err := s.RotateRefresh(c, first, second, now, time.Hour)
+	wantErr(t, "RotateRefresh", err, nil)
+	g := f.Grant
+	g.ConnectorData = []byte("sealed upstream refresh token v2")
+	wantErr(t, "UpdateRefreshGrant with a rotated token", s.UpdateRefreshGrant(c, first, g), storage.ErrNotFound)
+	wantErr(t, "UpdateRefreshGrant with an unknown token", s.UpdateRefreshGrant(c, token(t, f.ID), g), storage.ErrNotFound)
+	wantErr(t, "UpdateRefreshGrant", s.UpdateRefreshGrant(c, second, g), nil)
+	got, err := s.GetRefresh(c, second)
+	wantErr(t, "GetRefresh", err, nil)
+	if string(got.Grant.ConnectorData) != string(g.ConnectorData) {
+		t.Errorf("GetRefresh() connector data = %q, want %q", got.Grant.ConnectorData, g.ConnectorData)
+	}
+	rotated, err := s.RotateRefresh(c, second, third, now, time.Hour)
+	wantErr(t, "RotateRefresh after update", err, nil)
+	if string(rotated.Grant.ConnectorData) != string(g.ConnectorData) {
+		t.Errorf("RotateRefresh() connector data = %q, want %q", rotated.Grant.ConnectorData, g.ConnectorData)
+	}
+	if !rotated.LastUsed.Equal(now) && rotated.LastUsed.Sub(now).Abs() > time.Millisecond {
+		t.Errorf("RotateRefresh() LastUsed = %v, want %v", rotated.LastUsed, now)
+	}
+}

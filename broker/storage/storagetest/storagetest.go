@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"CodeConsumeConcurrent", testCodeConcurrent},
 		{"Refresh", testRefresh},
 		{"RefreshReuse", testRefreshReuse},
+		{"UpdateRefreshGrant", testUpdateRefreshGrant},
 		{"RefreshRotateConcurrent", testRefreshConcurrent},
 		{"RefreshRevokeBeforeCreate", testRevokeBeforeCreate},
 		{"RefreshExpiry", testRefreshExpiry},
