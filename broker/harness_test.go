@@ -167,7 +167,7 @@ func newHarness(t testing.TB, store storage.Storage, clk *clock, mutate func(*co
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	km, err := keys.New(ctx, store, keys.Options{MaxTokenLifetime: 5 * time.Minute, Now: clk.Now})
+	km, err := keys.New(ctx, store, keys.Options{Algorithm: cfg.Signing.Algorithm, Algorithms: cfg.Signing.Algorithms, MaxTokenLifetime: 5 * time.Minute, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("keys.New: %v", err)
 	}

@@ -173,7 +173,7 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 			rt.linkGroups[id] = append(rt.linkGroups[id], gi)
 		}
 	}
-	for _, cc := range cfg.Clients {
+	for ci, cc := range cfg.Clients {
 		cl := &client{
 			Client:     cc,
 			redirects:  toSet(cc.RedirectURIs),
@@ -188,9 +188,12 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 		if cc.TokenEndpointAuthMethod == authPrivateKeyJWT {
 			ks, err := s.clientKeys(ctx, clientKeySource{jwks: cc.JWKS, jwksURI: cc.JWKSURI})
 			if err != nil {
-				add(fmt.Sprintf("clients[%d].jwks", len(rt.clients)), "%v", err)
+				add(fmt.Sprintf("clients[%d].jwks", ci), "%v", err)
 			}
 			cl.keys = ks
+		}
+		if cl.alg != "" && s.keys != nil && !slices.Contains(s.keys.Algorithms(), cl.alg) {
+			add(fmt.Sprintf("clients[%d].id_token_signed_response_alg", ci), "no signing key for %s: add it to signing.algorithms", cl.alg)
 		}
 		if cl.idTTL == 0 {
 			cl.idTTL = cfg.Tokens.IDToken
