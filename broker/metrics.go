@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -15,6 +16,7 @@ type metrics struct {
 	authorizes *prometheus.CounterVec
 	storage    prometheus.Counter
 	latency    *prometheus.HistogramVec
+	upstream   *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "fedbroker_http_request_duration_seconds", Help: "Request latency by route and status.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "code"})),
+		upstream: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fedbroker_upstream_request_duration_seconds", Help: "Latency of calls to upstream identity providers by host and outcome (HTTP status or error).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"host", "code"})),
 	}
 }
 
@@ -77,4 +83,40 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		m.latency.WithLabelValues(route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 		return err
 	}
+}
+
+// keyRotations exposes the signing key rotations this replica has seen.
+func registerKeyRotations(reg prometheus.Registerer, rotations func() uint64) {
+	_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fedbroker_signing_key_rotations_total", Help: "Signing key rotations seen by this replica.",
+	}, func() float64 { return float64(rotations()) }))
+}
+
+// instrumentedTransport times every call to an upstream. Hosts come from
+// configuration (connectors' issuers), so the label stays bounded.
+type instrumentedTransport struct {
+	base http.RoundTripper
+	hist *prometheus.HistogramVec
+}
+
+func (t instrumentedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(r)
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+	}
+	t.hist.WithLabelValues(r.URL.Host, code).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+// instrument returns a copy of client whose calls are timed.
+func (m *metrics) instrument(client *http.Client) *http.Client {
+	c := *client
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = instrumentedTransport{base: base, hist: m.upstream}
+	return &c
 }

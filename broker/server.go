@@ -120,6 +120,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.gatherer = g
 	}
 	s.metrics = newMetrics(reg)
+	s.client = s.metrics.instrument(s.client)
+	registerKeyRotations(reg, s.keys.Rotations)
 	p := s.issuerPath
 	s.paths = paths{
 		discovery:  p + "/.well-known/openid-configuration",

@@ -98,7 +98,8 @@ type Manager struct {
 	now      func() time.Time
 	holder   string
 
-	state atomic.Pointer[state]
+	state     atomic.Pointer[state]
+	rotations atomic.Uint64
 	// mu serializes loads and writes of the key set within this process.
 	mu sync.Mutex
 }

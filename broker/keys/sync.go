@@ -32,9 +32,25 @@ func (m *Manager) install(set *keySet, version int64) error {
 	if err != nil {
 		return err
 	}
-	m.state.Store(st)
+	m.setState(st)
 	return nil
 }
+
+// setState makes st the snapshot in use, counting a replaced signing key as
+// a rotation.
+func (m *Manager) setState(st *state) {
+	if old := m.state.Swap(st); old != nil {
+		for alg, sk := range st.signing {
+			if prev, ok := old.signing[alg]; ok && prev.kid != sk.kid {
+				m.rotations.Add(1)
+			}
+		}
+	}
+}
+
+// Rotations counts the times this Manager saw a signing key replaced (by
+// its own rotation or another replica's), for metrics.
+func (m *Manager) Rotations() uint64 { return m.rotations.Load() }
 
 // ErrBusy is returned by RotateNow when another replica holds the rotation
 // lease or changed the key set first; try again.
@@ -76,7 +92,7 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 		return false, err
 	}
 	if !changed {
-		m.state.Store(st)
+		m.setState(st)
 		return true, nil
 	}
 	data, err := json.Marshal(set)
@@ -92,7 +108,7 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 		return false, fmt.Errorf("keys: store key set: %w", err)
 	}
 	st.version = nv
-	m.state.Store(st)
+	m.setState(st)
 	return true, nil
 }
 
