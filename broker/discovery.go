@@ -27,6 +27,7 @@ type discovery struct {
 	TokenAuthMethods                  []string `json:"token_endpoint_auth_methods_supported"`
 	TokenAuthSigningAlgs              []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
 	CodeChallengeMethods              []string `json:"code_challenge_methods_supported"`
 	ClaimsSupported                   []string `json:"claims_supported"`
 	PromptValues                      []string `json:"prompt_values_supported"`
@@ -38,24 +39,25 @@ type discovery struct {
 
 func (s *Server) handleDiscovery(c echo.Context) error {
 	d := discovery{
-		Issuer:                s.issuer,
-		AuthorizationEndpoint: s.issuer + "/authorize",
-		TokenEndpoint:         s.issuer + "/token",
-		JWKSURI:               s.issuer + "/keys",
-		UserinfoEndpoint:      s.issuer + "/userinfo",
-		RevocationEndpoint:    s.issuer + "/revoke",
-		IntrospectionEndpoint: s.issuer + "/introspect",
-		EndSessionEndpoint:    s.issuer + "/logout",
-		ResponseTypes:         []string{"code"},
-		ResponseModes:         []string{"query"},
-		GrantTypes:            []string{"authorization_code", "refresh_token", "client_credentials", grantTokenExchange},
-		SubjectTypes:          []string{"public"},
-		IDTokenAlgs:           s.keys.Algorithms(),
-		ScopesSupported:       []string{"openid", "profile", "email", "groups", "offline_access"},
-		TokenAuthMethods:      []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
-		TokenAuthSigningAlgs:  []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
-		RevocationAuthMethods: []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
-		CodeChallengeMethods:  []string{"S256"},
+		Issuer:                   s.issuer,
+		AuthorizationEndpoint:    s.issuer + "/authorize",
+		TokenEndpoint:            s.issuer + "/token",
+		JWKSURI:                  s.issuer + "/keys",
+		UserinfoEndpoint:         s.issuer + "/userinfo",
+		RevocationEndpoint:       s.issuer + "/revoke",
+		IntrospectionEndpoint:    s.issuer + "/introspect",
+		EndSessionEndpoint:       s.issuer + "/logout",
+		ResponseTypes:            []string{"code"},
+		ResponseModes:            []string{"query"},
+		GrantTypes:               []string{"authorization_code", "refresh_token", "client_credentials", grantTokenExchange},
+		SubjectTypes:             []string{"public"},
+		IDTokenAlgs:              s.keys.Algorithms(),
+		ScopesSupported:          []string{"openid", "profile", "email", "groups", "offline_access"},
+		TokenAuthMethods:         []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		TokenAuthSigningAlgs:     []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
+		RevocationAuthMethods:    []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		IntrospectionAuthMethods: []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		CodeChallengeMethods:     []string{"S256"},
 		ClaimsSupported: []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr",
 			"email", "email_verified", "name", "preferred_username", "groups", "roles"},
 		PromptValues:                      []string{"none", "login"},
