@@ -15,6 +15,24 @@ import (
 	"github.com/fedbroker/fedbroker/broker/config"
 )
 
+// clientForm parses a small form body and authenticates its client, for
+// the revocation and introspection endpoints.
+func (s *Server) clientForm(c echo.Context) (*client, error) {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return nil, invalidRequest("the body could not be parsed")
+	}
+	cl, err := s.authenticateClient(c, s.rt.Load())
+	if err != nil {
+		return nil, err
+	}
+	if r.PostForm.Get("token") == "" {
+		return nil, invalidRequest("token is required")
+	}
+	return cl, nil
+}
+
 // authenticateClient identifies the client of a token, revocation or
 // introspection request (RFC 6749 §2.3). Exactly one method may be used:
 // client_secret_basic, client_secret_post, or none (public clients only).

@@ -15,23 +15,15 @@ import (
 // revoked, foreign, malformed — is {"active": false}; only a storage
 // failure is an error, so an outage never reads as "active".
 func (s *Server) handleIntrospect(c echo.Context) error {
-	r := c.Request()
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return invalidRequest("the body could not be parsed")
-	}
-	rt := s.rt.Load()
-	cl, err := s.authenticateClient(c, rt)
+	cl, err := s.clientForm(c)
 	if err != nil {
 		return err
 	}
 	if cl.Public {
 		return invalidClient("introspection needs an authenticated confidential client")
 	}
+	r := c.Request()
 	token := r.PostForm.Get("token")
-	if token == "" {
-		return invalidRequest("token is required")
-	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	inactive := map[string]any{"active": false}
 

@@ -40,27 +40,10 @@ type MappingReport struct {
 // mapping, or its type's default) without opening the connector.
 func CompileMapping(cfg *config.Config, connectorID string) (*mapping.Mapping, string, error) {
 	for _, c := range cfg.Connectors {
-		if c.ID != connectorID {
-			continue
+		if c.ID == connectorID {
+			m, err := compileNamed(cfg, c.Mapping, c.Type, "connectors."+c.ID)
+			return m, c.Type, err
 		}
-		spec := mapping.Default(c.Type)
-		path := "connectors." + c.ID + " (default " + c.Type + " mapping)"
-		if c.Mapping != "" {
-			s, ok := cfg.Mappings[c.Mapping]
-			if !ok {
-				return nil, "", fmt.Errorf("connector %q names mapping %q, which is not defined", c.ID, c.Mapping)
-			}
-			spec, path = s, "mappings."+c.Mapping
-		}
-		m, errs := mapping.Compile(spec, mapping.CompileOptions{})
-		if len(errs) > 0 {
-			var problems config.Errors
-			for _, e := range errs {
-				problems = append(problems, config.Problem{Path: path + "." + e.Path, Message: e.Message})
-			}
-			return nil, "", problems
-		}
-		return m, c.Type, nil
 	}
 	return nil, "", fmt.Errorf("no connector %q in the configuration", connectorID)
 }
@@ -68,29 +51,35 @@ func CompileMapping(cfg *config.Config, connectorID string) (*mapping.Mapping, s
 // CompileWorkloadMapping compiles the mapping of a workload issuer of cfg.
 func CompileWorkloadMapping(cfg *config.Config, workloadID string) (*mapping.Mapping, string, error) {
 	for _, w := range cfg.Workloads {
-		if w.ID != workloadID {
-			continue
+		if w.ID == workloadID {
+			m, err := compileNamed(cfg, w.Mapping, "workload", "workloads."+w.ID)
+			return m, "workload", err
 		}
-		spec := mapping.Default("workload")
-		path := "workloads." + w.ID + " (default workload mapping)"
-		if w.Mapping != "" {
-			s, ok := cfg.Mappings[w.Mapping]
-			if !ok {
-				return nil, "", fmt.Errorf("workload %q names mapping %q, which is not defined", w.ID, w.Mapping)
-			}
-			spec, path = s, "mappings."+w.Mapping
-		}
-		m, errs := mapping.Compile(spec, mapping.CompileOptions{})
-		if len(errs) > 0 {
-			var problems config.Errors
-			for _, e := range errs {
-				problems = append(problems, config.Problem{Path: path + "." + e.Path, Message: e.Message})
-			}
-			return nil, "", problems
-		}
-		return m, "workload", nil
 	}
 	return nil, "", fmt.Errorf("no workload issuer %q in the configuration", workloadID)
+}
+
+// compileNamed compiles mappings[name], or the default mapping of typ when
+// name is empty; owner names who uses it, for error paths.
+func compileNamed(cfg *config.Config, name, typ, owner string) (*mapping.Mapping, error) {
+	spec := mapping.Default(typ)
+	path := owner + " (default " + typ + " mapping)"
+	if name != "" {
+		s, ok := cfg.Mappings[name]
+		if !ok {
+			return nil, fmt.Errorf("%s names mapping %q, which is not defined", owner, name)
+		}
+		spec, path = s, "mappings."+name
+	}
+	m, errs := mapping.Compile(spec, mapping.CompileOptions{})
+	if len(errs) > 0 {
+		var problems config.Errors
+		for _, e := range errs {
+			problems = append(problems, config.Problem{Path: path + "." + e.Path, Message: e.Message})
+		}
+		return nil, problems
+	}
+	return m, nil
 }
 
 // RunMapping evaluates m on one sample and reports the decision.

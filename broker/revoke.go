@@ -14,20 +14,12 @@ import (
 // revokes its whole family. The answer is 200 for any token, valid or not,
 // so revocation reveals nothing; only a storage failure is an error.
 func (s *Server) handleRevoke(c echo.Context) error {
-	r := c.Request()
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return invalidRequest("the body could not be parsed")
-	}
-	rt := s.rt.Load()
-	cl, err := s.authenticateClient(c, rt)
+	cl, err := s.clientForm(c)
 	if err != nil {
 		return err
 	}
+	r := c.Request()
 	token := r.PostForm.Get("token")
-	if token == "" {
-		return invalidRequest("token is required")
-	}
 	ctx := r.Context()
 	if famID, _, ok := strings.Cut(token, "."); ok && famID != "" && len(token) <= 256 && strings.Count(token, ".") == 1 {
 		fam, err := s.store.GetRefresh(ctx, token)
