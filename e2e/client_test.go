@@ -127,6 +127,12 @@ func (ls *loginSteps) authorize(issuer string) error {
 // submit fetches the login form and posts alice's password; it returns the
 // authorization code.
 func (ls *loginSteps) submit(password string) (string, error) {
+	return ls.submitWith(password, nil)
+}
+
+// submitWith is submit with between called after the form was fetched and
+// before it is posted.
+func (ls *loginSteps) submitWith(password string, between func()) (string, error) {
 	form, err := ls.b.get(ls.loginURL.String())
 	if err != nil {
 		return "", err
@@ -137,6 +143,9 @@ func (ls *loginSteps) submit(password string) (string, error) {
 	req, csrf := reqField.FindStringSubmatch(form.body), csrfField.FindStringSubmatch(form.body)
 	if req == nil || csrf == nil {
 		return "", fmt.Errorf("login page has no req/csrf fields: %.300s", form.body)
+	}
+	if between != nil {
+		between()
 	}
 	action := *ls.loginURL
 	action.RawQuery = ""
