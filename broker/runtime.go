@@ -118,6 +118,9 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 		}
 		if cc.Mapping != "" {
 			conn.mapping = compiled[cc.Mapping]
+			if _, ok := cfg.Mappings[cc.Mapping]; !ok {
+				add(path+".mapping", "names mapping %q, which is not defined", cc.Mapping)
+			}
 		} else {
 			m, errs := mapping.Compile(mapping.Default(cc.Type), mapping.CompileOptions{})
 			for _, e := range errs {
@@ -150,6 +153,9 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 		w := &workloadIssuer{id: wc.ID}
 		if wc.Mapping != "" {
 			w.mapping = compiled[wc.Mapping]
+			if _, ok := cfg.Mappings[wc.Mapping]; !ok {
+				add(path+".mapping", "names mapping %q, which is not defined", wc.Mapping)
+			}
 		} else {
 			m, errs := mapping.Compile(mapping.Default("workload"), mapping.CompileOptions{})
 			for _, e := range errs {
