@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, pkg := range []string{"fedbroker"} {
+	for _, pkg := range []string{"fedbroker", "fedbroker-load"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -72,6 +72,9 @@ type brokerConfig struct {
 	Addr     string // default a free loopback port
 	RedisURL string // empty: memory storage
 	Eviction string // storage.redis.eviction_policy
+	// WorkloadAddr, when set, makes the broker trust the workload issuer
+	// fedbroker-load serves there, for client "ci" (secret svcSecret).
+	WorkloadAddr string
 	// ExtraConnectors is YAML appended to the connectors list (indented
 	// two spaces, each item starting with "  - id:").
 	ExtraConnectors string
@@ -118,6 +121,22 @@ connectors:
     grant_types: [authorization_code, refresh_token, client_credentials]
     audiences: [api.acme.com]
 `, pw, c.ExtraConnectors, appRedirect, sh)
+	if c.WorkloadAddr != "" {
+		fmt.Fprintf(&b, `  - id: ci
+    name: CI
+    secret_hash: %q
+    grant_types: [client_credentials, "urn:ietf:params:oauth:grant-type:token-exchange"]
+    workloads: [load]
+workloads:
+  - id: load
+    config:
+      issuer: http://%s
+      jwks_url: http://%s/keys
+      audiences: [fedbroker-load]
+      algorithms: [ES256]
+      one_time_jti: true
+`, sh, c.WorkloadAddr, c.WorkloadAddr)
+	}
 	return b.String()
 }
 

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// driver runs workers that each repeat one operation of the chosen flow.
+type driver struct {
+	o        *options
+	client   *http.Client // shared transport; no cookies, no redirects
+	next     atomic.Uint64
+	workload *workloadIssuer
+}
+
+func newDriver(ctx context.Context, o *options) (*driver, error) {
+	tr := &http.Transport{
+		MaxIdleConns:        o.concurrency * 2,
+		MaxIdleConnsPerHost: o.concurrency * 2,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	d := &driver{o: o, client: &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	if o.flow == "exchange" {
+		w, err := startWorkloadIssuer(o.workloadAddr)
+		if err != nil {
+			return nil, err
+		}
+		d.workload = w
+	}
+	return d, nil
+}
+
+func (d *driver) close() {
+	if d.workload != nil {
+		d.workload.close()
+	}
+	d.client.CloseIdleConnections()
+}
+
+// base returns the next target, round-robin.
+func (d *driver) base() string {
+	t := d.o.targets[d.next.Add(1)%uint64(len(d.o.targets))]
+	return t.String()
+}
+
+// opError is a failed operation, classified for the report.
+type opError struct{ kind string }
+
+func (e *opError) Error() string { return e.kind }
+
+func failf(format string, args ...any) error { return &opError{kind: fmt.Sprintf(format, args...)} }
+
+// kindOf names an error for the error table.
+func kindOf(err error) string {
+	var oe *opError
+	if errors.As(err, &oe) {
+		return oe.kind
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "connection refused"):
+		return "connection refused"
+	case strings.Contains(s, "connection reset"):
+		return "connection reset"
+	case strings.Contains(s, "Client.Timeout"):
+		return "timeout"
+	}
+	return "transport error"
+}
+
+// worker is one goroutine's state: a flow may keep a browser or a refresh
+// token between operations.
+type worker interface {
+	op(ctx context.Context) error
+}
+
+func (d *driver) newWorker(ctx context.Context) (worker, error) {
+	switch d.o.flow {
+	case "client_credentials":
+		return &ccWorker{d: d}, nil
+	case "exchange":
+		return &exchangeWorker{d: d}, nil
+	case "login":
+		return &loginWorker{d: d}, nil
+	case "refresh":
+		w := &refreshWorker{d: d}
+		if err := w.login(ctx); err != nil {
+			return nil, fmt.Errorf("initial login for refresh: %w", err)
+		}
+		return w, nil
+	}
+	return nil, fmt.Errorf("unknown flow %q", d.o.flow)
+}
+
+// result is what a run measured.
+type result struct {
+	ops       int64
+	elapsed   time.Duration
+	latencies []time.Duration // successful operations
+	errors    map[string]int64
+}
+
+func (r *result) errorCount() int64 {
+	var n int64
+	for _, c := range r.errors {
+		n += c
+	}
+	return n
+}
+
+func (d *driver) run(ctx context.Context, progress io.Writer) *result {
+	o := d.o
+	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	var (
+		ops, errs atomic.Int64
+		budget    atomic.Int64
+		mu        sync.Mutex
+		res       = &result{errors: map[string]int64{}}
+		wg        sync.WaitGroup
+	)
+	budget.Store(o.requests)
+	take := func() bool { return o.requests == 0 || budget.Add(-1) >= 0 }
+	start := time.Now()
+	for range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			local := map[string]int64{}
+			defer func() {
+				mu.Lock()
+				res.latencies = append(res.latencies, lat...)
+				for k, v := range local {
+					res.errors[k] += v
+				}
+				mu.Unlock()
+			}()
+			w, err := d.newWorker(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					local[kindOf(err)]++
+					errs.Add(1)
+				}
+				return
+			}
+			for ctx.Err() == nil && take() {
+				t0 := time.Now()
+				err := w.op(ctx)
+				if ctx.Err() != nil && err != nil {
+					return // cut off by the end of the run: not an error
+				}
+				if err != nil {
+					local[kindOf(err)]++
+					errs.Add(1)
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+				ops.Add(1)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var tick <-chan time.Time
+	if o.progress > 0 {
+		t := time.NewTicker(o.progress)
+		defer t.Stop()
+		tick = t.C
+	}
+	var last int64
+	lastAt := start
+	for {
+		select {
+		case <-done:
+			res.ops, res.elapsed = ops.Load(), time.Since(start)
+			if o.progress > 0 {
+				fmt.Fprintln(progress)
+			}
+			return res
+		case now := <-tick:
+			n := ops.Load()
+			fmt.Fprintf(progress, "\r%6.1fs  ops %-9d  %8.0f/s now  errors %-6d", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds(), errs.Load())
+			last, lastAt = n, now
+		}
+	}
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func (r *result) print(w io.Writer, o *options) {
+	lat := slices.Clone(r.latencies)
+	slices.Sort(lat)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+	fmt.Fprintf(w, "flow %s  targets %d  concurrency %d  duration %s\n", o.flow, len(o.targets), o.concurrency, r.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "ops %d  errors %d  ops/s %.1f\n", r.ops, r.errorCount(), float64(r.ops)/r.elapsed.Seconds())
+	fmt.Fprintf(w, "latency p50 %s  p95 %s  p99 %s  max %s\n", ms(percentile(lat, 0.50)), ms(percentile(lat, 0.95)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)))
+	kinds := make([]string, 0, len(r.errors))
+	for k := range r.errors {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "  error %-40s %d\n", k, r.errors[k])
+	}
+}
