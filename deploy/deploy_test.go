@@ -1,0 +1,520 @@
+// Package deploy holds the Dockerfile, compose file, Kubernetes manifests
+// and example configurations; its test loads every configuration the way
+// `fedbroker check --offline` does.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/fedbroker/fedbroker/broker"
+	"github.com/fedbroker/fedbroker/broker/config"
+)
+
+// env supplies plausible values for every ${VAR} the deploy configurations
+// use, and records which ones were asked for.
+type env struct {
+	t      *testing.T
+	values map[string]string
+
+	mu   sync.Mutex
+	used map[string]bool
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	bc, err := bcrypt.GenerateFromPassword([]byte("a break-glass password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretHash := func() string {
+		h, err := config.HashSecret(config.GenerateSecret())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	certFile, keyFile := spKeyPair(t)
+	examples, err := filepath.Abs("examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, used: map[string]bool{}, values: map[string]string{
+		"FEDBROKER_KEK":             base64.StdEncoding.EncodeToString(kek),
+		"FEDBROKER_REDIS_URL":       "rediss://:s3cret-redis-password@redis.internal:6380/0",
+		"FEDBROKER_ADMIN_TOKEN":     base64.StdEncoding.EncodeToString(kek[:24]),
+		"FEDBROKER_CONFIG_DIR":      examples,
+		"GOOGLE_CLIENT_ID":          "123456789012-abcdefghijklmnopqrstuvwxyz012345.apps.googleusercontent.com",
+		"GOOGLE_CLIENT_SECRET":      "GOCSPX-AbCdEfGhIjKlMnOpQrStUvWxYz01",
+		"ENTRA_CLIENT_ID":           "5f1e0c3a-8b7d-4e2f-9a6b-1c2d3e4f5a6b",
+		"ENTRA_CLIENT_SECRET":       "Qx8Q~abcdefghijklmnopqrstuvwxyz0123456",
+		"SAML_SP_CERT_FILE":         certFile,
+		"SAML_SP_KEY_FILE":          keyFile,
+		"BREAKGLASS_PASSWORD_HASH":  string(bc),
+		"ADMIN_PASSWORD_HASH":       string(bc),
+		"WIKI_SECRET_HASH":          secretHash(),
+		"GRAFANA_SECRET_HASH":       secretHash(),
+		"DEPLOYER_SECRET_HASH":      secretHash(),
+		"METRICS_AGENT_SECRET_HASH": secretHash(),
+	}}
+}
+
+// getenv returns the value of name; a name the test does not know is an
+// error (an undocumented variable in a configuration).
+func (e *env) getenv(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.used[name] = true
+	v, ok := e.values[name]
+	if !ok {
+		e.t.Errorf("a configuration uses ${%s}, which the deploy test does not know", name)
+	}
+	return v
+}
+
+// take returns and forgets the variables used since the last call.
+func (e *env) take() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var names []string
+	for n := range e.used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	e.used = map[string]bool{}
+	return names
+}
+
+// spKeyPair writes a SAML SP certificate and key (RSA 2048) to temporary
+// files, as a Secret volume would provide them.
+func spKeyPair(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "sso.acme.com SAML SP"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "sp.crt"), filepath.Join(dir, "sp.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// loadConfig parses and checks one configuration offline and returns it
+// with the variables it used.
+func loadConfig(t *testing.T, e *env, name string, data []byte) (*config.Config, []string) {
+	t.Helper()
+	e.take()
+	cfg, err := config.Parse(data, e.getenv)
+	if err != nil {
+		t.Fatalf("%s: config.Parse:\n%v", name, err)
+	}
+	if err := broker.Check(context.Background(), cfg, broker.Options{}, true); err != nil {
+		t.Fatalf("%s: broker.Check (offline):\n%v", name, err)
+	}
+	// Static workload keys are read only when the issuer is opened:
+	// check the files here.
+	for _, w := range cfg.Workloads {
+		if w.Config.JWKSFile == "" {
+			continue
+		}
+		b, err := os.ReadFile(w.Config.JWKSFile)
+		if err != nil {
+			t.Errorf("%s: workload %s: %v", name, w.ID, err)
+			continue
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+			t.Errorf("%s: workload %s: jwks_file is not a JWKS with keys: %v", name, w.ID, err)
+		}
+		for _, k := range set.Keys {
+			if !k.Valid() || !k.IsPublic() || k.KeyID == "" || !slices.Contains(w.Config.Algorithms, k.Algorithm) {
+				t.Errorf("%s: workload %s: key %q must be a valid public key with a kid and an allowed alg", name, w.ID, k.KeyID)
+			}
+		}
+	}
+	return cfg, e.take()
+}
+
+// manifests reads every YAML document of a Kubernetes manifest file.
+func manifests(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var docs []map[string]any
+	for {
+		var doc map[string]any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: document %d: %v", path, len(docs)+1, err)
+		}
+		if doc == nil {
+			continue
+		}
+		for _, key := range []string{"apiVersion", "kind"} {
+			if s, _ := doc[key].(string); s == "" {
+				t.Errorf("%s: document %d has no %s", path, len(docs)+1, key)
+			}
+		}
+		if get(doc, "metadata", "name") == nil {
+			t.Errorf("%s: document %d has no metadata.name", path, len(docs)+1)
+		}
+		docs = append(docs, doc)
+	}
+	return docs
+}
+
+// get walks maps and lists: string keys index maps, ints index lists.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func kubeObjects(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	files, err := filepath.Glob("kubernetes/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests under kubernetes/: %v", err)
+	}
+	objs := map[string]map[string]any{}
+	for _, f := range files {
+		for _, doc := range manifests(t, f) {
+			key := doc["kind"].(string) + "/" + get(doc, "metadata", "name").(string)
+			if _, dup := objs[key]; dup {
+				t.Errorf("%s defined twice", key)
+			}
+			objs[key] = doc
+		}
+	}
+	return objs
+}
+
+// TestExampleConfigs loads every broker configuration under examples/.
+func TestExampleConfigs(t *testing.T) {
+	e := newEnv(t)
+	files, err := filepath.Glob("examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+	}
+	for _, want := range []string{"compose.yaml", "enterprise.yaml", "local.yaml", "workloads.yaml"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("examples/%s is missing (have %v)", want, names)
+		}
+	}
+	wantVars := map[string][]string{
+		"local.yaml":      nil,
+		"compose.yaml":    {"FEDBROKER_KEK"},
+		"enterprise.yaml": {"BREAKGLASS_PASSWORD_HASH", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET", "FEDBROKER_ADMIN_TOKEN", "FEDBROKER_CONFIG_DIR", "FEDBROKER_KEK", "FEDBROKER_REDIS_URL", "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET", "GRAFANA_SECRET_HASH", "SAML_SP_CERT_FILE", "SAML_SP_KEY_FILE", "WIKI_SECRET_HASH"},
+		"workloads.yaml":  {"BREAKGLASS_PASSWORD_HASH", "DEPLOYER_SECRET_HASH", "FEDBROKER_CONFIG_DIR", "FEDBROKER_KEK", "FEDBROKER_REDIS_URL", "METRICS_AGENT_SECRET_HASH"},
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, used := loadConfig(t, e, f, data)
+			if want, ok := wantVars[name]; ok && !slices.Equal(used, want) {
+				t.Errorf("variables used = %v, want %v", used, want)
+			}
+			// Anything that is not a single machine keeps state in Redis
+			// with the keys encrypted.
+			if name != "local.yaml" && (cfg.Storage.Type != "redis" || cfg.Signing.KeyEncryptionKey == "") {
+				t.Errorf("storage %q, KEK set %v: want redis with a key encryption key", cfg.Storage.Type, cfg.Signing.KeyEncryptionKey != "")
+			}
+		})
+	}
+}
+
+// TestEnterpriseLinking: the acme.com Google account and the acquired.com
+// Entra account of one person compute the same link key; look-alikes and
+// unverified addresses link nothing.
+func TestEnterpriseLinking(t *testing.T) {
+	e := newEnv(t)
+	data, err := os.ReadFile("examples/enterprise.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := loadConfig(t, e, "enterprise.yaml", data)
+	if len(cfg.Links.Groups) != 1 || !slices.Equal(cfg.Links.Groups[0], []string{"google", "entra"}) {
+		t.Fatalf("links.groups = %v, want [[google entra]]", cfg.Links.Groups)
+	}
+	run := func(connector string, claims map[string]any) broker.MappingReport {
+		t.Helper()
+		m, typ, err := broker.CompileMapping(cfg, connector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return broker.RunMapping(context.Background(), m, typ, broker.MappingInput{Connector: connector, Claims: claims}, false)
+	}
+	const tid = "9188040d-6c67-4c5b-b112-36a304b66dad"
+	tests := []struct {
+		name, connector string
+		claims          map[string]any
+		decision, link  string
+	}{
+		{"google pat", "google", map[string]any{"sub": "1001", "hd": "acme.com", "email": "Pat@Acme.com", "email_verified": true}, "accepted", "pat@acme.com"},
+		{"entra pat", "entra", map[string]any{"sub": "x", "tid": tid, "preferred_username": "PAT@acquired.com", "name": "Pat"}, "accepted", "pat@acme.com"},
+		{"entra not in the table", "entra", map[string]any{"sub": "y", "tid": tid, "preferred_username": "lee@acquired.com"}, "accepted", ""},
+		{"entra other tenant", "entra", map[string]any{"sub": "z", "tid": "00000000-0000-0000-0000-000000000000", "preferred_username": "pat@acquired.com"}, "rejected", ""},
+		{"google unverified", "google", map[string]any{"sub": "1002", "hd": "acme.com", "email": "pat@acme.com", "email_verified": false}, "rejected", ""},
+		{"google look-alike domain", "google", map[string]any{"sub": "1003", "hd": "acme.com", "email": "pat@acme.c\u03bfm", "email_verified": true}, "rejected", ""},
+		{"google double at", "google", map[string]any{"sub": "1004", "hd": "acme.com", "email": "pat@evil.com@acme.com", "email_verified": true}, "rejected", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := run(tt.connector, tt.claims)
+			if rep.Decision != tt.decision || rep.LinkKey != tt.link {
+				t.Errorf("decision %q link %q (%s %s), want %q link %q", rep.Decision, rep.LinkKey, rep.Message, rep.Error, tt.decision, tt.link)
+			}
+		})
+	}
+}
+
+// TestKubernetes checks the manifests and loads the configuration the
+// ConfigMap holds with the Secret's variables only.
+func TestKubernetes(t *testing.T) {
+	objs := kubeObjects(t)
+	dep := objs["Deployment/fedbroker"]
+	if dep == nil {
+		t.Fatalf("no Deployment fedbroker among %v", keys(objs))
+	}
+	if r, _ := get(dep, "spec", "replicas").(int); r != 3 {
+		t.Errorf("Deployment replicas = %v, want 3", get(dep, "spec", "replicas"))
+	}
+	c := get(dep, "spec", "template", "spec", "containers", 0)
+	ports := map[string]int{}
+	for _, p := range asList(get(c, "ports")) {
+		n, _ := get(p, "name").(string)
+		v, _ := get(p, "containerPort").(int)
+		ports[n] = v
+	}
+	for probe, path := range map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+		if got := get(c, probe, "httpGet", "path"); got != path {
+			t.Errorf("%s path = %v, want %s", probe, got, path)
+		}
+		port, _ := get(c, probe, "httpGet", "port").(string)
+		if ports[port] == 0 {
+			t.Errorf("%s port %q is not a container port (%v)", probe, port, ports)
+		}
+	}
+	labels := get(dep, "spec", "template", "metadata", "labels")
+	pdb := objs["PodDisruptionBudget/fedbroker"]
+	if pdb == nil {
+		t.Fatal("no PodDisruptionBudget fedbroker")
+	}
+	if sel := get(pdb, "spec", "selector", "matchLabels"); !equalYAML(sel, labels) {
+		t.Errorf("PodDisruptionBudget selects %v, the pods are labelled %v", sel, labels)
+	}
+	if min, _ := get(pdb, "spec", "minAvailable").(int); min < 1 || min >= 3 {
+		t.Errorf("PodDisruptionBudget minAvailable = %v, want 1 or 2 of 3", get(pdb, "spec", "minAvailable"))
+	}
+
+	redis := objs["StatefulSet/fedbroker-redis"]
+	args := fmtList(get(redis, "spec", "template", "spec", "containers", 0, "args"))
+	if i := slices.Index(args, "--maxmemory-policy"); i < 0 || i+1 >= len(args) || args[i+1] != "noeviction" {
+		t.Errorf("Redis args %v, want --maxmemory-policy noeviction", args)
+	}
+
+	// The ConfigMap the Deployment mounts holds a full configuration.
+	var cmName string
+	for _, v := range asList(get(dep, "spec", "template", "spec", "volumes")) {
+		if n, _ := get(v, "configMap", "name").(string); n != "" {
+			cmName = n
+		}
+	}
+	cm := objs["ConfigMap/"+cmName]
+	if cmName != "fedbroker" || cm == nil {
+		t.Fatalf("the Deployment mounts ConfigMap %q; want fedbroker defined in kubernetes/", cmName)
+	}
+	data, _ := get(cm, "data", "config.yaml").(string)
+	if data == "" {
+		t.Fatal("ConfigMap fedbroker has no data config.yaml")
+	}
+	e := newEnv(t)
+	cfg, used := loadConfig(t, e, "ConfigMap fedbroker config.yaml", []byte(data))
+
+	// Every variable comes from the Secret the pods read, and the Secret
+	// holds nothing the configuration does not use.
+	secretName, _ := get(c, "envFrom", 0, "secretRef", "name").(string)
+	secret := objs["Secret/"+secretName]
+	if secret == nil {
+		t.Fatalf("the Deployment reads Secret %q, which is not defined", secretName)
+	}
+	var secretKeys []string
+	for k := range asMap(get(secret, "stringData")) {
+		secretKeys = append(secretKeys, k)
+	}
+	sort.Strings(secretKeys)
+	if !slices.Equal(used, secretKeys) {
+		t.Errorf("the configuration uses %v; the Secret provides %v", used, secretKeys)
+	}
+
+	// The configuration listens where the probes and the Service look,
+	// and reaches Redis through its Service.
+	_, port, _ := strings.Cut(cfg.HTTP.Addr, ":")
+	if port != "5556" || ports["http"] != 5556 {
+		t.Errorf("http.addr %s, container port http %d: want both 5556", cfg.HTTP.Addr, ports["http"])
+	}
+	if strings.HasPrefix(cfg.HTTP.Addr, "127.") {
+		t.Errorf("http.addr %s is loopback: the probes and the Service cannot reach it", cfg.HTTP.Addr)
+	}
+	u, err := url.Parse(cfg.Storage.Redis.URL)
+	if err != nil || cfg.Storage.Type != "redis" {
+		t.Fatalf("storage %s %q: want redis", cfg.Storage.Type, cfg.Storage.Redis.URL)
+	}
+	if objs["Service/"+u.Hostname()] == nil {
+		t.Errorf("redis URL host %q is not a Service in kubernetes/", u.Hostname())
+	}
+	if !strings.HasPrefix(cfg.Issuer, "https://") {
+		t.Errorf("issuer %s: want https in production", cfg.Issuer)
+	}
+}
+
+// TestCompose checks deploy/compose.yaml against the configuration it
+// mounts.
+func TestCompose(t *testing.T) {
+	docs := manifestsLoose(t, "compose.yaml")
+	svc := get(docs, "services", "fedbroker")
+	var mounted string
+	for _, v := range fmtList(get(svc, "volumes")) {
+		if src, dst, _ := strings.Cut(v, ":"); strings.HasPrefix(dst, "/etc/fedbroker/config.yaml") {
+			mounted = src
+		}
+	}
+	if mounted != "./examples/compose.yaml" {
+		t.Fatalf("compose mounts %q as the configuration, want ./examples/compose.yaml", mounted)
+	}
+	data, err := os.ReadFile(mounted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, used := loadConfig(t, newEnv(t), mounted, data)
+	envs := asMap(get(svc, "environment"))
+	for _, v := range used {
+		if _, ok := envs[v]; !ok {
+			t.Errorf("the configuration uses ${%s}; the compose service does not set it", v)
+		}
+	}
+	u, err := url.Parse(cfg.Storage.Redis.URL)
+	if err != nil || u.Host != "redis:6379" {
+		t.Errorf("redis URL %q, want redis://redis:6379", cfg.Storage.Redis.URL)
+	}
+	if get(docs, "services", u.Hostname()) == nil {
+		t.Errorf("no compose service %q", u.Hostname())
+	}
+	if cmd := fmtList(get(docs, "services", "redis", "command")); !slices.Contains(cmd, "noeviction") {
+		t.Errorf("compose redis command %v, want --maxmemory-policy noeviction", cmd)
+	}
+	if host, _, _ := strings.Cut(cfg.HTTP.Addr, ":"); host == "127.0.0.1" || host == "localhost" {
+		t.Errorf("http.addr %s is loopback inside the container: the published port cannot reach it", cfg.HTTP.Addr)
+	}
+}
+
+func manifestsLoose(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return doc
+}
+
+func asList(v any) []any         { l, _ := v.([]any); return l }
+func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+func fmtList(v any) []string {
+	var out []string
+	for _, x := range asList(v) {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+func equalYAML(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return a != nil && bytes.Equal(ja, jb)
+}
+
+func keys(m map[string]map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
