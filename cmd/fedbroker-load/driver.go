@@ -126,7 +126,9 @@ func (r *result) errorCount() int64 {
 
 func (d *driver) run(ctx context.Context, progress io.Writer) *result {
 	o := d.o
-	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	// stopCtx ends the run; operations in flight then finish under ctx, so
+	// the broker does not see requests cut off mid-way.
+	stopCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	var (
 		ops, errs atomic.Int64
@@ -154,17 +156,17 @@ func (d *driver) run(ctx context.Context, progress io.Writer) *result {
 			}()
 			w, err := d.newWorker(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
+				if stopCtx.Err() == nil {
 					local[kindOf(err)]++
 					errs.Add(1)
 				}
 				return
 			}
-			for ctx.Err() == nil && take() {
+			for stopCtx.Err() == nil && take() {
 				t0 := time.Now()
 				err := w.op(ctx)
 				if ctx.Err() != nil && err != nil {
-					return // cut off by the end of the run: not an error
+					return // interrupted: not an error
 				}
 				if err != nil {
 					local[kindOf(err)]++
