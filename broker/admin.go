@@ -42,6 +42,10 @@ func (s *Server) AdminHandler(opts AdminOptions) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.adminError
+	// The failure limit and the audit log use the connection's address:
+	// forwarding headers would let a caller evade the limit or lock out
+	// another address.
+	e.IPExtractor = echo.ExtractIPDirect()
 	a := &admin{s: s, opts: opts, limits: make(map[string]*rate.Limiter)}
 	if opts.Token != "" {
 		sum := sha256.Sum256([]byte(opts.Token))
