@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -148,6 +149,37 @@ func TestAdminAuthRateLimit(t *testing.T) {
 	}
 	if got := strings.Count(h.audit.String(), `"msg":"admin_auth_failed"`); got != 5 {
 		t.Errorf("audit has %d admin_auth_failed lines, want 5 (throttled requests are not checked)", got)
+	}
+}
+
+// TestAdminAuthRateLimitForwardedHeaders: the limit is on the connection's
+// address; X-Forwarded-For and X-Real-IP neither evade it nor lock out
+// another address.
+func TestAdminAuthRateLimitForwardedHeaders(t *testing.T) {
+	h := newHarness(t, nil, nil, nil)
+	a := newAdminAPI(t, h, nil)
+	const attacker, operator = "198.51.100.9:5000", "192.0.2.77"
+	for i := range 8 {
+		req := httptest.NewRequest(http.MethodGet, "/admin/connectors", nil)
+		req.RemoteAddr = attacker
+		req.Header.Set("Authorization", "Bearer guess")
+		req.Header.Set("X-Forwarded-For", operator)
+		req.Header.Set("X-Real-IP", fmt.Sprintf("203.0.113.%d", i))
+		rec := httptest.NewRecorder()
+		a.handler.ServeHTTP(rec, req)
+		want := http.StatusUnauthorized
+		if i >= 5 {
+			want = http.StatusTooManyRequests
+		}
+		if rec.Code != want {
+			t.Fatalf("bad attempt %d with forged forwarding headers = %d, want %d", i+1, rec.Code, want)
+		}
+	}
+	if r := a.call(operator+":6000", "Bearer "+adminToken, http.MethodGet, "/admin/connectors", ""); r.status != http.StatusOK {
+		t.Errorf("the operator's address named in forged headers = %d, want 200", r.status)
+	}
+	if audit := h.audit.String(); strings.Contains(audit, operator) || !strings.Contains(audit, `"remote":"198.51.100.9"`) {
+		t.Errorf("audit names a forged address, or not the real one:\n%s", audit)
 	}
 }
 
