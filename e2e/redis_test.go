@@ -140,3 +140,67 @@ func TestEvictionPolicy(t *testing.T) {
 		t.Errorf("warned broker did not log the policy:\n%s", log)
 	}
 }
+
+// startSentinel starts a redis-sentinel watching the master at addr under
+// the name "mymaster" and returns the sentinel's address once it knows the
+// master.
+func startSentinel(t *testing.T, master string) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server not found in PATH"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	host, port, _ := strings.Cut(master, ":")
+	addr := freeAddr(t)
+	_, sport, _ := strings.Cut(addr, ":")
+	dir := t.TempDir()
+	conf := dir + "/sentinel.conf"
+	body := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nprotected-mode no\nsentinel monitor mymaster %s %s 1\nsentinel down-after-milliseconds mymaster 2000\n", sport, dir, host, port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf, "--sentinel")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := goredis.NewSentinelClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		got, err := c.GetMasterAddrByName(ctx, "mymaster").Result()
+		if err == nil && len(got) == 2 && got[1] == port {
+			return addr
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("sentinel on %s does not know the master: %v, %v\n%s", addr, got, err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBrokerOnSentinel runs two replicas whose storage URL names a
+// Sentinel, not the master: the login and a refresh go through it.
+func TestBrokerOnSentinel(t *testing.T) {
+	master := redistest.StartServer(t)
+	sentinel := startSentinel(t, master.Addr())
+	cl := startCluster(t, 2, "redis-sentinel://"+sentinel+"/mymaster", "")
+	cl.use(1)
+	tr := fullLogin(t, cl.Issuer)
+	if rt, err := refresh(cl.Replicas[0].URL, tr.RefreshToken); err != nil || rt.status != 200 {
+		t.Fatalf("refresh through the sentinel = %+v, %v; want 200", rt, err)
+	}
+	// The state really is on the master the sentinel named.
+	c := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
+	defer c.Close()
+	if n, err := c.DBSize(context.Background()).Result(); err != nil || n == 0 {
+		t.Errorf("master holds %d keys (%v), want the broker's state", n, err)
+	}
+}
