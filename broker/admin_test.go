@@ -2,14 +2,22 @@ package broker
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
@@ -427,6 +435,20 @@ func TestAdminRotateKeys(t *testing.T) {
 		return sig.Signatures[0].Header.KeyID
 	}
 	before := kidOf()
+	jwks := func() jose.JSONWebKeySet {
+		t.Helper()
+		resp, err := http.Get(h.issuer + "/keys")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var set jose.JSONWebKeySet
+		if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	published := jwks()
 	rotations := metricValue(t, a, "fedbroker_signing_key_rotations_total")
 	if r := a.do(http.MethodPost, "/admin/keys/rotate", ""); r.status != http.StatusOK {
 		t.Fatalf("rotate = %d %s", r.status, r.body)
@@ -435,15 +457,11 @@ func TestAdminRotateKeys(t *testing.T) {
 	if after == before || after == "" {
 		t.Fatalf("signing kid after rotation = %q, before %q; want a new one", after, before)
 	}
-	resp, err := http.Get(h.issuer + "/keys")
-	if err != nil {
-		t.Fatal(err)
+	// The key that starts signing was published before it signed.
+	if len(published.Key(after)) == 0 {
+		t.Errorf("the new signing kid %s was not in the JWKS before the rotation", after)
 	}
-	defer resp.Body.Close()
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
-		t.Fatal(err)
-	}
+	set := jwks()
 	if len(set.Key(after)) == 0 || len(set.Key(before)) == 0 {
 		t.Errorf("JWKS after rotation lacks the new kid %s or the old kid %s", after, before)
 	}
@@ -534,4 +552,111 @@ func mappingSpecYAML(t *testing.T, s string) mapping.Spec {
 		t.Fatalf("mapping YAML: %v", err)
 	}
 	return spec
+}
+
+// testCA issues certificates for mutual TLS tests.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key}
+}
+
+// issue returns a client certificate signed by the CA.
+func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestAdminMutualTLS runs the admin API on a TLS listener that verifies
+// client certificates when given (as serve configures it): a verified
+// certificate authenticates; no certificate needs the token; a certificate
+// from another CA never completes the handshake.
+func TestAdminMutualTLS(t *testing.T) {
+	h := newHarness(t, nil, nil, nil)
+	ca, rogue := newTestCA(t, "admin CA"), newTestCA(t, "rogue CA")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	start := func(opts AdminOptions) *httptest.Server {
+		srv := httptest.NewUnstartedServer(h.b.AdminHandler(opts))
+		srv.TLS = &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	mtls := start(AdminOptions{Token: adminToken, ClientCertOK: true})
+	tokenOnly := start(AdminOptions{Token: adminToken})
+	get := func(srv *httptest.Server, cert *tls.Certificate, token string) (int, error) {
+		t.Helper()
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		if cert != nil {
+			// Present the certificate even when its issuer is not one the
+			// server asks for.
+			tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/admin/connectors", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	good, bad := ca.issue(t, "operator"), rogue.issue(t, "operator")
+	tests := []struct {
+		name    string
+		srv     *httptest.Server
+		cert    *tls.Certificate
+		token   string
+		want    int
+		wantErr bool
+	}{
+		{"verified certificate", mtls, &good, "", http.StatusOK, false},
+		{"no certificate, token", mtls, nil, adminToken, http.StatusOK, false},
+		{"no certificate, no token", mtls, nil, "", http.StatusUnauthorized, false},
+		{"certificate from another CA", mtls, &bad, "", 0, true},
+		{"verified certificate where only tokens count", tokenOnly, &good, "", http.StatusUnauthorized, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := get(tt.srv, tt.cert, tt.token)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("GET = %d, %v; want %d (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
 }
