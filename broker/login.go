@@ -242,12 +242,17 @@ func (s *Server) handleCallback(c echo.Context) error {
 	} else {
 		state = r.URL.Query().Get("state")
 	}
-	req, err := s.loadRequest(c, state)
-	if err != nil {
-		return err
-	}
 	rt := s.rt.Load()
 	connID := c.Param("connector")
+	req, err := s.loadRequest(c, state)
+	if err != nil {
+		// A replayed, expired or forged callback: audited under the
+		// connector only when it is one of ours (the path is untrusted).
+		if _, known := rt.connectors[connID]; known && errors.Is(err, errRequestGone) {
+			s.auditEvent("login_rejected", "connector", connID, "reason", "callback for an unknown, expired or already used auth request")
+		}
+		return err
+	}
 	if req.ConnectorID != connID {
 		s.auditEvent("login_rejected", "connector", connID, "client_id", req.ClientID, "reason", "state made for another connector")
 		return badRequestPage("state_mismatch", "The response came back to the wrong sign-in method. Go back to the application and start again.")
@@ -260,6 +265,7 @@ func (s *Server) handleCallback(c echo.Context) error {
 	switch impl := conn.impl.(type) {
 	case connectors.POSTConnector:
 		if r.Method != http.MethodPost {
+			s.auditEvent("login_rejected", "connector", connID, "client_id", req.ClientID, "reason", "response not posted")
 			return badRequestPage(errInvalidRequest, "The sign-in provider must post its response.")
 		}
 		id, err = impl.HandlePOST(r.Context(), scopesOf(req), req.ConnectorState, r)
