@@ -1,0 +1,412 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/connectors/testidp"
+	"github.com/fedbroker/fedbroker/mapping"
+)
+
+// corpUser is the upstream account used by the oidc tests.
+var corpUser = testidp.User{
+	Subject:        "corp-u-1",
+	Claims:         map[string]any{"email": "dana@acme.com", "email_verified": true, "name": "Dana Corp"},
+	UserinfoClaims: map[string]any{"preferred_username": "dana"},
+}
+
+// newCorpIdP starts a test OpenID Connect provider with corpUser.
+func newCorpIdP(t *testing.T) *testidp.IdP {
+	t.Helper()
+	idp := testidp.New(testidp.Options{})
+	t.Cleanup(idp.Close)
+	idp.SetUser(corpUser)
+	return idp
+}
+
+// corpConnector is an oidc connector "corp" at idp with a short timeout.
+func corpConnector(idp *testidp.IdP, domains ...string) upstream {
+	return upstream{id: "corp", typ: "oidc", name: "Corp SSO", domains: domains, config: fmt.Sprintf(`
+issuer: %s
+client_id: %s
+client_secret: %s
+userinfo: true
+timeout: 300ms
+`, idp.URL(), idp.ClientID(), idp.ClientSecret())}
+}
+
+// es256Verifier verifies the broker's ID tokens for clientID, ES256 only.
+func (h *harness) es256Verifier(clientID string) *oidc.IDTokenVerifier {
+	h.t.Helper()
+	p, err := oidc.NewProvider(context.Background(), h.issuer)
+	if err != nil {
+		h.t.Fatalf("oidc.NewProvider: %v", err)
+	}
+	return p.Verifier(&oidc.Config{ClientID: clientID, Now: h.clock.Now, SupportedSigningAlgs: []string{oidc.ES256}})
+}
+
+// upstreamSignIn signs in through connector and returns the tokens.
+func (h *harness) upstreamSignIn(br *browser, connectorID string) (tokenResponse, url.Values) {
+	h.t.Helper()
+	p := newPKCE()
+	params := authParams(p)
+	cb := h.atUpstream(br, h.startUpstream(br, params, connectorID))
+	code := h.codeFrom(br.get(cb.String()), params.Get("state"))
+	tr := h.redeem(code, p)
+	if tr.status != http.StatusOK || tr.IDToken == "" {
+		h.t.Fatalf("redeem = %d %s %s, want 200 with an ID token", tr.status, tr.Error, tr.Description)
+	}
+	return tr, params
+}
+
+func TestUpstreamOIDCHappyPathAndRefresh(t *testing.T) {
+	idp := newCorpIdP(t)
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{corpConnector(idp)}, nil))
+	br := h.newBrowser()
+
+	// The chooser lists the upstream; its link starts the upstream login.
+	p := newPKCE()
+	params := authParams(p)
+	chooser := h.authorize(br, params)
+	if chooser.status != http.StatusFound || chooser.location == nil {
+		t.Fatalf("authorize = %d, want 302 to the chooser", chooser.status)
+	}
+	page := br.get(chooser.location.String())
+	if page.status != http.StatusOK || !strings.Contains(page.body, "Corp SSO") || !strings.Contains(page.body, "/login/corp?req=") {
+		t.Fatalf("chooser = %d, want a link to Corp SSO; body %s", page.status, page.body)
+	}
+	r := h.followBroker(br, br.get(h.issuer+"/login/corp?req="+chooser.location.Query().Get("req")))
+	cb := h.atUpstream(br, r)
+	code := h.codeFrom(br.get(cb.String()), params.Get("state"))
+	tr := h.redeem(code, p)
+	if tr.status != http.StatusOK {
+		t.Fatalf("redeem = %d %s", tr.status, tr.Error)
+	}
+	tok, err := h.es256Verifier("app").Verify(context.Background(), tr.IDToken)
+	if err != nil {
+		t.Fatalf("ID token does not verify: %v", err)
+	}
+	var claims struct {
+		Nonce    string   `json:"nonce"`
+		Email    string   `json:"email"`
+		Verified bool     `json:"email_verified"`
+		Name     string   `json:"name"`
+		Username string   `json:"preferred_username"`
+		AMR      []string `json:"amr"`
+	}
+	if err := tok.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	got := []any{claims.Nonce, claims.Email, claims.Verified, claims.Name, claims.Username}
+	want := []any{params.Get("nonce"), "dana@acme.com", true, "Dana Corp", "dana"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ID token nonce, email, email_verified, name, preferred_username (userinfo) (-want +got):\n%s", diff)
+	}
+	h.wantAudit(t, "login", "corp", map[string]string{"connector_type": "oidc", "upstream_sub": corpUser.Subject})
+	if tr.RefreshToken == "" {
+		t.Fatal("no refresh token")
+	}
+
+	// Refresh asks the upstream again: a changed upstream name shows up.
+	renamed := corpUser
+	renamed.Claims = map[string]any{"email": "dana@acme.com", "email_verified": true, "name": "Dana Renamed"}
+	idp.SetUser(renamed)
+	rr := h.refresh(tr.RefreshToken, "app")
+	if rr.status != http.StatusOK {
+		t.Fatalf("refresh = %d %s %s", rr.status, rr.Error, rr.Description)
+	}
+	rtok, err := h.es256Verifier("app").Verify(context.Background(), rr.IDToken)
+	if err != nil {
+		t.Fatalf("refreshed ID token does not verify: %v", err)
+	}
+	if err := rtok.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.Name != "Dana Renamed" {
+		t.Errorf("refreshed name = %q, want %q (refresh must ask the upstream)", claims.Name, "Dana Renamed")
+	}
+
+	// Disabled upstream: invalid_grant, and the family is gone even once
+	// the user is enabled again.
+	idp.DisableUser(corpUser.Subject)
+	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
+	idp.SetUser(corpUser)
+	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
+	wantOAuthError(t, h.refresh(tr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
+}
+
+// TestUpstreamOIDCFailures checks each upstream failure becomes an error
+// page and an audit line naming the connector.
+func TestUpstreamOIDCFailures(t *testing.T) {
+	tests := []struct {
+		name string
+		// before runs before the browser goes to the upstream; after runs
+		// between the upstream's answer and the callback.
+		before, after func(*testidp.IdP)
+		status        int
+		code          string
+	}{
+		{"access denied", func(p *testidp.IdP) { p.SetAuthorizeError("access_denied") }, nil, http.StatusBadGateway, "access_denied"},
+		{"wrong nonce", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{WrongNonce: true}) }, http.StatusBadGateway, "invalid_token"},
+		{"expired id token", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{Expired: true}) }, http.StatusBadGateway, "token_expired"},
+		{"foreign key", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{ForeignKey: true}) }, http.StatusBadGateway, "invalid_token"},
+		{"token endpoint error", nil, func(p *testidp.IdP) { p.SetTokenError(0, "invalid_client") }, http.StatusBadGateway, "upstream_error"},
+		{"upstream down", nil, func(p *testidp.IdP) { p.Close() }, http.StatusBadGateway, "upstream_unavailable"},
+		{"upstream slow", nil, func(p *testidp.IdP) { p.SetDelay(5 * time.Second) }, http.StatusBadGateway, "upstream_unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := newCorpIdP(t)
+			h := newHarness(t, nil, nil, withUpstreams(t, []upstream{corpConnector(idp)}, nil))
+			br := h.newBrowser()
+			if tt.before != nil {
+				tt.before(idp)
+			}
+			cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "corp"))
+			if tt.after != nil {
+				tt.after(idp)
+			}
+			start := time.Now()
+			r := br.get(cb.String())
+			if d := time.Since(start); d > 4*time.Second {
+				t.Errorf("callback took %v, want it bounded by the connector timeout", d)
+			}
+			wantErrorPage(t, r, tt.status, tt.code)
+			h.wantAudit(t, "login_failed", "corp", map[string]string{"code": tt.code, "connector_type": "oidc"})
+			idp.SetDelay(0)
+
+			// The local connector still signs in.
+			code, _ := h.login(h.newBrowser(), authParams(newPKCE()), "alice", alicePassword)
+			if code == "" {
+				t.Error("local sign-in gave no code")
+			}
+		})
+	}
+}
+
+// TestUpstreamOIDCCallbackAttacks covers callbacks the broker itself must
+// refuse: another connector's state, a replay, another browser.
+func TestUpstreamOIDCCallbackAttacks(t *testing.T) {
+	idp := newCorpIdP(t)
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{corpConnector(idp)}, nil))
+
+	t.Run("state for another connector", func(t *testing.T) {
+		br := h.newBrowser()
+		params := authParams(newPKCE())
+		cb := h.atUpstream(br, h.startUpstream(br, params, "corp"))
+		other := *cb
+		other.Path = "/callback/backup"
+		wantErrorPage(t, br.get(other.String()), http.StatusBadRequest, "state_mismatch")
+		h.wantAudit(t, "login_rejected", "backup", map[string]string{"reason": "state made for another connector"})
+		// The request is not spent: the right callback still works.
+		h.codeFrom(br.get(cb.String()), params.Get("state"))
+	})
+
+	t.Run("replayed callback", func(t *testing.T) {
+		br := h.newBrowser()
+		params := authParams(newPKCE())
+		cb := h.atUpstream(br, h.startUpstream(br, params, "corp"))
+		h.codeFrom(br.get(cb.String()), params.Get("state"))
+		before := h.auditCount("login_rejected", "corp")
+		wantErrorPage(t, br.get(cb.String()), http.StatusBadRequest, "expired_request")
+		if got := h.auditCount("login_rejected", "corp"); got != before+1 {
+			t.Errorf("login_rejected audits for corp = %d, want %d", got, before+1)
+		}
+	})
+
+	t.Run("callback in another browser", func(t *testing.T) {
+		br := h.newBrowser()
+		cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "corp"))
+		wantErrorPage(t, h.newBrowser().get(cb.String()), http.StatusBadRequest, "browser_mismatch")
+		h.wantAudit(t, "login_rejected", "corp", map[string]string{"reason": "auth request bound to another browser"})
+	})
+}
+
+// TestUpstreamLoginHintRouting checks a login_hint in a connector's
+// domains skips the chooser.
+func TestUpstreamLoginHintRouting(t *testing.T) {
+	idp := newCorpIdP(t)
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{corpConnector(idp, "acme.com")}, nil))
+	br := h.newBrowser()
+	params := authParams(newPKCE())
+	params.Set("login_hint", "bob@ACME.com")
+	r := h.authorize(br, params)
+	if r.status != http.StatusFound || r.location == nil || r.location.Path != "/login/corp" {
+		t.Fatalf("authorize = %d to %v, want 302 to /login/corp", r.status, r.location)
+	}
+	cb := h.atUpstream(br, h.followBroker(br, r))
+	h.codeFrom(br.get(cb.String()), params.Get("state"))
+
+	// A hint in no connector's domains shows the chooser.
+	params = authParams(newPKCE())
+	params.Set("login_hint", "eve@elsewhere.example")
+	r = h.authorize(h.newBrowser(), params)
+	if r.status != http.StatusFound || r.location == nil || r.location.Path != "/login" {
+		t.Fatalf("authorize = %d to %v, want 302 to the chooser /login", r.status, r.location)
+	}
+}
+
+// TestUpstreamDiscoveryIssuerMismatch checks broker.New refuses an
+// upstream whose discovery publishes another issuer.
+func TestUpstreamDiscoveryIssuerMismatch(t *testing.T) {
+	idp := newCorpIdP(t)
+	idp.SetIssuer("https://impostor.example")
+	hashes, secretHash := hashOnce()
+	yml := fmt.Sprintf(testConfigYAML, "http://127.0.0.1:1", hashes[0], hashes[1], hashes[2], appRedirect, appLogout, secretHash, svcRedirect)
+	cfg, err := config.Parse([]byte(yml), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	withUpstreams(t, []upstream{corpConnector(idp)}, nil)(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := newClock()
+	store := newMemoryStore(clk)
+	km, err := keys.New(ctx, store, keys.Options{Now: clk.Now, MaxTokenLifetime: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(ctx, cfg, Options{Storage: store, Keys: km, Now: clk.Now})
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("New() error = %v, want config.Errors", err)
+	}
+	var paths []string
+	for _, p := range errs {
+		paths = append(paths, p.Path)
+	}
+	if diff := cmp.Diff([]string{"connectors[2].config"}, paths); diff != "" {
+		t.Errorf("problem paths (-want +got):\n%s\nerror: %v", diff, err)
+	}
+}
+
+// TestUpstreamGoogle covers the hosted domain allowlist and Directory
+// groups through the broker.
+func TestUpstreamGoogle(t *testing.T) {
+	idp := testidp.New(testidp.Options{})
+	t.Cleanup(idp.Close)
+	saFile := filepath.Join(t.TempDir(), "sa.json")
+	if err := os.WriteFile(saFile, idp.ServiceAccount("broker@acme.iam.gserviceaccount.com"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := upstream{id: "gws", typ: "google", name: "Google", config: fmt.Sprintf(`
+issuer: %s
+client_id: %s
+client_secret: %s
+hosted_domains: [acme.com]
+service_account_file: %s
+admin_email: admin@acme.com
+directory_url: %s
+timeout: 2s
+`, idp.URL(), idp.ClientID(), idp.ClientSecret(), saFile, idp.URL())}
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{g}, nil))
+	user := func(hd string) testidp.User {
+		return testidp.User{Subject: "g-1", Claims: map[string]any{"email": "gina@acme.com", "email_verified": true, "hd": hd},
+			Groups: []testidp.Group{{ID: "g1", Email: "eng@acme.com"}, {ID: "g2", Email: "ops@acme.com"}}}
+	}
+
+	idp.SetUser(user("acme.com"))
+	tr, _ := h.upstreamSignIn(h.newBrowser(), "gws")
+	tok, err := h.es256Verifier("app").Verify(context.Background(), tr.IDToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		HD     string   `json:"hd"`
+		Groups []string `json:"groups"`
+	}
+	if err := tok.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"eng@acme.com", "ops@acme.com"}, claims.Groups); claims.HD != "acme.com" || diff != "" {
+		t.Errorf("hd = %q, want acme.com; groups from the Directory (-want +got):\n%s", claims.HD, diff)
+	}
+
+	idp.SetUser(user("evil.example"))
+	br := h.newBrowser()
+	cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "gws"))
+	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "domain_not_allowed")
+	h.wantAudit(t, "login_failed", "gws", map[string]string{"code": "domain_not_allowed", "connector_type": "google"})
+}
+
+// TestUpstreamAzureAD covers the tenant allowlist and Graph group overage
+// reaching a custom mapping.
+func TestUpstreamAzureAD(t *testing.T) {
+	const (
+		tenantA = "11111111-1111-1111-1111-111111111111"
+		tenantB = "22222222-2222-2222-2222-222222222222"
+	)
+	idp := testidp.New(testidp.Options{Algorithm: "RS256"})
+	t.Cleanup(idp.Close)
+	idp.SetIssuer(idp.URL() + "/{tenantid}/v2.0")
+	entra := upstream{id: "entra", typ: "azuread", name: "Entra", mapping: "entra", config: fmt.Sprintf(`
+client_id: %s
+client_secret: %s
+tenant: organizations
+allowed_tenants: [%s]
+groups: ids
+login_url: %s
+graph_url: %s
+timeout: 5s
+`, idp.ClientID(), idp.ClientSecret(), tenantA, idp.URL(), idp.URL())}
+	spec := mapping.Spec{Claims: map[string]mapping.ClaimSpec{
+		"entra_groups": {Expr: "sources.groups", In: "id_token"},
+		"tid":          {Expr: "claims.tid"},
+	}}
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{entra}, map[string]mapping.Spec{"entra": spec}))
+
+	var groups []testidp.Group
+	var want []string
+	for i := range 250 {
+		id := fmt.Sprintf("00000000-0000-0000-0000-%012d", i)
+		groups = append(groups, testidp.Group{ID: id, DisplayName: fmt.Sprintf("group %d", i)})
+		want = append(want, id)
+	}
+	user := func(tid string) testidp.User {
+		return testidp.User{Subject: "pairwise-1", Groups: groups, Claims: map[string]any{
+			"iss": idp.URL() + "/" + tid + "/v2.0", "tid": tid, "oid": "aaaaaaaa-0000-0000-0000-000000000001",
+			"preferred_username": "ada@contoso.com",
+			"_claim_names":       map[string]any{"groups": "src1"},
+			"_claim_sources":     map[string]any{"src1": map[string]any{"endpoint": "https://graph.windows.net/x/users/y/getMemberObjects"}},
+		}}
+	}
+
+	idp.SetUser(user(tenantA))
+	tr, _ := h.upstreamSignIn(h.newBrowser(), "entra")
+	tok, err := h.es256Verifier("app").Verify(context.Background(), tr.IDToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Groups []string `json:"entra_groups"`
+		TID    string   `json:"tid"`
+	}
+	if err := tok.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.TID != tenantA {
+		t.Errorf("tid = %q, want %q", claims.TID, tenantA)
+	}
+	if diff := cmp.Diff(want, claims.Groups); diff != "" {
+		t.Errorf("entra_groups from Graph overage (-want +got):\n%s", diff)
+	}
+
+	idp.SetUser(user(tenantB))
+	br := h.newBrowser()
+	cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "entra"))
+	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "tenant_not_allowed")
+	h.wantAudit(t, "login_failed", "entra", map[string]string{"code": "tenant_not_allowed", "connector_type": "azuread"})
+}
