@@ -99,8 +99,11 @@ func newTab(t *testing.T, browser context.Context, name string) *tab {
 	if err := chromedp.Listen(ctx, tb.record); err != nil {
 		t.Fatalf("%s: listen: %v", name, err)
 	}
+	// Console subscribes on return, so nothing the first page writes is
+	// missed; the loop ends when the tab's context does.
+	messages := chromedp.Console(ctx)
 	go func() {
-		for m, err := range chromedp.Console(ctx) {
+		for m, err := range messages {
 			if err != nil {
 				return
 			}
