@@ -42,7 +42,8 @@ func observedHarness(t *testing.T) (*harness, *syncBuffer) {
 }
 
 // TestLogsCarryNoSecrets runs logins (public and confidential), a refresh,
-// a revocation, a wrong password and a wrong client secret, then checks
+// a revocation, a wrong password, a wrong client secret, a replayed code,
+// a reused refresh token and a forged access token, then checks
 // that neither log carries any secret or token, that the audit log has a
 // line for each event and that the counters moved.
 func TestLogsCarryNoSecrets(t *testing.T) {
@@ -99,6 +100,25 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	}
 	secrets = append(secrets, bobPassword, wrongSecret, svcSecret, scode, sp.verifier, str.AccessToken, str.IDToken, str.RefreshToken)
 
+	// Replays and forgeries: a rotated-away refresh token again, a redeemed
+	// code again, a tampered access token at userinfo.
+	srf := h.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {str.RefreshToken}}, "svc", svcSecret)
+	if srf.status != http.StatusOK {
+		t.Fatalf("svc refresh = %d %s", srf.status, srf.Error)
+	}
+	secrets = append(secrets, srf.AccessToken, srf.IDToken, srf.RefreshToken)
+	wantOAuthError(t, h.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {str.RefreshToken}}, "svc", svcSecret), http.StatusBadRequest, "invalid_grant")
+	// The code replay also revokes what the code gave (RFC 6749 4.1.2).
+	wantOAuthError(t, h.token(form, "svc", svcSecret), http.StatusBadRequest, "invalid_grant")
+	forged := srf.AccessToken[:len(srf.AccessToken)-4] + "AAAA"
+	if forged == srf.AccessToken {
+		forged = srf.AccessToken[:len(srf.AccessToken)-4] + "BBBB"
+	}
+	if ui := h.userinfo(forged); ui.status != http.StatusUnauthorized {
+		t.Errorf("userinfo with a forged token = %d, want 401", ui.status)
+	}
+	secrets = append(secrets, forged)
+
 	logs := map[string]string{"operational": oplog.String(), "audit": h.audit.String()}
 	if logs["operational"] == "" {
 		t.Fatal("the operational log is empty: nothing was checked")
@@ -135,6 +155,8 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		`"grant_type":"refresh_token"`,
 		`"msg":"revoke"`,
 		`"msg":"client_auth_failed"`,
+		`"msg":"code_replayed"`,
+		`"msg":"refresh_reused"`,
 	} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit log lacks %s:\n%s", want, audit)
@@ -151,7 +173,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		{`fedbroker_sign_ins_total{connector="local",outcome="success"}`, 2},
 		{`fedbroker_sign_ins_total{connector="local",outcome="bad_password"}`, 1},
 		{`fedbroker_tokens_issued_total{grant_type="authorization_code"}`, 2},
-		{`fedbroker_tokens_issued_total{grant_type="refresh_token"}`, 1},
+		{`fedbroker_tokens_issued_total{grant_type="refresh_token"}`, 2},
 		{`fedbroker_authorize_requests_total{client_id="svc"}`, 1},
 	} {
 		if got := metricValue(t, a, tt.series); got != tt.want {
