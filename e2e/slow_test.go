@@ -83,8 +83,8 @@ func TestSlowRedis(t *testing.T) {
 	} else {
 		discard(resp)
 	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("client_credentials and JWKS with slow Redis took %s, want well under 1s", took)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("client_credentials and JWKS with slow Redis took %s, want well under the 4s Redis delay", took)
 	}
 	wg.Wait()
 	t.Logf("slow Redis: %d refreshes answered %v, slowest %s", n, codes, slowst)
