@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,6 +224,7 @@ func TestMappingTestClaims(t *testing.T) {
 	bare := writeFile(t, dir, "bare.json", `{"sub": "alice", "email": "alice@acme.com", "email_verified": true, "groups": ["admins"]}`)
 	outsider := writeFile(t, dir, "outsider.json", `{"sub": "eve", "email": "eve@evil.example", "email_verified": true}`)
 	full := writeFile(t, dir, "full.json", `{"connector": "backup", "claims": {"sub": "bob", "email": "bob@acme.com", "email_verified": true}}`)
+	ci := writeFile(t, dir, "ci.json", `{"sub": "repo:acme/api:ref:refs/heads/main", "repository": "acme/api", "repository_owner": "acme", "ref": "refs/heads/main"}`)
 	unknown := writeFile(t, dir, "unknown.json", `{"connector": "corp", "claims": {}, "bogus": 1}`)
 	type report struct {
 		Connector, Decision, Message, Subject string
@@ -264,6 +266,12 @@ func TestMappingTestClaims(t *testing.T) {
 				t.Errorf("report = %+v, want rejected by rule 1 with its message", r)
 			}
 		}},
+		{"workload", []string{"--workload", "github", "--claims", ci}, 0, func(t *testing.T, r report) {
+			if r.Connector != "github" || r.Decision != "accepted" || r.Subject != "github:acme/api" {
+				t.Errorf("report = %+v, want github accepted as github:acme/api", r)
+			}
+		}},
+		{"workload id is not a connector", []string{"--connector", "github", "--claims", ci}, 1, nil},
 		{"object form names its connector", []string{"--claims", full, "--connector", "corp"}, 0, func(t *testing.T, r report) {
 			if r.Connector != "backup" || r.Decision != "accepted" {
 				t.Errorf("report = %+v, want backup accepted", r)
@@ -276,6 +284,9 @@ func TestMappingTestClaims(t *testing.T) {
 			code, out, errOut := run(t, "", args...)
 			if code != tt.wantCode {
 				t.Fatalf("exit = %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, out, errOut)
+			}
+			if tt.check == nil {
+				return
 			}
 			var r report
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
@@ -294,6 +305,16 @@ func TestMappingTestClaims(t *testing.T) {
 		if code, out, _ := run(t, "", append([]string{"mapping", "test", "--config", mappingConfig}, args...)...); code != 1 {
 			t.Errorf("mapping test %v = %d, want 1; stdout %s", args, code, out)
 		}
+	}
+}
+
+// TestLinksNeedsRedis: the links command reads shared storage; with the
+// memory store it points at the admin API instead.
+func TestLinksNeedsRedis(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "memory.yaml", goodConfig)
+	code, _, errOut := run(t, "", "links", "list", "--config", path)
+	if code != 1 || !strings.Contains(errOut, "/admin/links") {
+		t.Errorf("links list on a memory config = %d %q, want 1 pointing at the admin API", code, errOut)
 	}
 }
 
@@ -323,8 +344,8 @@ func TestMappingTestGolden(t *testing.T) {
 	}
 	// The samples in the repository pass.
 	code, out := golden("testdata/golden")
-	if code != 0 || strings.Count(out, "ok   ") != 5 {
-		t.Fatalf("--golden testdata/golden = %d, want 0 and 5 ok:\n%s", code, out)
+	if code != 0 || strings.Count(out, "ok   ") != 7 {
+		t.Fatalf("--golden testdata/golden = %d, want 0 and 7 ok:\n%s", code, out)
 	}
 
 	// A changed expectation fails with a diff naming the sample.
@@ -332,7 +353,7 @@ func TestMappingTestGolden(t *testing.T) {
 	orig, _ := os.ReadFile(filepath.Join(dir, "user.golden"))
 	writeFile(t, dir, "user.golden", strings.Replace(string(orig), `"user"`, `"superuser"`, 1))
 	code, out = golden(dir)
-	if code != 1 || !strings.Contains(out, "FAIL user") || !strings.Contains(out, `-`) || !strings.Contains(out, "superuser") || !strings.Contains(out, "1 of 5 samples differ") {
+	if code != 1 || !strings.Contains(out, "FAIL user") || !strings.Contains(out, `-`) || !strings.Contains(out, "superuser") || !strings.Contains(out, "1 of 7 samples differ") {
 		t.Fatalf("--golden with a changed expectation = %d, want 1 with a diff:\n%s", code, out)
 	}
 	// A missing golden fails too.
@@ -345,10 +366,10 @@ func TestMappingTestGolden(t *testing.T) {
 
 	// --update rewrites every expectation; they then pass and equal the
 	// repository's.
-	if code, out = golden(dir, "--update"); code != 0 || strings.Count(out, "wrote ") != 5 {
+	if code, out = golden(dir, "--update"); code != 0 || strings.Count(out, "wrote ") != 7 {
 		t.Fatalf("--update = %d:\n%s", code, out)
 	}
-	for _, name := range []string{"user.golden", "admin.golden"} {
+	for _, name := range []string{"user.golden", "admin.golden", "github-main.golden"} {
 		got, _ := os.ReadFile(filepath.Join(dir, name))
 		want, _ := os.ReadFile(filepath.Join("testdata/golden", name))
 		if !bytes.Equal(got, want) {
@@ -492,6 +513,24 @@ func TestServeReloadThroughAdminAPI(t *testing.T) {
 	}
 	if strings.Contains(logs, token) {
 		t.Error("serve log contains the admin token")
+	}
+	// Audit lines are JSON on stderr, marked as audit (docs/operations.md).
+	var audited []string
+	for line := range strings.SplitSeq(strings.TrimSpace(logs), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("serve log line is not JSON: %q", line)
+			continue
+		}
+		if rec["msg"] == "admin_reload" || rec["msg"] == "admin_auth_failed" {
+			if rec["log"] != "audit" || rec["audit"] != true {
+				t.Errorf("audit line %q lacks \"log\":\"audit\" and \"audit\":true", line)
+			}
+			audited = append(audited, rec["msg"].(string))
+		}
+	}
+	if want := []string{"admin_auth_failed", "admin_reload", "admin_reload"}; !slices.Equal(audited, want) {
+		t.Errorf("audit events = %v, want %v", audited, want)
 	}
 }
 
