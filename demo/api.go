@@ -15,16 +15,23 @@ func APIHandler(v *verify.Verifier) http.Handler {
 	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
 		c, _ := verify.ClaimsFromContext(r.Context())
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
+		out := map[string]any{
 			"verified":  true,
 			"sub":       c.Subject,
 			"client_id": c.ClientID,
 			"scope":     c.Scope,
-			"groups":    c.Groups,
-			"roles":     c.Roles,
-			"email":     c.Raw["email"],
 			"expires":   c.Expiry,
-		})
+		}
+		if len(c.Groups) > 0 {
+			out["groups"] = c.Groups
+		}
+		if len(c.Roles) > 0 {
+			out["roles"] = c.Roles
+		}
+		if email, ok := c.Raw["email"]; ok {
+			out["email"] = email
+		}
+		_ = json.NewEncoder(w).Encode(out)
 	})
 	return v.Middleware()(mux)
 }
