@@ -147,9 +147,12 @@ type replica struct {
 	cfgPath string
 	logPath string
 	URL     string // http://addr, the replica's own address
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	// autoAddr and autoIssuer are set when the harness chose the address
+	// (and derived the issuer from it), so it may choose another.
+	autoAddr, autoIssuer bool
+	mu                   sync.Mutex
+	cmd                  *exec.Cmd
+	exited               chan struct{}
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
@@ -169,26 +172,49 @@ func freeAddr(t testing.TB) string {
 func startBroker(t testing.TB, cfg brokerConfig) *replica {
 	t.Helper()
 	r := newReplica(t, cfg)
-	if err := r.start(); err != nil {
-		t.Fatalf("start broker: %v\n%s", err, r.log())
-	}
-	if err := r.waitReady(20 * time.Second); err != nil {
+	if err := r.startReady(20 * time.Second); err != nil {
 		t.Fatalf("broker %s: %v\n%s", r.URL, err, r.log())
 	}
 	return r
 }
 
+// startReady starts the process and waits for /readyz. When the port it
+// was given was taken meanwhile by another process (freeAddr only finds a
+// port free at that moment) and the test let the harness choose it, it
+// moves to another port and tries again.
+func (r *replica) startReady(timeout time.Duration) error {
+	for attempt := 0; ; attempt++ {
+		if err := r.start(); err != nil {
+			return err
+		}
+		err := r.waitReady(timeout)
+		if err == nil || !r.autoAddr || attempt == 2 || !strings.Contains(r.log(), "address already in use") {
+			return err
+		}
+		r.Kill()
+		r.cfg.Addr = freeAddr(r.t)
+		if r.autoIssuer {
+			r.cfg.Issuer = "http://" + r.cfg.Addr
+		}
+		r.URL = "http://" + r.cfg.Addr
+		if err := os.WriteFile(r.cfgPath, []byte(r.cfg.yaml()), 0o600); err != nil {
+			return err
+		}
+	}
+}
+
 // newReplica writes cfg to a temp dir without starting anything.
 func newReplica(t testing.TB, cfg brokerConfig) *replica {
 	t.Helper()
-	if cfg.Addr == "" {
+	autoAddr, autoIssuer := cfg.Addr == "", cfg.Issuer == ""
+	if autoAddr {
 		cfg.Addr = freeAddr(t)
 	}
-	if cfg.Issuer == "" {
+	if autoIssuer {
 		cfg.Issuer = "http://" + cfg.Addr
 	}
 	dir := t.TempDir()
-	r := &replica{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "config.yaml"), logPath: filepath.Join(dir, "broker.log"), URL: "http://" + cfg.Addr}
+	r := &replica{t: t, cfg: cfg, autoAddr: autoAddr, autoIssuer: autoIssuer, cfgPath: filepath.Join(dir, "config.yaml"), logPath: filepath.Join(dir, "broker.log"), URL: "http://" + cfg.Addr}
 	if err := os.WriteFile(r.cfgPath, []byte(cfg.yaml()), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -316,9 +342,7 @@ func startCluster(t testing.TB, n int, redisURL string, extra string) *cluster {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = r.start(); errs[i] == nil {
-				errs[i] = r.waitReady(30 * time.Second)
-			}
+			errs[i] = r.startReady(30 * time.Second)
 		}()
 	}
 	wg.Wait()
