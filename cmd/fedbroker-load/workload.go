@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -63,7 +64,7 @@ func startWorkloadIssuer(addr string) (*workloadIssuer, error) {
 	w.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := w.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Println("fedbroker-load: workload issuer:", err)
+			fmt.Fprintln(os.Stderr, "fedbroker-load: workload issuer:", err)
 		}
 	}()
 	return w, nil
