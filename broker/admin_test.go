@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/mapping"
 )
 
@@ -658,5 +659,35 @@ func TestAdminMutualTLS(t *testing.T) {
 				t.Errorf("GET = %d, %v; want %d (error %v)", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestAdminEscapedPathValues: link keys and subjects may hold "/" and "@";
+// path-escaped, they reach the right record.
+func TestAdminEscapedPathValues(t *testing.T) {
+	h := newHarness(t, nil, nil, nil)
+	a := newAdminAPI(t, h, nil)
+	ctx := context.Background()
+	for _, l := range []storage.Link{
+		{Key: "a/b@acme.com", Subject: "okta/123", ConnectorID: "local", UpstreamSubject: "u1"},
+		{Key: "a", Subject: "okta", ConnectorID: "local", UpstreamSubject: "u2"},
+	} {
+		if _, _, err := h.store.CreateLink(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := a.do(http.MethodGet, "/admin/links?sub="+url.QueryEscape("okta/123"), "")
+	if got := decodeJSON[struct{ Links []storage.Link }](t, r.body).Links; len(got) != 1 || got[0].Key != "a/b@acme.com" {
+		t.Errorf("links of okta/123 = %+v", got)
+	}
+	r = a.do(http.MethodPost, "/admin/subjects/"+url.PathEscape("okta/123")+"/revoke", "")
+	if r.status != http.StatusOK || decodeJSON[map[string]any](t, r.body)["sub"] != "okta/123" {
+		t.Errorf("revoke okta/123 = %d %s", r.status, r.body)
+	}
+	if r := a.do(http.MethodDelete, "/admin/links/"+url.PathEscape("a/b@acme.com"), ""); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE a/b@acme.com = %d %s", r.status, r.body)
+	}
+	if _, err := h.store.GetLink(ctx, "a"); err != nil {
+		t.Errorf("link a after deleting a/b@acme.com: %v", err)
 	}
 }
