@@ -474,58 +474,6 @@ func TestAdminRotateKeys(t *testing.T) {
 	}
 }
 
-func TestAdminMetrics(t *testing.T) {
-	h := newHarness(t, nil, nil, nil)
-	a := newAdminAPI(t, h, nil)
-	if r := a.call("192.0.2.50:1", "", http.MethodGet, "/metrics", ""); r.status != http.StatusUnauthorized {
-		t.Errorf("/metrics without a token = %d, want 401", r.status)
-	}
-	p := newPKCE()
-	code, _ := h.login(h.newBrowser(), authParams(p), "alice", alicePassword)
-	if tr := h.redeem(code, p); tr.status != http.StatusOK {
-		t.Fatalf("redeem = %d", tr.status)
-	}
-	for _, tt := range []struct {
-		series string
-		want   float64
-	}{
-		{`fedbroker_sign_ins_total{connector="local",outcome="success"}`, 1},
-		{`fedbroker_tokens_issued_total{grant_type="authorization_code"}`, 1},
-		{`fedbroker_authorize_requests_total{client_id="app"}`, 1},
-		{`fedbroker_http_request_duration_seconds_count{code="200",route="/token"}`, 1},
-	} {
-		if got := metricValue(t, a, tt.series); got != tt.want {
-			t.Errorf("%s = %v, want %v", tt.series, got, tt.want)
-		}
-	}
-	r := a.do(http.MethodGet, "/metrics", "")
-	for _, name := range []string{"fedbroker_storage_errors_total", "fedbroker_signing_key_rotations_total", "go_goroutines"} {
-		if !strings.Contains(r.body, name) {
-			t.Errorf("/metrics lacks %s", name)
-		}
-	}
-}
-
-// metricValue scrapes /metrics and returns the value of one series (its
-// name with labels exactly as exposed), or -1 when absent.
-func metricValue(t *testing.T, a *adminAPI, series string) float64 {
-	t.Helper()
-	r := a.do(http.MethodGet, "/metrics", "")
-	if r.status != http.StatusOK {
-		t.Fatalf("/metrics = %d", r.status)
-	}
-	for line := range strings.SplitSeq(r.body, "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			var v float64
-			if err := json.Unmarshal([]byte(strings.TrimSpace(rest)), &v); err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
-			}
-			return v
-		}
-	}
-	return -1
-}
-
 // idTokenSubject reads the sub claim of a token the broker issued (its
 // signature is checked elsewhere).
 func idTokenSubject(t *testing.T, tok string) string {
