@@ -28,6 +28,11 @@ var corpUser = testidp.User{
 	UserinfoClaims: map[string]any{"preferred_username": "dana"},
 }
 
+// slowDelay is how long a slow upstream takes to answer: well beyond the
+// 300ms connector timeout, short because the test IdP cannot notice a
+// client giving up on a POST and its server waits for the delay on close.
+const slowDelay = 2 * time.Second
+
 // newCorpIdP starts a test OpenID Connect provider with corpUser.
 func newCorpIdP(t *testing.T) *testidp.IdP {
 	t.Helper()
@@ -139,10 +144,25 @@ func TestUpstreamOIDCHappyPathAndRefresh(t *testing.T) {
 		t.Errorf("refreshed name = %q, want %q (refresh must ask the upstream)", claims.Name, "Dana Renamed")
 	}
 
+	// A slow upstream: the refresh is temporarily unavailable, bounded by
+	// the connector timeout, and the family survives.
+	idp.SetDelay(slowDelay)
+	start := time.Now()
+	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusServiceUnavailable, errTemporarilyUnavailable)
+	if d := time.Since(start); d >= slowDelay-200*time.Millisecond {
+		t.Errorf("refresh against a slow upstream took %v, want it bounded by the connector timeout", d)
+	}
+	idp.SetDelay(0)
+	rr = h.refresh(rr.RefreshToken, "app")
+	if rr.status != http.StatusOK {
+		t.Fatalf("refresh after the upstream recovered = %d %s %s, want 200", rr.status, rr.Error, rr.Description)
+	}
+
 	// Disabled upstream: invalid_grant, and the family is gone even once
 	// the user is enabled again.
 	idp.DisableUser(corpUser.Subject)
 	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
+	h.wantAudit(t, "refresh_upstream_refused", "corp", map[string]string{"client_id": "app"})
 	idp.SetUser(corpUser)
 	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
 	wantOAuthError(t, h.refresh(tr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
@@ -165,7 +185,7 @@ func TestUpstreamOIDCFailures(t *testing.T) {
 		{"foreign key", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{ForeignKey: true}) }, http.StatusBadGateway, "invalid_token"},
 		{"token endpoint error", nil, func(p *testidp.IdP) { p.SetTokenError(0, "invalid_client") }, http.StatusBadGateway, "upstream_error"},
 		{"upstream down", nil, func(p *testidp.IdP) { p.Close() }, http.StatusBadGateway, "upstream_unavailable"},
-		{"upstream slow", nil, func(p *testidp.IdP) { p.SetDelay(5 * time.Second) }, http.StatusBadGateway, "upstream_unavailable"},
+		{"upstream slow", nil, func(p *testidp.IdP) { p.SetDelay(slowDelay) }, http.StatusBadGateway, "upstream_unavailable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,7 +201,7 @@ func TestUpstreamOIDCFailures(t *testing.T) {
 			}
 			start := time.Now()
 			r := br.get(cb.String())
-			if d := time.Since(start); d > 4*time.Second {
+			if d := time.Since(start); d >= slowDelay-200*time.Millisecond {
 				t.Errorf("callback took %v, want it bounded by the connector timeout", d)
 			}
 			wantErrorPage(t, r, tt.status, tt.code)
@@ -259,18 +279,16 @@ func TestUpstreamLoginHintRouting(t *testing.T) {
 	}
 }
 
-// TestUpstreamDiscoveryIssuerMismatch checks broker.New refuses an
-// upstream whose discovery publishes another issuer.
-func TestUpstreamDiscoveryIssuerMismatch(t *testing.T) {
-	idp := newCorpIdP(t)
-	idp.SetIssuer("https://impostor.example")
+// newBrokerErr builds a broker with up added and returns New's error.
+func newBrokerErr(t *testing.T, up upstream) error {
+	t.Helper()
 	hashes, secretHash := hashOnce()
 	yml := fmt.Sprintf(testConfigYAML, "http://127.0.0.1:1", hashes[0], hashes[1], hashes[2], appRedirect, appLogout, secretHash, svcRedirect)
 	cfg, err := config.Parse([]byte(yml), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	withUpstreams(t, []upstream{corpConnector(idp)}, nil)(cfg)
+	withUpstreams(t, []upstream{up}, nil)(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clk := newClock()
@@ -280,16 +298,42 @@ func TestUpstreamDiscoveryIssuerMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = New(ctx, cfg, Options{Storage: store, Keys: km, Now: clk.Now})
-	var errs config.Errors
-	if !errors.As(err, &errs) {
-		t.Fatalf("New() error = %v, want config.Errors", err)
+	return err
+}
+
+// TestUpstreamDiscoveryAtStart checks broker.New refuses an upstream whose
+// discovery publishes another issuer, or cannot be fetched, with a config
+// problem at the connector's path.
+func TestUpstreamDiscoveryAtStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		breakIt func(*testidp.IdP)
+		want    string
+	}{
+		{"issuer mismatch", func(p *testidp.IdP) { p.SetIssuer("https://impostor.example") }, "impostor.example"},
+		{"upstream down", func(p *testidp.IdP) { p.Close() }, "discovery"},
 	}
-	var paths []string
-	for _, p := range errs {
-		paths = append(paths, p.Path)
-	}
-	if diff := cmp.Diff([]string{"connectors[2].config"}, paths); diff != "" {
-		t.Errorf("problem paths (-want +got):\n%s\nerror: %v", diff, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := newCorpIdP(t)
+			up := corpConnector(idp)
+			tt.breakIt(idp)
+			err := newBrokerErr(t, up)
+			var errs config.Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("New() error = %v, want config.Errors", err)
+			}
+			var paths []string
+			for _, p := range errs {
+				paths = append(paths, p.Path)
+			}
+			if diff := cmp.Diff([]string{"connectors[2].config"}, paths); diff != "" {
+				t.Errorf("problem paths (-want +got):\n%s\nerror: %v", diff, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New() error = %q, want it to mention %q", err, tt.want)
+			}
+		})
 	}
 }
 
