@@ -166,3 +166,54 @@ func TestReloadLoginInFlight(t *testing.T) {
 		t.Errorf("id_token after reload: %v", err)
 	}
 }
+
+// TestReloadRemovesWhatALoginUses: a login in flight whose client or
+// connector a reload removed is refused (400, no code), never a 500 and
+// never a code for a client that no longer exists.
+func TestReloadRemovesWhatALoginUses(t *testing.T) {
+	dropBackup := func(yml string) string {
+		i, j := strings.Index(yml, "  - id: backup\n"), strings.Index(yml, "clients:\n")
+		if i < 0 || j < i {
+			panic("harness configuration changed: no connector backup")
+		}
+		return yml[:i] + yml[j:]
+	}
+	tests := []struct {
+		name, client, redirect, connector, user, password string
+		edit                                              func(string) string
+	}{
+		{"client removed", "other", "http://127.0.0.1:8888/cb", "local", "alice", alicePassword, swapClients},
+		{"connector removed", "app", appRedirect, "backup", "carol", "carol-password-123", dropBackup},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil, nil, nil)
+			br := h.newBrowser()
+			params := authParams(newPKCE())
+			params.Set("client_id", tt.client)
+			params.Set("redirect_uri", tt.redirect)
+			params.Set("connector_id", tt.connector)
+			r := h.authorize(br, params)
+			if r.status != http.StatusFound || r.location == nil {
+				t.Fatalf("authorize = %d", r.status)
+			}
+			page := br.get(r.location.String())
+			req, csrf := reqField.FindStringSubmatch(page.body), csrfField.FindStringSubmatch(page.body)
+			if req == nil || csrf == nil {
+				t.Fatalf("login page has no req/csrf: %d", page.status)
+			}
+			if err := h.b.Reload(context.Background(), harnessConfig(t, h.issuer, tt.edit, nil)); err != nil {
+				t.Fatalf("Reload: %v", err)
+			}
+			action := *r.location
+			action.RawQuery = ""
+			done := br.postForm(action.String(), url.Values{"req": {req[1]}, "csrf": {csrf[1]}, "login": {tt.user}, "password": {tt.password}})
+			if done.status != http.StatusBadRequest || done.location != nil {
+				t.Errorf("password POST after the reload = %d %v, want 400 and no redirect", done.status, done.location)
+			}
+			if strings.Contains(h.audit.String(), `"msg":"login",`) {
+				t.Error("a login was audited as successful")
+			}
+		})
+	}
+}
