@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -384,6 +385,28 @@ timeout: 2s
 	cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "gws"))
 	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "domain_not_allowed")
 	h.wantAudit(t, "login_failed", "gws", map[string]string{"code": "domain_not_allowed", "connector_type": "google"})
+
+	// A Directory that refuses the lookup fails the sign-in.
+	deny := denyingAPI(t)
+	g.config = strings.Replace(g.config, "directory_url: "+idp.URL(), "directory_url: "+deny.URL, 1)
+	h = newHarness(t, nil, nil, withUpstreams(t, []upstream{g}, nil))
+	idp.SetUser(user("acme.com"))
+	br = h.newBrowser()
+	cb = h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "gws"))
+	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "upstream_error")
+	h.wantAudit(t, "login_failed", "gws", map[string]string{"code": "upstream_error", "connector_type": "google"})
+}
+
+// denyingAPI is a Graph or Directory API that refuses every request.
+func denyingAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges"}}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // TestUpstreamAzureAD covers the tenant allowlist and Graph group overage
@@ -453,4 +476,14 @@ timeout: 5s
 	cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "entra"))
 	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "tenant_not_allowed")
 	h.wantAudit(t, "login_failed", "entra", map[string]string{"code": "tenant_not_allowed", "connector_type": "azuread"})
+
+	// A Graph that refuses the overage lookup fails the sign-in.
+	deny := denyingAPI(t)
+	entra.config = strings.Replace(entra.config, "graph_url: "+idp.URL(), "graph_url: "+deny.URL, 1)
+	h = newHarness(t, nil, nil, withUpstreams(t, []upstream{entra}, map[string]mapping.Spec{"entra": spec}))
+	idp.SetUser(user(tenantA))
+	br = h.newBrowser()
+	cb = h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "entra"))
+	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "groups_unavailable")
+	h.wantAudit(t, "login_failed", "entra", map[string]string{"code": "groups_unavailable", "connector_type": "azuread"})
 }
