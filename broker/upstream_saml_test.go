@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/crewjam/saml/samlidp"
+	"github.com/google/go-cmp/cmp"
 )
 
 // samlIdPKey is one RSA key and self-signed certificate for all SAML IdPs
@@ -195,16 +196,18 @@ func TestUpstreamSAMLHappyPath(t *testing.T) {
 		t.Fatalf("ID token does not verify: %v", err)
 	}
 	var claims struct {
-		Email  string   `json:"email"`
-		Name   string   `json:"name"`
-		Groups []string `json:"groups"`
-		Nonce  string   `json:"nonce"`
+		Email    string `json:"email"`
+		Name     string `json:"name"`
+		Username string `json:"preferred_username"`
+		Nonce    string `json:"nonce"`
 	}
 	if err := tok.Claims(&claims); err != nil {
 		t.Fatal(err)
 	}
-	if claims.Email != "alice@acme.com" || claims.Nonce != params.Get("nonce") {
-		t.Errorf("email, nonce = %q, %q; want alice@acme.com, %q", claims.Email, claims.Nonce, params.Get("nonce"))
+	got := []string{claims.Email, claims.Name, claims.Username, claims.Nonce}
+	want := []string{"alice@acme.com", "Alice Smith", "alice", params.Get("nonce")}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ID token email, name, preferred_username, nonce (-want +got):\n%s", diff)
 	}
 	h.wantAudit(t, "login", "fab", map[string]string{"connector_type": "saml", "upstream_sub": "alice@acme.com"})
 }
@@ -227,6 +230,9 @@ func TestUpstreamSAMLRefusals(t *testing.T) {
 				t.Fatalf("first post = %d, want 303; body %s", r.status, r.body)
 			}
 			return br.postForm(post.action, post.form)
+		}, http.StatusBadRequest, "expired_request", "login_rejected"},
+		{"no RelayState (unsolicited)", func(t *testing.T, br *browser, post samlPost) response {
+			return br.postForm(post.action, url.Values{"SAMLResponse": post.form["SAMLResponse"]})
 		}, http.StatusBadRequest, "expired_request", "login_rejected"},
 		{"RelayState of another browser", func(t *testing.T, br *browser, post samlPost) response {
 			return h.newBrowser().postForm(post.action, post.form)
