@@ -101,11 +101,22 @@ func (s *Server) adminError(err error, c echo.Context) {
 }
 
 // authenticate checks the bearer token (or a verified client certificate).
-// Failures are logged and limited per client address: 5, then one every 10
-// seconds.
+// Failures are logged and limited per client address: after 5, further
+// wrong attempts get 429 for a while (one more every 10 seconds). A correct
+// token is never refused, so someone sharing the operator's address cannot
+// lock the operator out; the limit only slows guessing.
 func (a *admin) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		if a.opts.ClientCertOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			return next(c)
+		}
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.tokenHash != nil {
+			sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+			if subtle.ConstantTimeCompare(sum[:], a.tokenHash) == 1 {
+				return next(c)
+			}
+		}
 		addr := c.RealIP()
 		a.mu.Lock()
 		lim, ok := a.limits[addr]
@@ -117,20 +128,10 @@ func (a *admin) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			a.limits[addr] = lim
 		}
 		a.mu.Unlock()
-		if lim.Tokens() < 1 {
+		if !lim.Allow() {
 			c.Response().Header().Set("Retry-After", "10")
 			return &adminErr{http.StatusTooManyRequests, "too many failed authentications"}
 		}
-		if a.opts.ClientCertOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			return next(c)
-		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.tokenHash != nil {
-			sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-			if subtle.ConstantTimeCompare(sum[:], a.tokenHash) == 1 {
-				return next(c)
-			}
-		}
-		lim.Allow()
 		a.s.log.Warn("admin: authentication failed", "remote", addr, "path", r.URL.Path)
 		a.s.auditEvent("admin_auth_failed", "remote", addr, "path", r.URL.Path)
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="fedbroker-admin"`)
@@ -185,11 +186,21 @@ func (a *admin) mappingTest(c echo.Context) error {
 		return &adminErr{http.StatusBadRequest, "body must be JSON: {\"connector\": ID, \"claims\": {...}}"}
 	}
 	rt := a.s.rt.Load()
-	conn, ok := rt.connectors[in.Connector]
-	if !ok {
-		return &adminErr{http.StatusNotFound, "no connector " + in.Connector}
+	explain := c.QueryParam("explain") == "true"
+	var rep MappingReport
+	if in.Workload {
+		w, ok := rt.workloads[in.Connector]
+		if !ok {
+			return &adminErr{http.StatusNotFound, "no workload issuer " + in.Connector}
+		}
+		rep = RunMapping(c.Request().Context(), w.mapping, "workload", in, explain)
+	} else {
+		conn, ok := rt.connectors[in.Connector]
+		if !ok {
+			return &adminErr{http.StatusNotFound, "no connector " + in.Connector}
+		}
+		rep = RunMapping(c.Request().Context(), conn.mapping, conn.typ, in, explain)
 	}
-	rep := RunMapping(c.Request().Context(), conn.mapping, conn.typ, in, c.QueryParam("explain") == "true")
 	a.s.auditEvent("admin_mapping_test", "connector", in.Connector, "decision", rep.Decision)
 	return c.JSON(http.StatusOK, rep)
 }

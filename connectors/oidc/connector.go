@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -383,4 +384,30 @@ func randomString() string {
 		panic(fmt.Sprintf("oidc: crypto/rand: %v", err))
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// CheckHealth reports whether the upstream answers: it fetches the upstream's
+// JWKS (named by its discovery document) and expects 200. It does not
+// change the connector's cached keys.
+func (c *Connector) CheckHealth(ctx context.Context) error {
+	var meta struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := c.provider.Claims(&meta); err != nil || meta.JWKSURI == "" {
+		return fmt.Errorf("oidc: %s: discovery has no jwks_uri", c.id)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, meta.JWKSURI, nil)
+	if err != nil {
+		return fmt.Errorf("oidc: %s: %w", c.id, err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("oidc: %s: upstream unreachable: %w", c.id, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("oidc: %s: upstream keys answered %s", c.id, resp.Status)
+	}
+	return nil
 }
