@@ -148,13 +148,19 @@ func (s *Server) codeGrant(c echo.Context, rt *runtime, cl *client) (*issued, er
 			IdleExpiry:     minTime(now.Add(rt.tokens.RefreshIdle), now.Add(rt.tokens.RefreshAbsolute)),
 			AbsoluteExpiry: now.Add(rt.tokens.RefreshAbsolute),
 		}
-		if err := s.store.CreateRefresh(ctx, fam, token); err != nil {
-			if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrAlreadyExists) {
-				return nil, invalidGrant("the code was already used")
-			}
+		switch err := s.store.CreateRefresh(ctx, fam, token); {
+		case errors.Is(err, storage.ErrNotFound):
+			// A replay of this code raced this redemption and revoked the
+			// family first: this (first) redemption still answers, but
+			// without a refresh token.
+			s.auditEvent("refresh_not_issued", "client_id", cl.ID, "sub", ac.Grant.Subject, "reason", "code replayed during redemption")
+		case errors.Is(err, storage.ErrAlreadyExists):
+			return nil, invalidGrant("the code was already used")
+		case err != nil:
 			return nil, err
+		default:
+			resp.RefreshToken = token
 		}
-		resp.RefreshToken = token
 	}
 	s.auditEvent("token", "grant_type", "authorization_code", "client_id", cl.ID, "sub", ac.Grant.Subject, "connector", ac.Grant.ConnectorID)
 	return resp, nil
