@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -131,14 +132,27 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 		if !open {
 			continue
 		}
-		impl, err := typed.Open(ctx, cc.ID, connectors.Options{
+		copts := connectors.Options{
 			Logger:      s.log.With("connector", cc.ID),
 			HTTPClient:  s.client,
 			Now:         s.now,
 			CallbackURL: s.issuer + "/callback/" + url.PathEscape(cc.ID),
 			BaseURL:     s.issuer,
-		})
-		if err != nil {
+		}
+		impl, err := typed.Open(ctx, cc.ID, copts)
+		switch {
+		case err != nil && s.deferUnreachable && errors.Is(err, connectors.ErrUnavailable):
+			// Serve anyway; open on first use (see deferredConnector).
+			s.log.Warn("connector upstream unreachable; it will be opened on first use", "connector", cc.ID, "err", err)
+			impl = &deferredConnector{
+				open:       func(ctx context.Context) (any, error) { return typed.Open(ctx, cc.ID, copts) },
+				retryEvery: 15 * time.Second,
+				now:        s.now,
+				lastErr:    err,
+				lastTry:    s.now(),
+				onOpened:   s.wireConnector,
+			}
+		case err != nil:
 			add(path+".config", "cannot open connector: %v", err)
 			continue
 		}

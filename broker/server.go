@@ -62,13 +62,16 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	paths    paths
 
-	rt       atomic.Pointer[runtime]
-	health   *connectorHealth
-	seal     *sealer
-	limiter  *loginLimiter
-	secrets  *secretCache
-	echo     *echo.Echo
-	sessions sessionCookies
+	rt     atomic.Pointer[runtime]
+	health *connectorHealth
+	// deferUnreachable lets a serving broker start when an upstream's
+	// discovery is unreachable (Check reports it instead).
+	deferUnreachable bool
+	seal             *sealer
+	limiter          *loginLimiter
+	secrets          *secretCache
+	echo             *echo.Echo
+	sessions         sessionCookies
 }
 
 type paths struct {
@@ -98,6 +101,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		audit:      opts.Audit,
 		client:     opts.HTTPClient,
 		now:        opts.Now,
+
+		deferUnreachable: true,
 	}
 	if s.log == nil {
 		s.log = discardLogger()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -303,8 +304,9 @@ func newBrokerErr(t *testing.T, up upstream) error {
 }
 
 // TestUpstreamDiscoveryAtStart checks broker.New refuses an upstream whose
-// discovery publishes another issuer, or cannot be fetched, with a config
-// problem at the connector's path.
+// discovery publishes another issuer, with a config problem at the
+// connector's path. (An upstream that cannot be reached at start is opened
+// later: TestUpstreamDownAtStart.)
 func TestUpstreamDiscoveryAtStart(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -312,7 +314,6 @@ func TestUpstreamDiscoveryAtStart(t *testing.T) {
 		want    string
 	}{
 		{"issuer mismatch", func(p *testidp.IdP) { p.SetIssuer("https://impostor.example") }, "impostor.example"},
-		{"upstream down", func(p *testidp.IdP) { p.Close() }, "discovery"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -486,4 +487,36 @@ timeout: 5s
 	cb = h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "entra"))
 	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "groups_unavailable")
 	h.wantAudit(t, "login_failed", "entra", map[string]string{"code": "groups_unavailable", "connector_type": "azuread"})
+}
+
+// TestUpstreamDownAtStart: a broker whose OIDC upstream cannot be reached at
+// start still starts (the break-glass accounts must keep working), shows a
+// readable page for that connector, and opens it once the upstream answers.
+func TestUpstreamDownAtStart(t *testing.T) {
+	// A listener nobody serves yet: connections hang until the connector's
+	// timeout, as with an upstream that is down.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	up := upstream{id: "corp", typ: "oidc", name: "Corp SSO", config: fmt.Sprintf("issuer: http://%s\nclient_id: client\nclient_secret: secret\ntimeout: 300ms\n", addr)}
+	clk := newClock()
+	h := newHarness(t, nil, clk, withUpstreams(t, []upstream{up}, nil))
+
+	br := h.newBrowser()
+	r := h.startUpstream(br, authParams(newPKCE()), "corp")
+	wantErrorPage(t, r, http.StatusBadGateway, "upstream_unavailable")
+	if _, page := h.loginAt("local", "alice"); page.status != http.StatusSeeOther {
+		t.Fatalf("local login while corp is down = %d, want 303", page.status)
+	}
+
+	idp := testidp.New(testidp.Options{Listener: ln})
+	t.Cleanup(idp.Close)
+	idp.SetUser(corpUser)
+	clk.Advance(20 * time.Second)
+	tr, _ := h.upstreamSignIn(h.newBrowser(), "corp")
+	if _, err := h.es256Verifier("app").Verify(context.Background(), tr.IDToken); err != nil {
+		t.Fatalf("ID token after the upstream came up: %v", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,6 +109,9 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 	defer cancel()
 	p, err := oidc.NewProvider(dctx, cfg.Issuer)
 	if err != nil {
+		if unreachable(err) {
+			return nil, fmt.Errorf("oidc: discovery at %s: %w: %w", cfg.Issuer, connectors.ErrUnavailable, err)
+		}
 		return nil, fmt.Errorf("oidc: discovery at %s: %w", cfg.Issuer, err)
 	}
 	var meta struct {
@@ -410,4 +414,16 @@ func (c *Connector) CheckHealth(ctx context.Context) error {
 		return fmt.Errorf("oidc: %s: upstream keys answered %s", c.id, resp.Status)
 	}
 	return nil
+}
+
+// unreachable reports whether a discovery error means the upstream could not
+// be reached or answered with a server error (as opposed to answering with
+// something wrong, such as another issuer).
+func unreachable(err error) bool {
+	var uerr *url.Error
+	if errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	msg := err.Error()
+	return len(msg) > 3 && msg[0] == '5' && msg[3] == ' '
 }
