@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,6 +117,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 		he  *echo.HTTPError
 		req = c.Request()
 	)
+	if errors.Is(err, context.Canceled) && req.Context().Err() != nil {
+		// The client went away mid-request: nothing to answer, nothing to
+		// count as a storage failure.
+		s.log.Debug("request cancelled by the client", "path", req.URL.Path)
+		return
+	}
 	switch {
 	case errors.As(err, &re):
 		s.writeRedirectError(c, re)
