@@ -38,6 +38,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(),
 		newMappingCmd(),
 		newLinksCmd(),
+		newProbeCmd(),
 	)
 	return root
 }
