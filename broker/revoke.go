@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // handleRevoke is token revocation (RFC 7009). Revoking a refresh token
-// revokes its whole family. The answer is 200 for any token, valid or not,
+// revokes its whole family; revoking an access token makes introspection,
+// userinfo and token exchange refuse it until it expires. The answer is 200 for any token, valid or not,
 // so revocation reveals nothing; only a storage failure is an error.
 func (s *Server) handleRevoke(c echo.Context) error {
 	cl, err := s.clientForm(c)
@@ -32,6 +34,21 @@ func (s *Server) handleRevoke(c echo.Context) error {
 		case err == nil, errors.Is(err, storage.ErrNotFound):
 			// Another client's token or an unknown one: nothing to do.
 		default:
+			return err
+		}
+	}
+	if strings.Count(token, ".") == 2 {
+		// One of our access tokens, revoked by the client it was issued to,
+		// is remembered until it expires; userinfo, introspection and
+		// delegation then refuse it.
+		at, err := s.verifyAccessToken(c, token)
+		switch {
+		case err == nil && at.client == cl.ID:
+			if _, err := s.store.MarkSeen(ctx, revokedNamespace, at.jti, at.exp.Add(time.Minute)); err != nil {
+				return err
+			}
+			s.auditEvent("revoke", "client_id", cl.ID, "sub", at.sub, "token_type", "access_token")
+		case errors.Is(err, storage.ErrUnavailable):
 			return err
 		}
 	}

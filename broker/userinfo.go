@@ -21,10 +21,15 @@ type accessToken struct {
 	aud    []string
 }
 
+// revokedNamespace holds the jti of access tokens revoked through /revoke,
+// until they expire.
+const revokedNamespace = "revoked_at"
+
 // verifyAccessToken checks one of our own access tokens: signature by a
-// published key, typ at+jwt, issuer and expiry. Access tokens are
-// self-contained and short-lived; revoking a refresh token does not recall
-// access tokens already issued from it.
+// published key, typ at+jwt, issuer, expiry, and that it was not revoked
+// through /revoke. Revoking a refresh token does not recall access tokens
+// already issued from it (they are short-lived); services that verify
+// tokens locally do not see revocations at all.
 func (s *Server) verifyAccessToken(c echo.Context, token string) (*accessToken, error) {
 	if token == "" || len(token) > 16<<10 {
 		return nil, errTokenInvalid
@@ -57,6 +62,14 @@ func (s *Server) verifyAccessToken(c echo.Context, token string) (*accessToken, 
 		}
 	}
 	if iss != s.issuer || at.sub == "" || at.jti == "" || !at.exp.After(s.now()) {
+		return nil, errTokenInvalid
+	}
+	// Revoked through /revoke? (A past `until` only asks.)
+	notRevoked, err := s.store.MarkSeen(c.Request().Context(), revokedNamespace, at.jti, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	if !notRevoked {
 		return nil, errTokenInvalid
 	}
 	return at, nil

@@ -185,7 +185,9 @@ type Storage interface {
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 
 	// MarkSeen records id in namespace until `until` and reports whether it
-	// was new (true) or seen before (false), atomically.
+	// was new (true) or seen before (false), atomically. With an until that
+	// is not after now it records nothing and only reports whether id is
+	// currently recorded (false) or not (true).
 	MarkSeen(ctx context.Context, namespace, id string, until time.Time) (bool, error)
 
 	// CreateLink stores l unless l.Key exists; it returns the stored link

@@ -288,12 +288,23 @@ func testMarkSeen(t *testing.T, s storage.Storage) {
 	c := ctx(t)
 	until := time.Now().Add(time.Hour)
 	id := random(t)
+	// A past until only asks, and records nothing.
+	for range 2 {
+		got, err := s.MarkSeen(c, "saml", id, time.Time{})
+		wantErr(t, "MarkSeen (ask only)", err, nil)
+		if !got {
+			t.Fatal("MarkSeen (ask only) of an unseen id = false, want true")
+		}
+	}
 	for i, want := range []bool{true, false, false} {
 		got, err := s.MarkSeen(c, "saml", id, until)
 		wantErr(t, "MarkSeen", err, nil)
 		if got != want {
 			t.Fatalf("MarkSeen call %d = %v, want %v", i+1, got, want)
 		}
+	}
+	if got, err := s.MarkSeen(c, "saml", id, time.Time{}); err != nil || got {
+		t.Fatalf("MarkSeen (ask only) of a recorded id = %v, %v; want false", got, err)
 	}
 	// Namespaces are separate, also when joined they would read the same.
 	for _, tc := range []struct{ ns, id string }{{"jti", id}, {"sa", "ml:" + id}, {"saml:", id}} {
