@@ -241,7 +241,7 @@ func TestUpstreamSAMLRefusals(t *testing.T) {
 			other := su.start(t, h, br, authParams(newPKCE()))
 			form := url.Values{"SAMLResponse": {post.form.Get("SAMLResponse")}, "RelayState": {other.form.Get("RelayState")}}
 			return br.postForm(post.action, form)
-		}, http.StatusBadGateway, "request_mismatch", "login_failed"},
+		}, http.StatusBadRequest, "request_mismatch", "login_failed"},
 		{"tampered assertion", func(t *testing.T, br *browser, post samlPost) response {
 			raw, err := base64.StdEncoding.DecodeString(post.form.Get("SAMLResponse"))
 			if err != nil {
@@ -255,12 +255,12 @@ func TestUpstreamSAMLRefusals(t *testing.T) {
 			raw[j] = 'm' // "mlice@acme.com", inside the signed assertion
 			form := url.Values{"SAMLResponse": {base64.StdEncoding.EncodeToString(raw)}, "RelayState": post.form["RelayState"]}
 			return br.postForm(post.action, form)
-		}, http.StatusBadGateway, "signature_invalid", "login_failed"},
+		}, http.StatusBadRequest, "signature_invalid", "login_failed"},
 		{"oversized response", func(t *testing.T, br *browser, post samlPost) response {
 			big := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("<x/>"), 200<<10))
 			form := url.Values{"SAMLResponse": {big}, "RelayState": post.form["RelayState"]}
 			return br.postForm(post.action, form)
-		}, http.StatusBadGateway, "response_too_large", "login_failed"},
+		}, http.StatusBadRequest, "response_too_large", "login_failed"},
 		{"GET to the ACS", func(t *testing.T, br *browser, post samlPost) response {
 			return br.get(post.action + "?" + url.Values{"SAMLResponse": post.form["SAMLResponse"], "state": post.form["RelayState"]}.Encode())
 		}, http.StatusBadRequest, "invalid_request", "login_rejected"},

@@ -181,10 +181,10 @@ func TestUpstreamOIDCFailures(t *testing.T) {
 		status        int
 		code          string
 	}{
-		{"access denied", func(p *testidp.IdP) { p.SetAuthorizeError("access_denied") }, nil, http.StatusBadGateway, "access_denied"},
-		{"wrong nonce", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{WrongNonce: true}) }, http.StatusBadGateway, "invalid_token"},
-		{"expired id token", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{Expired: true}) }, http.StatusBadGateway, "token_expired"},
-		{"foreign key", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{ForeignKey: true}) }, http.StatusBadGateway, "invalid_token"},
+		{"access denied", func(p *testidp.IdP) { p.SetAuthorizeError("access_denied") }, nil, http.StatusForbidden, "access_denied"},
+		{"wrong nonce", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{WrongNonce: true}) }, http.StatusBadRequest, "invalid_token"},
+		{"expired id token", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{Expired: true}) }, http.StatusBadRequest, "token_expired"},
+		{"foreign key", nil, func(p *testidp.IdP) { p.SetTamper(testidp.Tamper{ForeignKey: true}) }, http.StatusBadRequest, "invalid_token"},
 		{"token endpoint error", nil, func(p *testidp.IdP) { p.SetTokenError(0, "invalid_client") }, http.StatusBadGateway, "upstream_error"},
 		{"upstream down", nil, func(p *testidp.IdP) { p.Close() }, http.StatusBadGateway, "upstream_unavailable"},
 		{"upstream slow", nil, func(p *testidp.IdP) { p.SetDelay(slowDelay) }, http.StatusBadGateway, "upstream_unavailable"},
@@ -384,7 +384,7 @@ timeout: 2s
 	idp.SetUser(user("evil.example"))
 	br := h.newBrowser()
 	cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "gws"))
-	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "domain_not_allowed")
+	wantErrorPage(t, br.get(cb.String()), http.StatusForbidden, "domain_not_allowed")
 	h.wantAudit(t, "login_failed", "gws", map[string]string{"code": "domain_not_allowed", "connector_type": "google"})
 
 	// A Directory that refuses the lookup fails the sign-in.
@@ -475,7 +475,7 @@ timeout: 5s
 	idp.SetUser(user(tenantB))
 	br := h.newBrowser()
 	cb := h.atUpstream(br, h.startUpstream(br, authParams(newPKCE()), "entra"))
-	wantErrorPage(t, br.get(cb.String()), http.StatusBadGateway, "tenant_not_allowed")
+	wantErrorPage(t, br.get(cb.String()), http.StatusForbidden, "tenant_not_allowed")
 	h.wantAudit(t, "login_failed", "entra", map[string]string{"code": "tenant_not_allowed", "connector_type": "azuread"})
 
 	// A Graph that refuses the overage lookup fails the sign-in.
