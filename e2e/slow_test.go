@@ -26,7 +26,7 @@ func TestSlowRedis(t *testing.T) {
 		name, query string
 		bound       time.Duration
 	}{
-		{"default timeouts", "", 15 * time.Second},
+		{"default timeouts", "", 5 * time.Second},
 		{"read_timeout in the URL", "?read_timeout=300ms&write_timeout=300ms", 3 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) { testSlowRedis(t, tt.query, tt.bound) })

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -18,7 +19,40 @@ type clientConfig struct {
 	cluster  *goredis.ClusterOptions
 }
 
+// Default timeouts, used when the URL sets none: a broker answers people
+// and services, so a slow Redis must turn into a quick 503, not a request
+// hanging for go-redis's defaults (3 s per attempt, three retries).
+const (
+	defaultDialTimeout  = 2 * time.Second
+	defaultReadTimeout  = time.Second
+	defaultWriteTimeout = time.Second
+	defaultMaxRetries   = 1
+)
+
+func setDefaults(dial, read, write *time.Duration, retries *int) {
+	if *dial == 0 {
+		*dial = defaultDialTimeout
+	}
+	if *read == 0 {
+		*read = defaultReadTimeout
+	}
+	if *write == 0 {
+		*write = defaultWriteTimeout
+	}
+	if *retries == 0 {
+		*retries = defaultMaxRetries
+	}
+}
+
 func (c clientConfig) newClient() goredis.UniversalClient {
+	switch {
+	case c.failover != nil:
+		setDefaults(&c.failover.DialTimeout, &c.failover.ReadTimeout, &c.failover.WriteTimeout, &c.failover.MaxRetries)
+	case c.cluster != nil:
+		setDefaults(&c.cluster.DialTimeout, &c.cluster.ReadTimeout, &c.cluster.WriteTimeout, &c.cluster.MaxRetries)
+	default:
+		setDefaults(&c.single.DialTimeout, &c.single.ReadTimeout, &c.single.WriteTimeout, &c.single.MaxRetries)
+	}
 	switch {
 	case c.failover != nil:
 		return goredis.NewFailoverClient(c.failover)
