@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crewjam/saml/logger"
 	"github.com/crewjam/saml/samlidp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -341,7 +341,7 @@ func newFabrikam(baseURL string) (*samlidp.Server, error) {
 		return nil, err
 	}
 	store := &samlidp.MemoryStore{}
-	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: store, Logger: logger.DefaultLogger})
+	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: store, Logger: stdlog.New(io.Discard, "", 0)})
 	if err != nil {
 		return nil, fmt.Errorf("demo: fabrikam: %w", err)
 	}
