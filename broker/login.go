@@ -90,8 +90,13 @@ func (s *Server) handleChooser(c echo.Context) error {
 	return s.render(c, http.StatusOK, "chooser.html", data)
 }
 
+var errUnknownConnector = &pageError{Status: http.StatusNotFound, Heading: "Unknown sign-in method", Message: "There is no such way of signing in here. Go back to the application and start again.", Code: "unknown_connector"}
+
 // handleLogin starts the sign-in at one connector.
 func (s *Server) handleLogin(c echo.Context) error {
+	if _, ok := s.rt.Load().connectors[c.Param("connector")]; !ok {
+		return errUnknownConnector
+	}
 	req, err := s.loadRequest(c, c.QueryParam("req"))
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -78,5 +79,15 @@ func TestForwardedHeadersIgnored(t *testing.T) {
 		if s, _ := d[k].(string); len(s) < len(h.issuer) || s[:len(h.issuer)] != h.issuer {
 			t.Errorf("%s = %q, want it under %s", k, s, h.issuer)
 		}
+	}
+}
+
+// TestUnknownConnectorPage: a login URL for a connector that does not exist
+// says so, whatever the request.
+func TestUnknownConnectorPage(t *testing.T) {
+	h := newHarness(t, nil, nil, nil)
+	r := h.newBrowser().get(h.issuer + "/login/nope")
+	if r.status != http.StatusNotFound || !strings.Contains(r.body, "Unknown sign-in method") {
+		t.Fatalf("GET /login/nope = %d, want a 404 page naming the unknown sign-in method; body %s", r.status, r.body)
 	}
 }
