@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -237,6 +236,3 @@ func (s *Server) writePage(c echo.Context, e *pageError) {
 func (s *Server) page(title string) templates.Page {
 	return templates.Page{Title: title, Issuer: s.issuerPath}
 }
-
-// logAttrsErr is a helper for consistent error attributes.
-func logAttrsErr(err error) slog.Attr { return slog.String("err", err.Error()) }

@@ -144,6 +144,11 @@ func TestRedisDown(t *testing.T) {
 	if strings.Contains(string(body), `"active":true`) {
 		t.Errorf("introspect of a refresh token with Redis down says active: %s", body)
 	}
+	// Access tokens are checked against the revocations kept in Redis: no
+	// answer, rather than an "active" that might be wrong.
+	if st, m, err := introspect(r.URL, tr.AccessToken); err != nil || st != http.StatusServiceUnavailable || m["active"] == true {
+		t.Errorf("introspect of an access token with Redis down = %d %v, %v; want 503, never active", st, m, err)
+	}
 
 	if code, body := get(t, r.URL+"/.well-known/openid-configuration"); code != http.StatusOK || !strings.Contains(body, r.cfg.Issuer) {
 		t.Errorf("discovery with Redis down = %d, want 200", code)
