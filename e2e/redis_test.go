@@ -24,14 +24,7 @@ import (
 // cluster_state:ok. It returns the node addresses.
 func startRedisCluster(t *testing.T) []string {
 	t.Helper()
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		msg := "redis-cli not found in PATH (it ships with redis-server: apt-get install redis-server)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	cli := redistest.Binary(t, "redis-cli")
 	var addrs []string
 	for range 3 {
 		s := redistest.StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
@@ -146,14 +139,7 @@ func TestEvictionPolicy(t *testing.T) {
 // master.
 func startSentinel(t *testing.T, master string) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not found in PATH"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	bin := redistest.Binary(t, "redis-server")
 	host, port, _ := strings.Cut(master, ":")
 	addr := freeAddr(t)
 	_, sport, _ := strings.Cut(addr, ":")

@@ -51,19 +51,29 @@ type Server struct {
 	exited chan error
 }
 
-// StartServer starts a private redis-server (never $REDIS_URL, since the
-// test will stop and restart it) with extra command-line arguments, and
-// stops it in t.Cleanup.
-func StartServer(t testing.TB, extraArgs ...string) *Server {
+// Binary returns the path of a Redis program (redis-server, redis-cli). When
+// it is not installed the test is skipped, except under CI=true, where it
+// fails: CI must never pass by skipping.
+func Binary(t testing.TB, name string) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		msg := "redistest: redis-server not found in PATH and REDIS_URL not set; install redis-server (apt-get install redis-server) to run this test"
+		msg := "redistest: " + name + " not found in PATH; install redis-server (apt-get install redis-server, which brings redis-cli) to run this test"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
+	return bin
+}
+
+// StartServer starts a private redis-server (never $REDIS_URL, since the
+// test will stop and restart it) with extra command-line arguments, and
+// stops it in t.Cleanup.
+func StartServer(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	bin := Binary(t, "redis-server")
+	var err error
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: extraArgs}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
