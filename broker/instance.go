@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,7 +68,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 		cancel()
 		return nil, err
 	}
-	kek, err := decodeKEK(cfg.Signing.KeyEncryptionKey)
+	kek, err := cfg.Signing.KEK()
 	if err != nil {
 		cancel()
 		_ = st.Close()
@@ -110,22 +109,4 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 		return nil, err
 	}
 	return &Instance{Server: b, Store: st, Keys: km, cancel: cancel}, nil
-}
-
-// decodeKEK decodes signing.key_encryption_key (base64, standard or URL
-// alphabet); empty means none.
-func decodeKEK(s string) ([]byte, error) {
-	if s == "" {
-		return nil, nil
-	}
-	kek, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		if kek, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "=")); err != nil {
-			return nil, fmt.Errorf("signing.key_encryption_key: not base64: %w", err)
-		}
-	}
-	if len(kek) != 32 {
-		return nil, fmt.Errorf("signing.key_encryption_key: %d bytes, want 32", len(kek))
-	}
-	return kek, nil
 }

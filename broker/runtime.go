@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -274,12 +273,12 @@ func (c *client) matchRedirect(uri string) bool {
 		return true
 	}
 	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "http" || !isLoopbackHost(u.Hostname()) || u.User != nil || u.Fragment != "" || u.RawFragment != "" {
+	if err != nil || u.Scheme != "http" || !config.IsLoopback(u.Hostname()) || u.User != nil || u.Fragment != "" || u.RawFragment != "" {
 		return false
 	}
 	for r := range c.redirects {
 		ru, err := url.Parse(r)
-		if err != nil || ru.Scheme != "http" || !isLoopbackHost(ru.Hostname()) {
+		if err != nil || ru.Scheme != "http" || !config.IsLoopback(ru.Hostname()) {
 			continue
 		}
 		if ru.Hostname() == u.Hostname() && ru.EscapedPath() == u.EscapedPath() && ru.RawQuery == u.RawQuery && !strings.Contains(uri, "#") {
@@ -289,13 +288,6 @@ func (c *client) matchRedirect(uri string) bool {
 	return false
 }
 
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
 
 // connectorsFor lists, in config order, the connectors a client may use.
 func (rt *runtime) connectorsFor(cl *client) []*connector {

@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if s.tmpl, err = templates.New(); err != nil {
 		return nil, err
 	}
-	kek, err := decodeKEK(cfg.Signing.KeyEncryptionKey)
+	kek, err := cfg.Signing.KEK()
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,13 @@ package config
 
 import (
 	"encoding/base64"
+	"errors"
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -171,6 +173,22 @@ func validateSigning(c *Config, ps *problems) {
 }
 
 // decodeBase64 accepts standard or URL-safe base64, padded or not.
+// KEK returns the decoded key-encryption key, nil when none is configured.
+// It accepts every base64 form Validate accepts.
+func (s Signing) KEK() ([]byte, error) {
+	if s.KeyEncryptionKey == "" {
+		return nil, nil
+	}
+	k, ok := decodeBase64(s.KeyEncryptionKey)
+	if !ok {
+		return nil, errors.New("signing.key_encryption_key: not base64")
+	}
+	if len(k) != 32 {
+		return nil, errors.New("signing.key_encryption_key: must decode to exactly 32 bytes, not " + strconv.Itoa(len(k)))
+	}
+	return k, nil
+}
+
 func decodeBase64(s string) ([]byte, bool) {
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 		if b, err := enc.DecodeString(s); err == nil {

@@ -28,6 +28,8 @@ import (
 	"os/signal"
 	"strings"
 	"time"
+
+	"github.com/fedbroker/fedbroker/broker/config"
 )
 
 const (
@@ -123,7 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case "exchange":
 		need("client-id", o.clientID)
 		need("client-secret", o.clientSecret)
-		if host, _, err := net.SplitHostPort(o.workloadAddr); err != nil || !isLoopback(host) {
+		if host, _, err := net.SplitHostPort(o.workloadAddr); err != nil || !config.IsLoopback(host) {
 			problems = append(problems, fmt.Sprintf("-workload-addr %q: want a loopback host:port", o.workloadAddr))
 		}
 	case "login", "refresh":
@@ -148,7 +150,7 @@ func loopbackURL(s string) (*url.URL, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("-target %q: want an http(s) URL", s)
 	}
-	if !isLoopback(u.Hostname()) {
+	if !config.IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("-target %q: refusing a non-loopback host (this tool only loads brokers on this machine)", s)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
@@ -156,14 +158,6 @@ func loopbackURL(s string) (*url.URL, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

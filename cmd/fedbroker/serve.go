@@ -89,7 +89,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 		}
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		ln = tls.NewListener(ln, srv.TLSConfig)
-	} else if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) && strings.HasPrefix(cfg.Issuer, "http://") {
+	} else if host, _, _ := net.SplitHostPort(ln.Addr().String()); !config.IsLoopback(host) && strings.HasPrefix(cfg.Issuer, "http://") {
 		logger.Warn("SERVING PLAIN HTTP ON A NON-LOOPBACK ADDRESS: tokens and cookies travel unencrypted; put TLS in front or set http.tls", "addr", ln.Addr().String())
 	}
 	logger.Info("fedbroker serving", "issuer", cfg.Issuer, "addr", ln.Addr().String(), "storage", cfg.Storage.Type)
@@ -195,7 +195,7 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 		}
 		ln = tls.NewListener(ln, tc)
 	}
-	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) && a.TLS == nil {
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !config.IsLoopback(host) && a.TLS == nil {
 		logger.Warn("admin API on a non-loopback address without TLS: the bearer token travels in clear", "addr", ln.Addr().String())
 	}
 	logger.Info("admin API listening", "addr", ln.Addr().String())
@@ -207,10 +207,3 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 	return srv, nil
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
