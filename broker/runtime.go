@@ -288,7 +288,6 @@ func (c *client) matchRedirect(uri string) bool {
 	return false
 }
 
-
 // connectorsFor lists, in config order, the connectors a client may use.
 func (rt *runtime) connectorsFor(cl *client) []*connector {
 	var out []*connector

@@ -206,4 +206,3 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 	}()
 	return srv, nil
 }
-
