@@ -2,9 +2,7 @@ package broker
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -13,6 +11,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/labstack/echo/v4"
+
+	"github.com/fedbroker/fedbroker/connectors/workload"
 )
 
 const (
@@ -24,31 +24,22 @@ const (
 // clientKeys returns the key set of a private_key_jwt client: its inline
 // JWKS, or its jwks_uri (fetched and cached by go-oidc's RemoteKeySet). It
 // is built once per configuration load.
-func (s *Server) clientKeys(ctx context.Context, cc clientKeySource) (oidc.KeySet, error) {
-	if cc.jwks != "" {
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal([]byte(cc.jwks), &set); err != nil {
+func (s *Server) clientKeys(ctx context.Context, jwks, jwksURI string) (oidc.KeySet, error) {
+	if jwks != "" {
+		ks, err := workload.StaticKeySet([]byte(jwks))
+		if err != nil {
 			return nil, fmt.Errorf("jwks: %w", err)
 		}
-		var pubs []crypto.PublicKey
-		for _, k := range set.Keys {
-			if k.IsPublic() && k.Valid() && k.Use != "enc" {
-				pubs = append(pubs, k.Key)
-			}
-		}
-		if len(pubs) == 0 {
-			return nil, errors.New("jwks: no public signing key")
-		}
-		return &oidc.StaticKeySet{PublicKeys: pubs}, nil
+		return ks, nil
 	}
-	return oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), s.client), cc.jwksURI), nil
+	return oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), s.client), jwksURI), nil
 }
 
-type clientKeySource struct{ jwks, jwksURI string }
-
-// assertionAlgs are the algorithms a client assertion may use: asymmetric
-// only (a client secret never doubles as an HMAC key here).
-var assertionAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
+// asymmetricAlgs are the algorithms a JWT presented to the broker (a client
+// assertion, a subject token) may name: asymmetric only, so a secret or a
+// public key never doubles as an HMAC key. The verifier that then checks
+// the signature may allow fewer.
+var asymmetricAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
 
 // authenticateAssertion is private_key_jwt client authentication (RFC 7523
 // §2.2, §3): the assertion is signed by one of the client's keys, iss and
@@ -63,7 +54,7 @@ func (s *Server) authenticateAssertion(c echo.Context, rt *runtime) (*client, er
 	if raw == "" || len(raw) > 16<<10 {
 		return nil, invalidClient("client_assertion is missing or too large")
 	}
-	tok, err := jwt.ParseSigned(raw, assertionAlgs)
+	tok, err := jwt.ParseSigned(raw, asymmetricAlgs)
 	if err != nil {
 		return nil, invalidClient("client_assertion is not a JWT signed with an accepted algorithm")
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/labstack/echo/v4"
 
@@ -23,10 +22,6 @@ const (
 	grantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
 	maxActNesting        = 5
 )
-
-// anyAsymmetric are the algorithms a subject token's header may name for
-// routing; the issuer's own verifier enforces its narrower allowlist.
-var anyAsymmetric = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
 // exchangeError is RFC 8693 §2.2.2: an unacceptable subject token is
 // invalid_request.
@@ -79,7 +74,7 @@ func (s *Server) tokenExchangeGrant(c echo.Context, rt *runtime, cl *client) (*i
 	if len(subjectToken) > 16<<10 {
 		return nil, exchangeError("subject_token is too large")
 	}
-	parsed, err := jwt.ParseSigned(subjectToken, anyAsymmetric)
+	parsed, err := jwt.ParseSigned(subjectToken, asymmetricAlgs)
 	if err != nil {
 		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
 	}

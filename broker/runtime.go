@@ -205,7 +205,7 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 			accessTTL:  cc.AccessTokenLifetime,
 		}
 		if cc.TokenEndpointAuthMethod == authPrivateKeyJWT {
-			ks, err := s.clientKeys(ctx, clientKeySource{jwks: cc.JWKS, jwksURI: cc.JWKSURI})
+			ks, err := s.clientKeys(ctx, cc.JWKS, cc.JWKSURI)
 			if err != nil {
 				add(fmt.Sprintf("clients[%d].jwks", ci), "%v", err)
 			}

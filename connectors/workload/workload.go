@@ -122,20 +122,9 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 		if err != nil {
 			return nil, fmt.Errorf("workload %s: jwks_file: %w", id, err)
 		}
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal(b, &set); err != nil {
+		if keys, err = StaticKeySet(b); err != nil {
 			return nil, fmt.Errorf("workload %s: jwks_file: %w", id, err)
 		}
-		var pubs []crypto.PublicKey
-		for _, k := range set.Keys {
-			if k.IsPublic() && k.Valid() {
-				pubs = append(pubs, k.Key)
-			}
-		}
-		if len(pubs) == 0 {
-			return nil, fmt.Errorf("workload %s: jwks_file has no public signing key", id)
-		}
-		keys = &oidc.StaticKeySet{PublicKeys: pubs}
 	case cfg.JWKSURL != "":
 		keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), cfg.JWKSURL)
 	default:
@@ -211,4 +200,23 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (connectors.Id
 		return connectors.Identity{}, ErrMissingClaim
 	}
 	return connectors.Identity{Subject: sub, Claims: claims}, nil
+}
+
+// StaticKeySet parses a JWK Set (JSON) into a key set of its public signing
+// keys; private, symmetric and encryption keys are left out.
+func StaticKeySet(jwks []byte) (*oidc.StaticKeySet, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, fmt.Errorf("not a JWK Set: %w", err)
+	}
+	var pubs []crypto.PublicKey
+	for _, k := range set.Keys {
+		if k.IsPublic() && k.Valid() && k.Use != "enc" {
+			pubs = append(pubs, k.Key)
+		}
+	}
+	if len(pubs) == 0 {
+		return nil, errors.New("no public signing key")
+	}
+	return &oidc.StaticKeySet{PublicKeys: pubs}, nil
 }
