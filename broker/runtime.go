@@ -57,7 +57,7 @@ type client struct {
 	grants     map[string]bool
 	scopes     map[string]bool
 	connectors map[string]bool // empty: all
-	alg        string
+	alg        string          // signing algorithm, resolved at compile time
 	idTTL      time.Duration
 	accessTTL  time.Duration
 	keys       oidc.KeySet // private_key_jwt clients only
@@ -211,8 +211,13 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 			}
 			cl.keys = ks
 		}
-		if cl.alg != "" && s.keys != nil && !slices.Contains(s.keys.Algorithms(), cl.alg) {
-			add(fmt.Sprintf("clients[%d].id_token_signed_response_alg", ci), "no signing key for %s: add it to signing.algorithms", cl.alg)
+		if s.keys != nil {
+			switch algs := s.keys.Algorithms(); {
+			case cl.alg == "":
+				cl.alg = algs[0] // resolved once here, not per token
+			case !slices.Contains(algs, cl.alg):
+				add(fmt.Sprintf("clients[%d].id_token_signed_response_alg", ci), "no signing key for %s: add it to signing.algorithms", cl.alg)
+			}
 		}
 		if cl.idTTL == 0 {
 			cl.idTTL = cfg.Tokens.IDToken

@@ -148,9 +148,6 @@ func (s *Server) mintIDToken(cl *client, g storage.Grant, accessToken string, no
 		claims.AuthTime = g.AuthTime.Unix()
 	}
 	alg := cl.alg
-	if alg == "" {
-		alg = s.keys.Algorithms()[0]
-	}
 	if accessToken != "" {
 		claims.AtHash = tokenHash(alg, accessToken)
 	}
