@@ -302,22 +302,16 @@ func (s *Server) handleMetadata(c echo.Context) error {
 	return c.Blob(http.StatusOK, ct, body)
 }
 
-// refusalCodes are upstream answers that refuse this person: 403.
-var refusalCodes = map[string]bool{"access_denied": true, "domain_not_allowed": true, "tenant_not_allowed": true, "email_not_verified": true}
-
-// gatewayCodes are failures of the upstream itself: 502.
-var gatewayCodes = map[string]bool{"upstream_error": true, "upstream_unavailable": true, "groups_unavailable": true}
-
-// upstreamStatus is the error page's status: 403 when the upstream refused
-// the person, 502 when the upstream failed or could not be reached, 400 when
-// the response that came back with the browser is unacceptable (forged,
-// expired, replayed, for another request).
-func upstreamStatus(code string, ue *connectors.UserError, err error) int {
+// upstreamStatus is the error page's status, from what the connector's
+// error wraps: 403 when the person was refused, 502 when the upstream
+// failed or could not be reached, 400 when the response that came back with
+// the browser is unacceptable (forged, expired, replayed, mismatched).
+func upstreamStatus(ue *connectors.UserError, err error) int {
 	switch {
-	case errors.Is(err, connectors.ErrUnavailable) || gatewayCodes[code] || ue == nil:
-		return http.StatusBadGateway
-	case refusalCodes[code]:
+	case errors.Is(err, connectors.ErrRefused):
 		return http.StatusForbidden
+	case ue == nil || errors.Is(err, connectors.ErrUnavailable) || errors.Is(err, connectors.ErrUpstream):
+		return http.StatusBadGateway
 	default:
 		return http.StatusBadRequest
 	}
@@ -339,7 +333,7 @@ func (s *Server) upstreamFailure(conn *connector, req storage.AuthRequest, err e
 	s.metrics.signIn(conn.id, "upstream_error")
 	s.health.record(conn.id, s.now(), code)
 	s.auditEvent("login_failed", "connector", conn.id, "connector_type", conn.typ, "client_id", req.ClientID, "code", code, "reason", err.Error())
-	return &pageError{Status: upstreamStatus(code, ue, err), Heading: "Sign-in failed", Message: msg, Code: code}
+	return &pageError{Status: upstreamStatus(ue, err), Heading: "Sign-in failed", Message: msg, Code: code}
 }
 
 func (s *Server) render(c echo.Context, status int, name string, data any) error {

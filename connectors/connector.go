@@ -141,5 +141,19 @@ func (e *UserError) Error() string {
 
 func (e *UserError) Unwrap() error { return e.Err }
 
-// ErrUnavailable wraps failures to reach the upstream (down, slow, 5xx).
-var ErrUnavailable = errors.New("upstream unavailable")
+// Errors a UserError's cause wraps to say whose failure it is; the broker
+// answers the person with a status to match. A UserError that wraps none of
+// them means the response that came back with the browser is unacceptable
+// (forged, expired, replayed, mismatched).
+var (
+	// ErrUnavailable: the upstream could not be reached (down, slow, 5xx).
+	ErrUnavailable = errors.New("upstream unavailable")
+	// ErrUpstream: the upstream answered, but with an error of its own (a
+	// rejected client, a failed API call): not the person's doing.
+	ErrUpstream = errors.New("upstream failed")
+	// ErrRefused: the upstream, or a rule of the connector, refused this
+	// person (access denied, a domain or tenant not allowed, an unverified
+	// email).
+	ErrRefused = errors.New("sign-in refused")
+)
+

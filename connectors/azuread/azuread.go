@@ -193,14 +193,14 @@ func (c *Config) checkClaims(_ context.Context, claims map[string]any) error {
 	switch c.Tenant {
 	case TenantOrganizations, TenantCommon:
 		if !slices.Contains(c.AllowedTenants, tid) {
-			return oidc.UserError(CodeTenantNotAllowed, "Your organization's Microsoft accounts are not allowed to sign in here.", fmt.Errorf("azuread: tenant %q not allowed", tid))
+			return oidc.UserError(CodeTenantNotAllowed, "Your organization's Microsoft accounts are not allowed to sign in here.", fmt.Errorf("azuread: tenant %q not allowed: %w", tid, connectors.ErrRefused))
 		}
 		if want := c.loginURL() + "/" + tid + "/v2.0"; iss != want {
 			return oidc.UserError(oidc.CodeInvalidToken, "Microsoft's answer failed verification.", fmt.Errorf("azuread: iss %q, want %q for tid %q", iss, want, tid))
 		}
 	default:
 		if tid != c.Tenant {
-			return oidc.UserError(CodeTenantNotAllowed, "Your organization's Microsoft accounts are not allowed to sign in here.", fmt.Errorf("azuread: tid %q, want %q", tid, c.Tenant))
+			return oidc.UserError(CodeTenantNotAllowed, "Your organization's Microsoft accounts are not allowed to sign in here.", fmt.Errorf("azuread: tid %q, want %q: %w", tid, c.Tenant, connectors.ErrRefused))
 		}
 	}
 	return nil

@@ -52,6 +52,9 @@ func (g *graph) enrich(ctx context.Context, tok *oauth2.Token, id *connectors.Id
 			if errors.Is(err, connectors.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 				code = oidc.CodeUnavailable
 			}
+			if code == CodeGroupsFailed {
+				err = fmt.Errorf("%w: %w", connectors.ErrUpstream, err)
+			}
 			return oidc.UserError(code, "Your groups could not be read from Microsoft. Please try again later.", err)
 		}
 	}

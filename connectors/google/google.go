@@ -161,7 +161,7 @@ func (c *Config) checkClaims(_ context.Context, claims map[string]any) error {
 	}
 	hd, _ := claims["hd"].(string)
 	if hd == "" || !slices.Contains(c.HostedDomains, hd) {
-		return oidc.UserError(CodeDomainNotAllowed, "This Google account does not belong to an allowed organization.", fmt.Errorf("google: hd %q not in %v", hd, c.HostedDomains))
+		return oidc.UserError(CodeDomainNotAllowed, "This Google account does not belong to an allowed organization.", fmt.Errorf("google: hd %q not in %v: %w", hd, c.HostedDomains, connectors.ErrRefused))
 	}
 	return nil
 }

@@ -27,8 +27,23 @@ const (
 	CodeRefreshDenied    = "refresh_denied"       // upstream refused the refresh token (invalid_grant)
 )
 
+// userError builds a UserError, its cause wrapping connectors.ErrRefused or
+// connectors.ErrUpstream for the codes that mean so.
 func userError(code, msg string, err error) *connectors.UserError {
+	switch code {
+	case CodeAccessDenied, CodeEmailNotVerified:
+		err = wrapKind(connectors.ErrRefused, err)
+	case CodeUpstreamError:
+		err = wrapKind(connectors.ErrUpstream, err)
+	}
 	return &connectors.UserError{Code: code, Message: msg, Err: err}
+}
+
+func wrapKind(kind, err error) error {
+	if err == nil {
+		return kind
+	}
+	return fmt.Errorf("%w: %w", kind, err)
 }
 
 // UserError builds a *connectors.UserError; for packages built on this one.

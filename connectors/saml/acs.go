@@ -60,6 +60,9 @@ func reject(code string, err error) error {
 	case CodeSubject:
 		msg = "The identity provider did not send a usable user identifier."
 	}
+	if code == CodeStatus {
+		err = fmt.Errorf("%w: %w", connectors.ErrRefused, err)
+	}
 	return &connectors.UserError{Code: code, Message: msg, Err: err}
 }
 
