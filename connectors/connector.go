@@ -156,4 +156,3 @@ var (
 	// email).
 	ErrRefused = errors.New("sign-in refused")
 )
-
