@@ -10,7 +10,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // accessTokenTypes are the typ header values of RFC 9068 access tokens,
@@ -18,19 +17,6 @@ import (
 var accessTokenTypes = []string{"at+jwt", "application/at+jwt"}
 
 // payload is the JSON shape of the claims Verify reads.
-type payload struct {
-	Issuer    string           `json:"iss"`
-	Subject   string           `json:"sub"`
-	Audience  jwt.Audience     `json:"aud"`
-	Expiry    *jwt.NumericDate `json:"exp"`
-	NotBefore *jwt.NumericDate `json:"nbf"`
-	IssuedAt  *jwt.NumericDate `json:"iat"`
-	ClientID  string           `json:"client_id"`
-	Scope     string           `json:"scope"`
-	JTI       string           `json:"jti"`
-	Groups    []string         `json:"groups"`
-	Roles     []string         `json:"roles"`
-}
 
 // Verify checks token and returns its claims. It refuses, with an error
 // wrapping one of the package's sentinel errors:
@@ -113,47 +99,81 @@ func (v *Verifier) verifySignature(ctx context.Context, jws *jose.JSONWebSignatu
 	return nil, fmt.Errorf("%w: alg %s kid %q", ErrInvalidSignature, h.Algorithm, h.KeyID)
 }
 
-// decodeClaims decodes the verified payload.
+// decodeClaims decodes the verified payload once, into Raw, and takes the
+// registered claims from it with their JSON types checked.
 func decodeClaims(body []byte) (*Claims, error) {
-	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
-	}
 	var raw map[string]any
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
 	}
-	var missing []string
-	if p.Issuer == "" {
-		missing = append(missing, "iss")
+	c := &Claims{Raw: raw}
+	var missing, errs []string
+	str := func(name string, dst *string, required bool) {
+		switch v := raw[name].(type) {
+		case string:
+			*dst = v
+		case nil:
+		default:
+			errs = append(errs, name)
+		}
+		if required && *dst == "" {
+			missing = append(missing, name)
+		}
 	}
-	if p.Subject == "" {
-		missing = append(missing, "sub")
+	date := func(name string, dst *time.Time) bool {
+		switch v := raw[name].(type) {
+		case float64:
+			*dst = time.Unix(int64(v), 0)
+			return true
+		case nil:
+		default:
+			errs = append(errs, name)
+		}
+		return false
 	}
-	if p.Expiry == nil {
+	strs := func(name string, single bool) []string {
+		switch v := raw[name].(type) {
+		case nil:
+			return nil
+		case string:
+			if single {
+				return []string{v}
+			}
+		case []any:
+			out := make([]string, 0, len(v))
+			for _, x := range v {
+				s, ok := x.(string)
+				if !ok {
+					errs = append(errs, name)
+					return nil
+				}
+				out = append(out, s)
+			}
+			return out
+		}
+		errs = append(errs, name)
+		return nil
+	}
+	str("iss", &c.Issuer, true)
+	str("sub", &c.Subject, true)
+	if !date("exp", &c.Expiry) {
 		missing = append(missing, "exp")
 	}
-	if p.IssuedAt == nil {
+	if !date("iat", &c.IssuedAt) {
 		missing = append(missing, "iat")
+	}
+	date("nbf", &c.NotBefore)
+	str("client_id", &c.ClientID, false)
+	str("scope", &c.Scope, false)
+	str("jti", &c.JTI, false)
+	c.Audience = strs("aud", true)
+	c.Groups = strs("groups", false)
+	c.Roles = strs("roles", false)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: claims of the wrong type: %s", ErrMalformed, strings.Join(errs, ", "))
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: missing claims %s", ErrMalformed, strings.Join(missing, ", "))
-	}
-	c := &Claims{
-		Issuer:   p.Issuer,
-		Subject:  p.Subject,
-		Audience: []string(p.Audience),
-		Expiry:   p.Expiry.Time(),
-		IssuedAt: p.IssuedAt.Time(),
-		ClientID: p.ClientID,
-		Scope:    p.Scope,
-		JTI:      p.JTI,
-		Groups:   p.Groups,
-		Roles:    p.Roles,
-		Raw:      raw,
-	}
-	if p.NotBefore != nil {
-		c.NotBefore = p.NotBefore.Time()
 	}
 	return c, nil
 }
