@@ -39,14 +39,20 @@ func (l *loginLimiter) get(m map[string]*rate.Limiter, key string, every time.Du
 	return lim
 }
 
-// allow reports whether another attempt may be made (it consumes nothing).
+// allow reports whether another attempt may be made (it consumes nothing
+// and records nothing).
 func (l *loginLimiter) allow(connector, user, addr string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	u := l.get(l.users, userKey(connector, user), time.Minute, userFailures)
-	a := l.get(l.addrs, addr, 6*time.Second, addrFailures)
-	return u.TokensAt(now) >= 1 && a.TokensAt(now) >= 1
+	// Only failures create limiters: a successful sign-in leaves nothing behind.
+	if u, ok := l.users[userKey(connector, user)]; ok && u.TokensAt(now) < 1 {
+		return false
+	}
+	if a, ok := l.addrs[addr]; ok && a.TokensAt(now) < 1 {
+		return false
+	}
+	return true
 }
 
 // fail records a failed attempt.
