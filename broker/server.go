@@ -46,9 +46,7 @@ type Options struct {
 // every step of every flow can be served by any replica sharing the storage.
 type Server struct {
 	issuer     string // exactly as configured, no trailing slash
-	issuerURL  *url.URL
 	issuerPath string // path prefix of the issuer ("" at the root)
-	secure     bool   // issuer is https: cookies get Secure
 
 	store   storage.Storage
 	keys    *keys.Manager
@@ -92,9 +90,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s := &Server{
 		issuer:     strings.TrimSuffix(cfg.Issuer, "/"),
-		issuerURL:  u,
 		issuerPath: strings.TrimSuffix(u.Path, "/"),
-		secure:     u.Scheme == "https",
 		store:      opts.Storage,
 		keys:       opts.Keys,
 		log:        opts.Logger,
@@ -144,7 +140,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		readyz:     p + "/readyz",
 		saml:       p + "/saml",
 	}
-	s.sessions = newSessionCookies(s.issuer, p+"/", s.secure)
+	s.sessions = newSessionCookies(s.issuer, p+"/", u.Scheme == "https")
 	if s.tmpl, err = templates.New(); err != nil {
 		return nil, err
 	}
