@@ -135,7 +135,7 @@ func (s *Server) compileWith(ctx context.Context, cfg *config.Config, open bool)
 			Logger:      s.log.With("connector", cc.ID),
 			HTTPClient:  s.client,
 			Now:         s.now,
-			CallbackURL: s.issuer + "/callback/" + url.PathEscape(cc.ID),
+			CallbackURL: s.callbackURL(cc.ID),
 			BaseURL:     s.issuer,
 		}
 		impl, err := typed.Open(ctx, cc.ID, copts)
