@@ -8,7 +8,6 @@ import (
 	"net/http"
 
 	"github.com/fedbroker/fedbroker/verify"
-	"github.com/labstack/echo/v4"
 )
 
 // A service trusting the broker: one Verifier at start-up, middleware on
@@ -25,24 +24,6 @@ func Example() {
 		fmt.Fprintf(w, "orders of %s\n", claims.Subject)
 	})))
 	log.Fatal(http.ListenAndServe(":8080", mux))
-}
-
-func ExampleVerifier_EchoMiddleware() {
-	v, err := verify.New(context.Background(), "https://broker.example.com", "orders-api")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer v.Close()
-	e := echo.New()
-	api := e.Group("/api", v.EchoMiddleware())
-	api.DELETE("/orders/:id", func(c echo.Context) error {
-		claims, _ := verify.ClaimsFromContext(c.Request().Context())
-		if !claims.HasRole("admin") {
-			return c.NoContent(http.StatusForbidden)
-		}
-		return c.NoContent(http.StatusNoContent)
-	})
-	log.Fatal(e.Start(":8080"))
 }
 
 func ExampleVerifier_Verify() {

@@ -187,7 +187,9 @@ func (s *keySet) refreshForMiss(ctx context.Context, kid string) bool {
 		s.lastMiss = now
 		c := s.beginLocked()
 		s.mu.Unlock()
-		s.finish(ctx, c)
+		// The fetch serves every caller waiting on it: one caller going
+		// away must not cancel it (it has its own timeout).
+		s.finish(context.WithoutCancel(ctx), c)
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		return s.hasLocked(kid)

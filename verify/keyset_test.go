@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,12 +320,23 @@ func TestCloseIsIdempotent(t *testing.T) {
 
 func TestConcurrentVerifyDuringRotation(t *testing.T) {
 	is, k, v, clock := setup(t, WithRefreshInterval(time.Second))
-	keys := []testKey{k}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	errs := make(chan error, 100)
-	for range 4 {
+	const workers = 4
+	var (
+		mu   sync.Mutex
+		keys = []testKey{k} // published keys, newest last
+		// verified[w] is the index in keys of the key that signed the
+		// last token worker w finished verifying.
+		verified [workers]atomic.Int64
+		wg       sync.WaitGroup
+		stop     = make(chan struct{})
+		errs     = make(chan error, 100)
+	)
+	stopWorkers := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer stopWorkers()
+	for w := range workers {
 		wg.Go(func() {
 			for {
 				select {
@@ -333,18 +345,20 @@ func TestConcurrentVerifyDuringRotation(t *testing.T) {
 				default:
 				}
 				mu.Lock()
-				key := keys[len(keys)-1]
+				i := len(keys) - 1
+				key := keys[i]
 				mu.Unlock()
 				if _, err := v.Verify(t.Context(), sign(t, key, "at+jwt", is.claims())); err != nil {
 					select {
-					case errs <- err:
+					case errs <- fmt.Errorf("kid %s: %w", key.kid, err):
 					default:
 					}
 				}
+				verified[w].Store(int64(i))
 			}
 		})
 	}
-	for i := range 5 {
+	for i := 1; i <= 5; i++ {
 		// Each rotation happens at a later (injected) time than the
 		// previous one, as a broker's rotations do, so the kid-miss rate
 		// limit never applies to two rotations at once.
@@ -354,10 +368,22 @@ func TestConcurrentVerifyDuringRotation(t *testing.T) {
 		mu.Lock()
 		keys = append(keys, nk)
 		mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		// The workers, not wall time, pace the rotations: the next one
+		// waits until every worker has verified a token signed with the
+		// new key. So however slowly a worker is scheduled, a token is
+		// verified at most one clock step after it was signed, well within
+		// its lifetime, and every key ID that misses the cache during a
+		// step is the key published in that step.
+		waitFor(t, fmt.Sprintf("every worker to verify a token of rotation %d", i), func() bool {
+			for w := range verified {
+				if verified[w].Load() < int64(i) {
+					return false
+				}
+			}
+			return true
+		})
 	}
-	close(stop)
-	wg.Wait()
+	stopWorkers()
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent Verify() error = %v", err)

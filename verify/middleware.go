@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/labstack/echo/v4"
 )
 
 // denial is the RFC 6750 answer to a request the middleware refuses.
@@ -122,26 +120,5 @@ func (v *Verifier) Middleware(required ...string) func(http.Handler) http.Handle
 			}
 			next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), claims)))
 		})
-	}
-}
-
-// EchoMiddleware is Middleware for echo: the same checks and the same
-// RFC 6750 answers, written directly to the response (not through the
-// application's HTTPErrorHandler) so the WWW-Authenticate header survives.
-// The verified *Claims are in c.Request().Context() for ClaimsFromContext.
-func (v *Verifier) EchoMiddleware(required ...string) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			r := c.Request()
-			claims, d := v.authenticate(r.Context(), r, required)
-			if d != nil {
-				h := c.Response().Header()
-				h.Set("WWW-Authenticate", d.header)
-				h.Set("Cache-Control", "no-store")
-				return c.JSON(d.status, d.body())
-			}
-			c.SetRequest(r.WithContext(ContextWithClaims(r.Context(), claims)))
-			return next(c)
-		}
 	}
 }

@@ -16,8 +16,6 @@ import (
 // compared case-insensitively.
 var accessTokenTypes = []string{"at+jwt", "application/at+jwt"}
 
-// payload is the JSON shape of the claims Verify reads.
-
 // Verify checks token and returns its claims. It refuses, with an error
 // wrapping one of the package's sentinel errors:
 //   - strings that are not a compact JWS or exceed MaxTokenSize (ErrMalformed);

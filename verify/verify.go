@@ -4,8 +4,9 @@
 // A service creates one Verifier at start-up with New, which reads the
 // issuer's OpenID discovery document and key set once, then keeps the key
 // set fresh in the background. Verifier.Verify checks one token;
-// Verifier.Middleware and Verifier.EchoMiddleware guard HTTP handlers and
-// put the verified *Claims in the request context.
+// Verifier.Middleware guards net/http handlers and puts the verified
+// *Claims in the request context. Package echoverify provides the same
+// middleware for echo, so that only services using echo depend on it.
 //
 // Every check that makes a token trustworthy is always on: the signature
 // (with an explicit algorithm allowlist that never contains "none" or an
@@ -26,6 +27,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 const (
@@ -45,14 +48,6 @@ const (
 // DefaultAlgorithms is the signature algorithm allowlist used unless
 // WithAlgorithms narrows it: the algorithms the broker signs with.
 var DefaultAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA}
-
-// asymmetric lists every algorithm WithAlgorithms may allow.
-var asymmetric = []jose.SignatureAlgorithm{
-	jose.ES256, jose.ES384, jose.ES512,
-	jose.RS256, jose.RS384, jose.RS512,
-	jose.PS256, jose.PS384, jose.PS512,
-	jose.EdDSA,
-}
 
 // Verifier verifies access tokens of one issuer for one audience. It is
 // safe for concurrent use. Call Close when done to stop its background key
@@ -133,7 +128,7 @@ func WithAlgorithms(algs ...jose.SignatureAlgorithm) Option {
 			return
 		}
 		for _, a := range algs {
-			if !slices.Contains(asymmetric, a) {
+			if !jwa.IsAsymmetric(string(a)) {
 				cfg.errs = append(cfg.errs, fmt.Errorf("verify: WithAlgorithms: algorithm %q not allowed", a))
 				return
 			}
