@@ -2,8 +2,6 @@ package keys
 
 import (
 	"crypto"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/broker/seal"
 )
 
 // setFormat is the version of the stored key-set encoding.
@@ -109,25 +109,20 @@ func newKey(alg string) (key, error) {
 	return key{kid: kid, alg: alg, public: priv.Public(), private: priv}, nil
 }
 
-// sealer encrypts and decrypts private keys; a nil aead stores them in clear.
-type sealer struct{ aead cipher.AEAD }
+// sealer encrypts and decrypts private keys with the broker's one AEAD
+// (broker/seal), keyed directly with the KEK and bound to the key id; a nil
+// aead stores them in clear.
+type sealer struct{ aead *seal.AEAD }
 
 func newSealer(kek []byte) (sealer, error) {
 	if kek == nil {
 		return sealer{}, nil
 	}
-	if len(kek) != 32 {
-		return sealer{}, fmt.Errorf("keys: key-encryption key is %d bytes, want 32", len(kek))
-	}
-	block, err := aes.NewCipher(kek)
+	a, err := seal.New(kek)
 	if err != nil {
 		return sealer{}, fmt.Errorf("keys: key-encryption key: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return sealer{}, fmt.Errorf("keys: key-encryption key: %w", err)
-	}
-	return sealer{aead: aead}, nil
+	return sealer{aead: a}, nil
 }
 
 // encode turns k into its stored form; the private key is sealed when a
@@ -149,11 +144,7 @@ func (s sealer) encode(k key, created time.Time) (storedKey, error) {
 		sk.Seal, sk.Private = sealNone, der
 		return sk, nil
 	}
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(der)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return storedKey{}, fmt.Errorf("keys: nonce: %w", err)
-	}
-	sk.Seal, sk.Private = sealAESGCM, s.aead.Seal(nonce, nonce, der, []byte(k.kid))
+	sk.Seal, sk.Private = sealAESGCM, s.aead.Seal(der, []byte(k.kid))
 	clear(der)
 	return sk, nil
 }
@@ -181,11 +172,7 @@ func (s sealer) decode(sk storedKey) (key, error) {
 		if s.aead == nil {
 			return key{}, fmt.Errorf("keys: stored key %s is encrypted and no key-encryption key is configured", sk.KID)
 		}
-		n := s.aead.NonceSize()
-		if len(der) < n {
-			return key{}, fmt.Errorf("%w (key %s)", errWrongKEK, sk.KID)
-		}
-		der, err = s.aead.Open(nil, der[:n], der[n:], []byte(sk.KID))
+		der, err = s.aead.Open(der, []byte(sk.KID))
 		if err != nil {
 			return key{}, fmt.Errorf("%w (key %s)", errWrongKEK, sk.KID)
 		}

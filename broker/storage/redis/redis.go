@@ -59,15 +59,19 @@ type Store struct {
 // Open connects to the Redis named by url, checks that it answers, and
 // returns a Store that owns the client. The URL forms are
 //
-//	redis://[user:pass@]host:port[/db]
-//	rediss://[user:pass@]host:port[/db]                 (TLS)
-//	redis-sentinel://[user:pass@]h1:p1,h2:p2/master[?db=N]
-//	redis-cluster://[user:pass@]h1:p1,h2:p2
+//	redis://[user[:password]@]host[:port][/db][?option=value&...]
+//	rediss://[user[:password]@]host[:port][/db][?option=value&...]   (TLS)
+//	unix://[user[:password]@]/path/to/redis.sock[?db=N&option=value&...]
+//	redis-sentinel://[user[:password]@]host[:port][,host[:port]...]/master[?db=N&option=value&...]
+//	redis-cluster://[user[:password]@]host[:port][,host[:port]...][?option=value&...]
 //
-// redis:// and rediss:// also take go-redis's query options (dial_timeout,
-// pool_size, ...). A sentinel URL may set sentinel_username and
-// sentinel_password when the sentinels' credentials differ. A malformed URL
-// is an error naming it, with any password hidden.
+// Every form takes go-redis's options for its topology (dial_timeout,
+// read_timeout, write_timeout, max_retries, pool_size, ...); without them
+// the client dials for at most 2 s, reads and writes for at most 1 s and
+// retries once. A sentinel URL may set sentinel_username and
+// sentinel_password when the sentinels' credentials differ. parseURL lists
+// the exact rules. A malformed URL is an error naming the problem, never
+// showing the user info.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if strings.ContainsAny(opts.KeyPrefix, "{}") {
 		return nil, fmt.Errorf("redis: key prefix %q must not contain '{' or '}'", opts.KeyPrefix)
