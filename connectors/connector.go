@@ -2,15 +2,20 @@
 // implements. A connector signs a person (or a workload) in at one upstream
 // identity provider and returns an Identity: the raw upstream claims plus a
 // stable upstream subject. Connectors know nothing of the broker, its storage,
-// its templates or its mappings.
+// its templates or its mappings. The package imports only the standard
+// library and package problem, so that anything may import it cheaply.
 package connectors
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Identity is what a connector returns after a successful upstream sign-in.
@@ -94,14 +99,73 @@ type MetadataHandler interface {
 	Metadata(ctx context.Context) (contentType string, body []byte, err error)
 }
 
+// Connector is an opened connector. It implements exactly one of the
+// sign-in interfaces, CallbackConnector, PasswordConnector or POSTConnector,
+// which decides how the broker drives a sign-in; SignInKind tells which.
+// It may also implement any of the optional capabilities RefreshConnector,
+// TokenVerifier, MetadataHandler, HealthChecker and io.Closer, which the
+// broker discovers with a type assertion.
+type Connector interface{}
+
+// Sign-in kinds, as SignInKind reports them.
+const (
+	KindCallback = "callback" // CallbackConnector
+	KindPassword = "password" // PasswordConnector
+	KindPOST     = "post"     // POSTConnector
+)
+
+// SignInKind reports which sign-in interface c implements. It returns an
+// error when c implements none of them, or more than one, because the broker
+// could then not tell how to sign a person in with it.
+func SignInKind(c Connector) (string, error) {
+	var kinds []string
+	if _, ok := c.(CallbackConnector); ok {
+		kinds = append(kinds, KindCallback)
+	}
+	if _, ok := c.(PasswordConnector); ok {
+		kinds = append(kinds, KindPassword)
+	}
+	if _, ok := c.(POSTConnector); ok {
+		kinds = append(kinds, KindPOST)
+	}
+	switch len(kinds) {
+	case 1:
+		return kinds[0], nil
+	case 0:
+		return "", fmt.Errorf("connectors: %T implements no sign-in interface (CallbackConnector, PasswordConnector or POSTConnector)", c)
+	}
+	return "", fmt.Errorf("connectors: %T implements more than one sign-in interface (%s)", c, strings.Join(kinds, ", "))
+}
+
+// HealthChecker is implemented by connectors that can probe their upstream
+// (fetch its discovery document, say) without signing anyone in.
+type HealthChecker interface {
+	// CheckHealth returns nil when the upstream answers as expected, or an
+	// error that says what failed. It must not change the connector's state.
+	CheckHealth(ctx context.Context) error
+}
+
+// ReplayCache remembers the ids of messages that must be accepted only once
+// (SAML assertion ids). The broker's storage implements it, shared by every
+// replica.
+type ReplayCache interface {
+	// MarkSeen records id in namespace until `until` and reports whether it
+	// was new (true) or seen before (false), atomically across every user of
+	// the cache. An error means nothing can be said; the caller must then
+	// refuse the message.
+	MarkSeen(ctx context.Context, namespace, id string, until time.Time) (bool, error)
+}
+
 // Config is one connector type's configuration. The broker decodes the
 // connector's `config:` YAML block into it, validates it and opens it.
 type Config interface {
 	// Validate returns every problem, each with its path relative to the
-	// connector's `config` block.
-	Validate() []FieldError
-	// Open builds the connector. id is the connector's id in config.
-	Open(ctx context.Context, id string, opts Options) (any, error)
+	// connector's `config` block ("users[2].password_hash").
+	Validate() []problem.Problem
+	// Open builds the connector from a Config that Validate accepted. id is
+	// the connector's id in config. The result implements exactly one
+	// sign-in interface (see Connector).
+	Open(ctx context.Context, id string, opts Options) (Connector, error)
 }
 
 // Options are the dependencies the broker hands every connector.
@@ -113,16 +177,10 @@ type Options struct {
 	CallbackURL string
 	// BaseURL is the broker's issuer URL.
 	BaseURL string
+	// ReplayCache remembers accepted one-time messages. Connectors that must
+	// refuse a replayed message (SAML) refuse to open without one.
+	ReplayCache ReplayCache
 }
-
-// FieldError is a configuration problem at a path relative to the block
-// being validated, for example "users[2].password_hash".
-type FieldError struct {
-	Path    string
-	Message string
-}
-
-func (e FieldError) Error() string { return e.Path + ": " + e.Message }
 
 // UserError is an upstream sign-in failure whose message may be shown to the
 // person signing in. Code is a short machine-readable reason for the audit log.

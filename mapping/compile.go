@@ -10,6 +10,8 @@ import (
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/traits"
+
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Defaults for CompileOptions fields left zero.
@@ -30,19 +32,11 @@ var reservedClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
 	"jti": true, "auth_time": true, "nonce": true, "azp": true, "at_hash": true,
 	"c_hash": true, "sid": true, "amr": true, "acr": true, "scope": true,
-	"client_id": true, "act": true, "cnf": true,
+	"client_id": true, "act": true, "cnf": true, "typ": true,
 }
 
 // IsReservedClaim reports whether name is a claim the broker sets itself.
 func IsReservedClaim(name string) bool { return reservedClaims[name] }
-
-// FieldError is one problem in a mapping. Path is relative to the mapping
-// ("require[1].expr", "claims.groups", "link"); Message names the
-// expression and, for CEL errors, the line:column.
-type FieldError struct{ Path, Message string }
-
-// Error returns "path: message".
-func (e FieldError) Error() string { return e.Path + ": " + e.Message }
 
 // CompileOptions bound evaluation. Zero fields take the defaults.
 type CompileOptions struct {
@@ -103,15 +97,17 @@ type compiledClaim struct {
 }
 
 // Compile parses and type-checks every expression of spec and returns
-// every problem at once. A nil Mapping is returned whenever there are
-// errors.
-func Compile(spec Spec, opts CompileOptions) (*Mapping, []FieldError) {
+// every problem at once. Each problem's Path is relative to the mapping
+// ("require[1].expr", "claims.groups", "link"; empty for the mapping as a
+// whole) and its Message names the expression and, for CEL errors, the
+// line:column. A nil Mapping is returned whenever there are problems.
+func Compile(spec Spec, opts CompileOptions) (*Mapping, []problem.Problem) {
 	opts = opts.withDefaults()
 	c := &compiler{opts: opts}
 	tables := c.tables(spec.Tables)
 	env, err := newEnv(tables)
 	if err != nil {
-		return nil, []FieldError{{Path: "", Message: fmt.Sprintf("cel environment: %v", err)}}
+		return nil, []problem.Problem{{Path: "", Message: fmt.Sprintf("cel environment: %v", err)}}
 	}
 	c.env = env
 	m := &Mapping{opts: opts}
@@ -183,11 +179,11 @@ func Compile(spec Spec, opts CompileOptions) (*Mapping, []FieldError) {
 type compiler struct {
 	env  *cel.Env
 	opts CompileOptions
-	errs []FieldError
+	errs []problem.Problem
 }
 
 func (c *compiler) errf(path, format string, args ...any) {
-	c.errs = append(c.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
 // tables converts the spec's tables to CEL maps.

@@ -183,13 +183,6 @@ func TestCompileAccepts(t *testing.T) {
 	}
 }
 
-func TestFieldErrorString(t *testing.T) {
-	e := FieldError{Path: "claims.x", Message: "boom"}
-	if got, want := e.Error(), "claims.x: boom"; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
-	}
-}
-
 func TestSpecYAML(t *testing.T) {
 	src := `
 require:

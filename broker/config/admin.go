@@ -10,18 +10,18 @@ func validateAdmin(c *Config, ps *problems) {
 	a := c.Admin
 	if a.Addr != "" {
 		if _, _, err := net.SplitHostPort(a.Addr); err != nil {
-			ps.add("admin.addr", "want host:port: %v", err)
+			ps.Add("admin.addr", "want host:port: %v", err)
 		}
 	}
 	if a.Token != "" && len(a.Token) < MinAdminTokenLen {
-		ps.add("admin.token", "must be at least %d characters (try: openssl rand -base64 32)", MinAdminTokenLen)
+		ps.Add("admin.token", "must be at least %d characters (try: openssl rand -base64 32)", MinAdminTokenLen)
 	}
 	if t := a.TLS; t != nil {
 		if t.CertFile == "" {
-			ps.add("admin.tls.cert_file", "required when admin.tls is set")
+			ps.Add("admin.tls.cert_file", "required when admin.tls is set")
 		}
 		if t.KeyFile == "" {
-			ps.add("admin.tls.key_file", "required when admin.tls is set")
+			ps.Add("admin.tls.key_file", "required when admin.tls is set")
 		}
 	}
 }

@@ -18,71 +18,71 @@ func validateClients(c *Config, ps *problems) {
 		p := index("clients", i)
 		switch {
 		case cl.ID == "":
-			ps.add(p+".id", "required")
+			ps.Add(p+".id", "required")
 		case strings.TrimSpace(cl.ID) != cl.ID || strings.ContainsAny(cl.ID, ":\r\n\t"):
-			ps.add(p+".id", "must not contain spaces, control characters or colons")
+			ps.Add(p+".id", "must not contain spaces, control characters or colons")
 		default:
 			if first, dup := ids[cl.ID]; dup {
-				ps.add(p+".id", "duplicate of clients[%d].id", first)
+				ps.Add(p+".id", "duplicate of clients[%d].id", first)
 			} else {
 				ids[cl.ID] = i
 			}
 		}
 		switch {
 		case cl.Public && cl.SecretHash != "":
-			ps.add(p+".secret_hash", "a public client has no secret: remove secret_hash or public")
+			ps.Add(p+".secret_hash", "a public client has no secret: remove secret_hash or public")
 		case !cl.Public && cl.SecretHash == "" && cl.TokenEndpointAuthMethod == "private_key_jwt":
 			if cl.JWKS == "" && cl.JWKSURI == "" {
-				ps.add(p+".jwks", "private_key_jwt needs the client's public keys: jwks or jwks_uri")
+				ps.Add(p+".jwks", "private_key_jwt needs the client's public keys: jwks or jwks_uri")
 			}
 		case !cl.Public && cl.SecretHash == "":
-			ps.add(p+".secret_hash", "required for a confidential client (from `fedbroker hash-secret`), or set public: true")
+			ps.Add(p+".secret_hash", "required for a confidential client (from `fedbroker hash-secret`), or set public: true")
 		case cl.SecretHash != "":
 			if err := ParseSecretHash(cl.SecretHash); err != nil {
-				ps.add(p+".secret_hash", "%s", strings.TrimPrefix(err.Error(), "config: secret hash: "))
+				ps.Add(p+".secret_hash", "%s", strings.TrimPrefix(err.Error(), "config: secret hash: "))
 			}
 		}
 		for j, g := range cl.GrantTypes {
 			gp := index(p+".grant_types", j)
 			switch {
 			case !slices.Contains(grantTypes, g):
-				ps.add(gp, "unknown grant type %q (want %s)", g, strings.Join(grantTypes, ", "))
+				ps.Add(gp, "unknown grant type %q (want %s)", g, strings.Join(grantTypes, ", "))
 			case g == GrantClientCredentials && cl.Public:
-				ps.add(gp, "a public client cannot use client_credentials")
+				ps.Add(gp, "a public client cannot use client_credentials")
 			case slices.Index(cl.GrantTypes, g) != j:
-				ps.add(gp, "listed twice")
+				ps.Add(gp, "listed twice")
 			}
 		}
 		if slices.Contains(cl.GrantTypes, GrantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
-			ps.add(p+".redirect_uris", "required for the authorization_code grant")
+			ps.Add(p+".redirect_uris", "required for the authorization_code grant")
 		}
 		for j, u := range cl.RedirectURIs {
 			if msg := checkRedirectURI(u, cl.Public); msg != "" {
-				ps.add(index(p+".redirect_uris", j), "%s", msg)
+				ps.Add(index(p+".redirect_uris", j), "%s", msg)
 			}
 		}
 		for j, u := range cl.PostLogoutRedirectURIs {
 			if msg := checkRedirectURI(u, cl.Public); msg != "" {
-				ps.add(index(p+".post_logout_redirect_uris", j), "%s", msg)
+				ps.Add(index(p+".post_logout_redirect_uris", j), "%s", msg)
 			}
 		}
 		for j, a := range cl.Audiences {
 			if strings.TrimSpace(a) == "" {
-				ps.add(index(p+".audiences", j), "must not be empty")
+				ps.Add(index(p+".audiences", j), "must not be empty")
 			}
 		}
 		for j, s := range cl.Scopes {
 			if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
-				ps.add(index(p+".scopes", j), "not a scope token: %q", s)
+				ps.Add(index(p+".scopes", j), "not a scope token: %q", s)
 			}
 		}
 		for j, id := range cl.Connectors {
 			if !connectorIDs[id] {
-				ps.add(index(p+".connectors", j), "no connector %q", id)
+				ps.Add(index(p+".connectors", j), "no connector %q", id)
 			}
 		}
 		if a := cl.IDTokenSignedResponseAlg; a != "" && !slices.Contains(algs, a) {
-			ps.add(p+".id_token_signed_response_alg", "%q is not configured (signing.algorithm or signing.algorithms: %s)", a, strings.Join(algs, ", "))
+			ps.Add(p+".id_token_signed_response_alg", "%q is not configured (signing.algorithm or signing.algorithms: %s)", a, strings.Join(algs, ", "))
 		}
 		for _, d := range []struct {
 			path string
@@ -90,9 +90,9 @@ func validateClients(c *Config, ps *problems) {
 		}{{p + ".access_token_lifetime", cl.AccessTokenLifetime}, {p + ".id_token_lifetime", cl.IDTokenLifetime}} {
 			switch {
 			case d.v < 0:
-				ps.add(d.path, "must not be negative")
+				ps.Add(d.path, "must not be negative")
 			case d.v > MaxTokenLifetime:
-				ps.add(d.path, "must be at most %s, not %s", MaxTokenLifetime, d.v)
+				ps.Add(d.path, "must be at most %s, not %s", MaxTokenLifetime, d.v)
 			}
 		}
 	}

@@ -7,23 +7,22 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fedbroker/fedbroker/connectors/workload"
-	"github.com/fedbroker/fedbroker/mapping"
+	"github.com/fedbroker/fedbroker/mapping/spec"
 )
 
 // Config is the whole configuration file.
 type Config struct {
-	Issuer     string                  `yaml:"issuer"`
-	HTTP       HTTP                    `yaml:"http"`
-	Storage    Storage                 `yaml:"storage"`
-	Signing    Signing                 `yaml:"signing"`
-	Tokens     Tokens                  `yaml:"tokens"`
-	Connectors []Connector             `yaml:"connectors"`
-	Mappings   map[string]mapping.Spec `yaml:"mappings"`
-	Clients    []Client                `yaml:"clients"`
-	Links      Links                   `yaml:"links"`
-	Workloads  []Workload              `yaml:"workloads"`
-	Admin      Admin                   `yaml:"admin"`
+	Issuer     string               `yaml:"issuer"`
+	HTTP       HTTP                 `yaml:"http"`
+	Storage    Storage              `yaml:"storage"`
+	Signing    Signing              `yaml:"signing"`
+	Tokens     Tokens               `yaml:"tokens"`
+	Connectors []Connector          `yaml:"connectors"`
+	Mappings   map[string]spec.Spec `yaml:"mappings"`
+	Clients    []Client             `yaml:"clients"`
+	Links      Links                `yaml:"links"`
+	Workloads  []Workload           `yaml:"workloads"`
+	Admin      Admin                `yaml:"admin"`
 }
 
 // Admin is the admin API listener (off unless addr and a token or mTLS are
@@ -108,8 +107,9 @@ type Tokens struct {
 	Session         time.Duration `yaml:"session"`          // default 12h
 }
 
-// Connector is one upstream. Config holds the type-specific block, decoded
-// and validated by the connector type's own Config.
+// Connector is one upstream. Config holds the type-specific block as
+// written; Decode decodes and validates it with the connector type's own
+// Config.
 type Connector struct {
 	ID      string    `yaml:"id"`
 	Type    string    `yaml:"type"`
@@ -170,8 +170,11 @@ type Links struct {
 // Workload is a trusted workload issuer (GitHub Actions, a Kubernetes
 // cluster, a cloud's workload identity) whose JWTs clients may exchange
 // for the broker's tokens.
+//
+// Config holds the issuer's block as written; Decode decodes and validates
+// it into the workload package's Config.
 type Workload struct {
-	ID      string          `yaml:"id"`
-	Mapping string          `yaml:"mapping"` // name under mappings; empty: the default workload mapping
-	Config  workload.Config `yaml:"config"`
+	ID      string    `yaml:"id"`
+	Mapping string    `yaml:"mapping"` // name under mappings; empty: the default workload mapping
+	Config  yaml.Node `yaml:"config"`
 }

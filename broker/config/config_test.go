@@ -14,7 +14,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/fedbroker/fedbroker/connectors/local"
-	"github.com/fedbroker/fedbroker/mapping"
+	"github.com/fedbroker/fedbroker/connectors/registry"
+	"github.com/fedbroker/fedbroker/mapping/spec"
 )
 
 var testHashes = sync.OnceValues(func() (string, string) {
@@ -148,7 +149,7 @@ func TestParseGood(t *testing.T) {
 	if got := cfg.Mappings["staff"].Claims["groups"]; got.Expr != "claims.groups" || got.In != "access_token" {
 		t.Errorf("mapping claim groups = %+v", got)
 	}
-	typed, ps := cfg.Connectors[0].Decode()
+	typed, ps := cfg.Connectors[0].Decode(registry.Types())
 	if len(ps) > 0 {
 		t.Fatalf("Decode: %v", ps)
 	}
@@ -169,7 +170,7 @@ func TestDefaults(t *testing.T) {
 		Storage:  Storage{Type: "memory", Redis: Redis{KeyPrefix: "fb", EvictionPolicy: "refuse"}},
 		Signing:  Signing{Algorithm: "ES256", RotationPeriod: 24 * time.Hour},
 		Tokens:   Tokens{IDToken: 5 * time.Minute, AccessToken: 5 * time.Minute, RefreshIdle: 24 * time.Hour, RefreshAbsolute: 720 * time.Hour, AuthCode: 60 * time.Second, AuthRequest: 10 * time.Minute, Session: 12 * time.Hour},
-		Mappings: map[string]mapping.Spec{},
+		Mappings: map[string]spec.Spec{},
 	}
 	if diff := cmp.Diff(&want, cfg); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/local"
+	"github.com/fedbroker/fedbroker/connectors/registry"
 )
 
 // TestExampleLocal loads deploy/examples/local.yaml and signs in with the
@@ -24,7 +25,7 @@ func TestExampleLocal(t *testing.T) {
 	if len(cfg.Connectors) != 1 {
 		t.Fatalf("connectors = %d, want 1", len(cfg.Connectors))
 	}
-	typed, ps := cfg.Connectors[0].Decode()
+	typed, ps := cfg.Connectors[0].Decode(registry.Types())
 	if len(ps) > 0 {
 		t.Fatalf("Decode: %v", ps)
 	}

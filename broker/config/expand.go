@@ -34,7 +34,7 @@ func expandNode(n *yaml.Node, path string, getenv func(string) string, ps *probl
 		}
 		out, err := expand(n.Value, getenv)
 		if err != nil {
-			ps.add(path, "line %d: %v", n.Line, err)
+			ps.Add(path, "line %d: %v", n.Line, err)
 			return
 		}
 		if out != n.Value {

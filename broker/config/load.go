@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fedbroker/fedbroker/mapping"
+	"github.com/fedbroker/fedbroker/mapping/spec"
 )
 
 // Load reads the file at path, expands ${VAR} from the process environment,
@@ -30,10 +30,37 @@ func Load(path string) (*Config, error) {
 // see expandNode for the syntax. On any problem Parse returns a nil
 // *Config and an Errors listing every parse and validation problem.
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	cfg, ps := decode(data, getenv)
+	if len(ps) > 0 {
+		return nil, Errors(ps)
+	}
+	return cfg, nil
+}
+
+// Inspect is Load for tools that report problems rather than serve: it
+// returns the configuration as far as it decoded (defaults applied)
+// together with every problem, so that later checks (connector blocks,
+// mappings) can report theirs in the same pass. The Config is nil only when
+// the file is not YAML at all. A Config that comes with problems must never
+// be served.
+func Inspect(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, ps := decode(data, os.Getenv)
+	if len(ps) > 0 {
+		return cfg, Errors(ps)
+	}
+	return cfg, nil
+}
+
+// decode parses, expands, decodes, applies defaults and validates.
+func decode(data []byte, getenv func(string) string) (*Config, problems) {
 	var ps problems
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, problems{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	cfg := new(Config)
 	if root.Kind != 0 {
@@ -41,7 +68,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 		checkNode(&root, reflect.TypeFor[Config](), "", &ps)
 		if err := root.Decode(cfg); err != nil && len(ps) == 0 {
 			// checkNode found nothing yet the decoder did: report it as is.
-			ps.add("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			ps.Add("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 	}
 	cfg.SetDefaults()
@@ -51,10 +78,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 			ps = append(ps, p)
 		}
 	}
-	if len(ps) > 0 {
-		return nil, Errors(ps)
-	}
-	return cfg, nil
+	return cfg, ps
 }
 
 // under reports whether path is at or below a path that already has a
@@ -114,7 +138,7 @@ func (c *Config) SetDefaults() {
 	setDuration(&t.AuthRequest, DefaultAuthRequest)
 	setDuration(&t.Session, DefaultSession)
 	if c.Mappings == nil {
-		c.Mappings = make(map[string]mapping.Spec)
+		c.Mappings = make(map[string]spec.Spec)
 	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]

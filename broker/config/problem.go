@@ -2,44 +2,21 @@ package config
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Problem is one configuration problem at a YAML path such as
 // "clients[0].redirect_uris[2]". An empty Path means the file as a whole.
-type Problem struct {
-	Path    string
-	Message string
-}
-
-// Error returns "path: message".
-func (p Problem) Error() string {
-	if p.Path == "" {
-		return p.Message
-	}
-	return p.Path + ": " + p.Message
-}
+type Problem = problem.Problem
 
 // Errors is every problem found in one configuration, in file order as far
-// as the checks allow. Load, Parse and Validate callers get all of them at
-// once.
-type Errors []Problem
+// as the checks allow. Load and Parse return all of them at once as one
+// error.
+type Errors = problem.List
 
-// Error lists every problem, one per line.
-func (e Errors) Error() string {
-	lines := make([]string, len(e))
-	for i, p := range e {
-		lines[i] = p.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// problems collects Problems with a printf-style helper.
-type problems []Problem
-
-func (ps *problems) add(path, format string, args ...any) {
-	*ps = append(*ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
-}
+// problems collects the Problems of one check.
+type problems = problem.List
 
 // join appends a path element: join("clients[0]", "id") is "clients[0].id";
 // join("", "issuer") is "issuer".

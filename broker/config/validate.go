@@ -39,8 +39,10 @@ var (
 
 // Validate checks the whole configuration (defaults applied) and returns
 // every problem found, each with its YAML path. It never stops at the
-// first problem. Connector config blocks are decoded and validated here
-// too, through the registry.
+// first problem. It does not look inside the `config:` blocks of connectors
+// and workload issuers, whose shape depends on their type: Connector.Decode
+// and Workload.Decode check those, and the broker reports their problems
+// when it compiles the configuration (as `fedbroker check` does).
 func (c *Config) Validate() []Problem {
 	var ps problems
 	checks := []func(*Config, *problems){
@@ -63,25 +65,25 @@ func (c *Config) Validate() []Problem {
 
 func validateIssuer(c *Config, ps *problems) {
 	if c.Issuer == "" {
-		ps.add("issuer", "required (the broker's public URL, e.g. https://login.example.com)")
+		ps.Add("issuer", "required (the broker's public URL, e.g. https://login.example.com)")
 		return
 	}
 	u, err := url.Parse(c.Issuer)
 	switch {
 	case err != nil:
-		ps.add("issuer", "not a URL: %v", err)
+		ps.Add("issuer", "not a URL: %v", err)
 	case u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || u.Opaque != "":
-		ps.add("issuer", "must be an absolute http(s) URL")
+		ps.Add("issuer", "must be an absolute http(s) URL")
 	case u.Scheme == "http" && !IsLoopback(u.Hostname()):
-		ps.add("issuer", "must use https (http is only allowed for localhost and loopback addresses)")
+		ps.Add("issuer", "must use https (http is only allowed for localhost and loopback addresses)")
 	case u.User != nil:
-		ps.add("issuer", "must not contain user information")
+		ps.Add("issuer", "must not contain user information")
 	case u.RawQuery != "" || u.ForceQuery:
-		ps.add("issuer", "must not have a query")
+		ps.Add("issuer", "must not have a query")
 	case u.Fragment != "" || strings.Contains(c.Issuer, "#"):
-		ps.add("issuer", "must not have a fragment")
+		ps.Add("issuer", "must not have a fragment")
 	case strings.HasSuffix(c.Issuer, "/"):
-		ps.add("issuer", "must not end with a slash")
+		ps.Add("issuer", "must not end with a slash")
 	}
 }
 
@@ -97,20 +99,20 @@ func IsLoopback(host string) bool {
 
 func validateHTTP(c *Config, ps *problems) {
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
-		ps.add("http.addr", "want host:port: %v", err)
+		ps.Add("http.addr", "want host:port: %v", err)
 	}
 	if t := c.HTTP.TLS; t != nil {
 		if t.CertFile == "" {
-			ps.add("http.tls.cert_file", "required when http.tls is set")
+			ps.Add("http.tls.cert_file", "required when http.tls is set")
 		}
 		if t.KeyFile == "" {
-			ps.add("http.tls.key_file", "required when http.tls is set")
+			ps.Add("http.tls.key_file", "required when http.tls is set")
 		}
 	}
 	for i, p := range c.HTTP.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			if _, err := netip.ParseAddr(p); err != nil {
-				ps.add(index("http.trusted_proxies", i), "not an IP address or CIDR prefix: %q", p)
+				ps.Add(index("http.trusted_proxies", i), "not an IP address or CIDR prefix: %q", p)
 			}
 		}
 	}
@@ -122,50 +124,52 @@ func validateStorage(c *Config, ps *problems) {
 	case "redis":
 		r := c.Storage.Redis
 		if r.URL == "" {
-			ps.add("storage.redis.url", "required for storage.type redis")
-		} else if u, err := url.Parse(r.URL); err != nil || !slices.Contains([]string{"redis", "rediss", "redis-sentinel", "redis-cluster", "unix"}, u.Scheme) {
-			ps.add("storage.redis.url", "want redis://, rediss://, redis-sentinel:// or redis-cluster://")
+			ps.Add("storage.redis.url", "required for storage.type redis")
+		} else if scheme, _, _ := strings.Cut(r.URL, "://"); !slices.Contains([]string{"redis", "rediss", "redis-sentinel", "redis-cluster", "unix"}, scheme) {
+			// The rest of the URL (host lists, options) is checked by
+			// `fedbroker check` and at start, by the storage's own parser.
+			ps.Add("storage.redis.url", "want redis://, rediss://, unix://, redis-sentinel:// or redis-cluster://")
 		}
 	default:
-		ps.add("storage.type", "must be memory or redis, not %q", c.Storage.Type)
+		ps.Add("storage.type", "must be memory or redis, not %q", c.Storage.Type)
 	}
 	if c.Storage.Redis.KeyPrefix == "" || strings.ContainsAny(c.Storage.Redis.KeyPrefix, " \t\r\n{}") {
-		ps.add("storage.redis.key_prefix", "must be non-empty, without spaces or braces")
+		ps.Add("storage.redis.key_prefix", "must be non-empty, without spaces or braces")
 	}
 	if p := c.Storage.Redis.EvictionPolicy; p != "refuse" && p != "warn" {
-		ps.add("storage.redis.eviction_policy", "must be refuse or warn, not %q", p)
+		ps.Add("storage.redis.eviction_policy", "must be refuse or warn, not %q", p)
 	}
 }
 
 func validateSigning(c *Config, ps *problems) {
 	s := c.Signing
 	if !slices.Contains(Algorithms, s.Algorithm) {
-		ps.add("signing.algorithm", "must be one of %s, not %q", strings.Join(Algorithms, ", "), s.Algorithm)
+		ps.Add("signing.algorithm", "must be one of %s, not %q", strings.Join(Algorithms, ", "), s.Algorithm)
 	}
 	for i, a := range s.Algorithms {
 		if !slices.Contains(Algorithms, a) {
-			ps.add(index("signing.algorithms", i), "must be one of %s, not %q", strings.Join(Algorithms, ", "), a)
+			ps.Add(index("signing.algorithms", i), "must be one of %s, not %q", strings.Join(Algorithms, ", "), a)
 		}
 	}
 	if s.RotationPeriod < time.Hour {
-		ps.add("signing.rotation_period", "must be at least 1h, not %s", s.RotationPeriod)
+		ps.Add("signing.rotation_period", "must be at least 1h, not %s", s.RotationPeriod)
 	}
 	if s.KeyEncryptionKey != "" {
 		if k, ok := decodeBase64(s.KeyEncryptionKey); !ok {
-			ps.add("signing.key_encryption_key", "not base64")
+			ps.Add("signing.key_encryption_key", "not base64")
 		} else if len(k) != 32 {
-			ps.add("signing.key_encryption_key", "must decode to exactly 32 bytes, not %d (try: openssl rand -base64 32)", len(k))
+			ps.Add("signing.key_encryption_key", "must decode to exactly 32 bytes, not %d (try: openssl rand -base64 32)", len(k))
 		}
 	}
 	kids := make(map[string]int)
 	for i, k := range s.StaticKeys {
 		p := index("signing.static_keys", i)
 		if k.File == "" {
-			ps.add(p+".file", "required")
+			ps.Add(p+".file", "required")
 		}
 		if k.KeyID != "" {
 			if first, dup := kids[k.KeyID]; dup {
-				ps.add(p+".kid", "duplicate of signing.static_keys[%d].kid", first)
+				ps.Add(p+".kid", "duplicate of signing.static_keys[%d].kid", first)
 			}
 			kids[k.KeyID] = i
 		}
@@ -215,13 +219,13 @@ func validateTokens(c *Config, ps *problems) {
 	} {
 		switch {
 		case d.v <= 0:
-			ps.add(d.path, "must be positive, not %s", d.v)
+			ps.Add(d.path, "must be positive, not %s", d.v)
 		case d.max > 0 && d.v > d.max:
-			ps.add(d.path, "must be at most %s, not %s", d.max, d.v)
+			ps.Add(d.path, "must be at most %s, not %s", d.max, d.v)
 		}
 	}
 	if t.RefreshIdle > 0 && t.RefreshAbsolute > 0 && t.RefreshIdle > t.RefreshAbsolute {
-		ps.add("tokens.refresh_idle", "must not exceed tokens.refresh_absolute (%s)", t.RefreshAbsolute)
+		ps.Add("tokens.refresh_idle", "must not exceed tokens.refresh_absolute (%s)", t.RefreshAbsolute)
 	}
 }
 
@@ -232,37 +236,36 @@ func validateConnectors(c *Config, ps *problems) {
 		p := index("connectors", i)
 		switch {
 		case cc.ID == "":
-			ps.add(p+".id", "required")
+			ps.Add(p+".id", "required")
 		case !connectorIDRe.MatchString(cc.ID):
-			ps.add(p+".id", "must match [a-z0-9][a-z0-9_-]{0,62}, not %q", cc.ID)
+			ps.Add(p+".id", "must match [a-z0-9][a-z0-9_-]{0,62}, not %q", cc.ID)
 		default:
 			if first, dup := ids[cc.ID]; dup {
-				ps.add(p+".id", "duplicate of connectors[%d].id", first)
+				ps.Add(p+".id", "duplicate of connectors[%d].id", first)
 			} else {
 				ids[cc.ID] = i
 			}
 		}
 		if cc.Mapping != "" {
 			if _, ok := c.Mappings[cc.Mapping]; !ok {
-				ps.add(p+".mapping", "no mapping %q under mappings", cc.Mapping)
+				ps.Add(p+".mapping", "no mapping %q under mappings", cc.Mapping)
 			}
 		}
 		for j, d := range cc.Domains {
 			dp := index(p+".domains", j)
 			if !validDomain(d) {
-				ps.add(dp, "not a domain name: %q", d)
+				ps.Add(dp, "not a domain name: %q", d)
 				continue
 			}
 			key := strings.ToLower(d)
 			if other, dup := domains[key]; dup {
-				ps.add(dp, "domain %q already routes to %s", d, other)
+				ps.Add(dp, "domain %q already routes to %s", d, other)
 			} else {
 				domains[key] = p
 			}
 		}
-		_, errs := cc.Decode()
-		for _, e := range errs {
-			ps.add(join(p, e.Path), "%s", e.Message)
+		if cc.Type == "" {
+			ps.Add(p+".type", "required")
 		}
 	}
 }
@@ -289,15 +292,15 @@ func validateLinks(c *Config, ps *problems) {
 	for i, g := range c.Links.Groups {
 		p := index("links.groups", i)
 		if len(g) < 2 {
-			ps.add(p, "a link group needs at least two connectors")
+			ps.Add(p, "a link group needs at least two connectors")
 		}
 		seen := make(map[string]bool)
 		for j, id := range g {
 			switch {
 			case !ids[id]:
-				ps.add(index(p, j), "no connector %q", id)
+				ps.Add(index(p, j), "no connector %q", id)
 			case seen[id]:
-				ps.add(index(p, j), "connector %q listed twice", id)
+				ps.Add(index(p, j), "connector %q listed twice", id)
 			}
 			seen[id] = true
 		}

@@ -43,7 +43,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 	}
 	if reflect.PointerTo(t).Implements(unmarshalType) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			ps.add(path, "line %d: %s", n.Line, typeMessage(err))
+			ps.Add(path, "line %d: %s", n.Line, typeMessage(err))
 			return
 		}
 		if n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct {
@@ -54,13 +54,13 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			ps.add(path, "line %d: expected a mapping, got %s", n.Line, kindName(n))
+			ps.Add(path, "line %d: expected a mapping, got %s", n.Line, kindName(n))
 			return
 		}
 		checkStruct(n, t, path, ps)
 	case reflect.Slice, reflect.Array:
 		if n.Kind != yaml.SequenceNode {
-			ps.add(path, "line %d: expected a list, got %s", n.Line, kindName(n))
+			ps.Add(path, "line %d: expected a list, got %s", n.Line, kindName(n))
 			return
 		}
 		for i, c := range n.Content {
@@ -68,13 +68,13 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			ps.add(path, "line %d: expected a mapping, got %s", n.Line, kindName(n))
+			ps.Add(path, "line %d: expected a mapping, got %s", n.Line, kindName(n))
 			return
 		}
 		seen := make(map[string]int)
 		forPairs(n, func(k, v *yaml.Node) {
 			if first, dup := seen[k.Value]; dup {
-				ps.add(join(path, k.Value), "line %d: duplicate key (first at line %d)", k.Line, first)
+				ps.Add(join(path, k.Value), "line %d: duplicate key (first at line %d)", k.Line, first)
 				return
 			}
 			seen[k.Value] = k.Line
@@ -82,15 +82,15 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 		})
 	default:
 		if n.Kind != yaml.ScalarNode {
-			ps.add(path, "line %d: expected a single value, got %s", n.Line, kindName(n))
+			ps.Add(path, "line %d: expected a single value, got %s", n.Line, kindName(n))
 			return
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			if t == durationType {
-				ps.add(path, "line %d: invalid duration %q (use Go syntax such as 90s, 5m or 1h30m)", n.Line, n.Value)
+				ps.Add(path, "line %d: invalid duration %q (use Go syntax such as 90s, 5m or 1h30m)", n.Line, n.Value)
 				return
 			}
-			ps.add(path, "line %d: %s", n.Line, typeMessage(err))
+			ps.Add(path, "line %d: %s", n.Line, typeMessage(err))
 		}
 	}
 }
@@ -102,16 +102,16 @@ func checkStruct(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 	forPairs(n, func(k, v *yaml.Node) {
 		p := join(path, k.Value)
 		if first, dup := seen[k.Value]; dup {
-			ps.add(p, "line %d: duplicate key (first at line %d)", k.Line, first)
+			ps.Add(p, "line %d: duplicate key (first at line %d)", k.Line, first)
 			return
 		}
 		seen[k.Value] = k.Line
 		f, ok := fields[k.Value]
 		if !ok {
 			if s := suggest(k.Value, fields); s != "" {
-				ps.add(p, "line %d: unknown key (did you mean %s?)", k.Line, s)
+				ps.Add(p, "line %d: unknown key (did you mean %s?)", k.Line, s)
 			} else {
-				ps.add(p, "line %d: unknown key", k.Line)
+				ps.Add(p, "line %d: unknown key", k.Line)
 			}
 			return
 		}

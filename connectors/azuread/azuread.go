@@ -21,6 +21,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/oidc"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Defaults of the configuration.
@@ -79,16 +80,21 @@ type Config struct {
 	GraphURL string `yaml:"graph_url"`
 }
 
-// Compile-time check of the contract.
-var _ connectors.Config = (*Config)(nil)
+// Compile-time checks of the contract: Open returns an *oidc.Connector.
+var (
+	_ connectors.Config            = (*Config)(nil)
+	_ connectors.CallbackConnector = (*oidc.Connector)(nil)
+	_ connectors.RefreshConnector  = (*oidc.Connector)(nil)
+	_ connectors.HealthChecker     = (*oidc.Connector)(nil)
+)
 
 // Validate returns every problem in c, each with its path relative to the
 // connector's config block.
-func (c *Config) Validate() []connectors.FieldError {
+func (c *Config) Validate() []problem.Problem {
 	base := c.oidcConfig()
 	errs := base.Validate()
 	add := func(path, format string, args ...any) {
-		errs = append(errs, connectors.FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 	multi := c.Tenant == TenantOrganizations || c.Tenant == TenantCommon
 	switch {
@@ -128,7 +134,7 @@ func (c *Config) Validate() []connectors.FieldError {
 			out = append(out, e)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b connectors.FieldError) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortStableFunc(out, func(a, b problem.Problem) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
 
@@ -161,7 +167,7 @@ func (c *Config) oidcConfig() oidc.Config {
 
 // Open discovers the tenant with opts.HTTPClient and returns a
 // *oidc.Connector with Entra's checks.
-func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (any, error) {
+func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (connectors.Connector, error) {
 	ext := oidc.Extension{CheckClaims: c.checkClaims, Subject: subject}
 	if c.Tenant == TenantOrganizations || c.Tenant == TenantCommon {
 		ext.DiscoveryIssuer = c.loginURL() + "/{tenantid}/v2.0"

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/oidc"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Defaults of the configuration.
@@ -63,19 +64,24 @@ type Config struct {
 	TokenURL     string `yaml:"token_url"`
 }
 
-// Compile-time check of the contract.
-var _ connectors.Config = (*Config)(nil)
+// Compile-time checks of the contract: Open returns an *oidc.Connector.
+var (
+	_ connectors.Config            = (*Config)(nil)
+	_ connectors.CallbackConnector = (*oidc.Connector)(nil)
+	_ connectors.RefreshConnector  = (*oidc.Connector)(nil)
+	_ connectors.HealthChecker     = (*oidc.Connector)(nil)
+)
 
 // Validate returns every problem in c, each with its path relative to the
 // connector's config block. It reads ServiceAccountFile.
-func (c *Config) Validate() []connectors.FieldError {
+func (c *Config) Validate() []problem.Problem {
 	base := c.oidcConfig()
 	if base.Issuer == "" {
 		base.Issuer = DefaultIssuer
 	}
 	errs := base.Validate()
 	add := func(path, format string, args ...any) {
-		errs = append(errs, connectors.FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 	for i, d := range c.HostedDomains {
 		if d == "" || d != strings.ToLower(d) || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") {
@@ -100,7 +106,7 @@ func (c *Config) Validate() []connectors.FieldError {
 			add(path, "must be an absolute URL")
 		}
 	}
-	slices.SortStableFunc(errs, func(a, b connectors.FieldError) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortStableFunc(errs, func(a, b problem.Problem) int { return strings.Compare(a.Path, b.Path) })
 	return errs
 }
 
@@ -117,7 +123,7 @@ func (c *Config) oidcConfig() oidc.Config {
 
 // Open discovers Google with opts.HTTPClient and returns a *oidc.Connector
 // with Google's checks. It reads ServiceAccountFile.
-func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (any, error) {
+func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (connectors.Connector, error) {
 	base := c.oidcConfig()
 	if base.Issuer == "" {
 		base.Issuer = DefaultIssuer

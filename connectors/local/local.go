@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Config is the `config:` block of a connector with `type: local`.
@@ -46,10 +47,10 @@ var (
 // Validate reports empty or duplicate usernames (compared
 // case-insensitively), hashes that are not bcrypt, malformed emails and
 // duplicate subjects.
-func (c *Config) Validate() []connectors.FieldError {
-	var errs []connectors.FieldError
+func (c *Config) Validate() []problem.Problem {
+	var errs []problem.Problem
 	add := func(path, format string, args ...any) {
-		errs = append(errs, connectors.FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 	if len(c.Users) == 0 {
 		add("users", "at least one user is required")
@@ -113,7 +114,7 @@ func (u User) subject() string {
 // Open returns a *Connector. It does not validate; the broker calls
 // Validate first. It computes one bcrypt hash, at the highest cost among
 // the configured users, to compare unknown usernames against.
-func (c *Config) Open(_ context.Context, id string, _ connectors.Options) (any, error) {
+func (c *Config) Open(_ context.Context, id string, _ connectors.Options) (connectors.Connector, error) {
 	conn := &Connector{id: id, users: make(map[string]User, len(c.Users))}
 	cost := bcrypt.MinCost
 	for _, u := range c.Users {

@@ -19,6 +19,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/jwa"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Defaults and bounds of the configuration.
@@ -34,10 +36,6 @@ var DefaultScopes = []string{"openid", "profile", "email"}
 
 // DefaultAlgorithms are accepted when Config.AllowedAlgorithms is empty.
 var DefaultAlgorithms = []string{string(jose.RS256), string(jose.ES256)}
-
-// allowedAlgorithms are the asymmetric JWS algorithms an admin may allow.
-// HMAC and "none" are never accepted.
-var allowedAlgorithms = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
 
 // Config is the `config:` block of a connector of type "oidc".
 type Config struct {
@@ -77,10 +75,10 @@ var _ connectors.Config = (*Config)(nil)
 
 // Validate returns every problem in c, each with its path relative to the
 // connector's config block.
-func (c *Config) Validate() []connectors.FieldError {
-	var errs []connectors.FieldError
+func (c *Config) Validate() []problem.Problem {
+	var errs []problem.Problem
 	add := func(path, format string, args ...any) {
-		errs = append(errs, connectors.FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 	if c.Issuer == "" {
 		add("issuer", "is required")
@@ -99,8 +97,8 @@ func (c *Config) Validate() []connectors.FieldError {
 		}
 	}
 	for i, a := range c.AllowedAlgorithms {
-		if !slices.Contains(allowedAlgorithms, a) {
-			add(fmt.Sprintf("allowed_algorithms[%d]", i), "must be one of %v, not %q", allowedAlgorithms, a)
+		if !jwa.IsAsymmetric(a) {
+			add(fmt.Sprintf("allowed_algorithms[%d]", i), "must be one of %v, not %q", jwa.Names(), a)
 		}
 	}
 	if c.Timeout != 0 && (c.Timeout < minTimeout || c.Timeout > maxTimeout) {
@@ -115,8 +113,12 @@ func (c *Config) Validate() []connectors.FieldError {
 // Open discovers the upstream with opts.HTTPClient and returns a
 // *Connector. It fails when the upstream cannot be reached or publishes
 // another issuer.
-func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (any, error) {
-	return Open(ctx, id, *c, opts, Extension{})
+func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (connectors.Connector, error) {
+	conn, err := Open(ctx, id, *c, opts, Extension{})
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 // withDefaults returns c with every unset field defaulted.

@@ -67,6 +67,7 @@ type Connector struct {
 var (
 	_ connectors.CallbackConnector = (*Connector)(nil)
 	_ connectors.RefreshConnector  = (*Connector)(nil)
+	_ connectors.HealthChecker     = (*Connector)(nil)
 )
 
 // connState is the per-login state the broker keeps with its auth request.

@@ -48,7 +48,7 @@ var _ oidc.KeySet = (*keySet)(nil)
 // VerifySignature verifies jwt against the cached keys, refreshing them once
 // (rate-limited) when no cached key has the token's key id.
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, k.algs)
+	jws, err := jose.ParseSignedCompact(jwt, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: parse jws: %w", err)
 	}

@@ -92,9 +92,8 @@ func (c *Connector) HandlePOST(ctx context.Context, s connectors.Scopes, connSta
 	if err := c.precheck(raw); err != nil {
 		return connectors.Identity{}, err
 	}
-	rc := c.replayCache()
-	if rc == nil {
-		return connectors.Identity{}, errors.New("saml: no replay cache configured")
+	if c.replay == nil {
+		return connectors.Identity{}, ErrNoReplayCache
 	}
 	idp, err := c.idp.get(ctx)
 	if err != nil {
@@ -118,7 +117,7 @@ func (c *Connector) HandlePOST(ctx context.Context, s connectors.Scopes, connSta
 	if err != nil {
 		return connectors.Identity{}, err
 	}
-	fresh, err := rc.MarkSeen(ctx, "saml:"+c.id, assertion.ID, c.rememberUntil(assertion))
+	fresh, err := c.replay.MarkSeen(ctx, "saml:"+c.id, assertion.ID, c.rememberUntil(assertion))
 	if err != nil {
 		return connectors.Identity{}, fmt.Errorf("saml: replay cache: %w", err)
 	}

@@ -40,11 +40,7 @@ func TestReplay(t *testing.T) {
 func TestReplayCacheFailsClosed(t *testing.T) {
 	f := newFixture(t, Config{})
 	st, raw := f.start(t, "state-1")
-	f.conn.SetReplayCache(nil)
-	if _, err := f.post(t, raw, f.build(t, defaultSpec(st.RequestID)), "state-1"); err == nil {
-		t.Fatal("HandlePOST() without a replay cache succeeded")
-	}
-	f.conn.SetReplayCache(&memReplay{err: errTest})
+	f.conn.replay = &memReplay{err: errTest}
 	if _, err := f.post(t, raw, f.build(t, defaultSpec(st.RequestID)), "state-1"); err == nil {
 		t.Fatal("HandlePOST() with a failing replay cache succeeded")
 	}

@@ -8,7 +8,8 @@
 // (per RequireSigned) with RSA-SHA256 or stronger by a certificate from the
 // IdP metadata, issued by the IdP for this SP's entity ID and ACS, answering
 // the request this browser started, within its validity window, and not seen
-// before (see ReplayCache).
+// before (by the connectors.ReplayCache passed in connectors.Options, which
+// is required).
 package saml
 
 import (
@@ -26,6 +27,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Defaults and bounds of the configuration.
@@ -106,10 +108,10 @@ var _ connectors.Config = (*Config)(nil)
 
 // Validate returns every problem in c, each with its path relative to the
 // connector's config block. It reads the files c names.
-func (c *Config) Validate() []connectors.FieldError {
-	var errs []connectors.FieldError
+func (c *Config) Validate() []problem.Problem {
+	var errs []problem.Problem
 	add := func(path, format string, args ...any) {
-		errs = append(errs, connectors.FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 
 	sources := 0
@@ -224,8 +226,10 @@ func (c Config) withDefaults(id string, opts connectors.Options) Config {
 // config; opts.CallbackURL is the ACS URL and opts.BaseURL the base of the
 // default entity ID and of the SP metadata URL. With idp_metadata_url, a
 // failed first fetch does not fail Open: sign-ins fail with
-// connectors.ErrUnavailable until a fetch succeeds.
-func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (any, error) {
+// connectors.ErrUnavailable until a fetch succeeds. Open fails with
+// ErrNoReplayCache when opts.ReplayCache is nil: without one, a captured
+// response could be posted again to sign in a second time.
+func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (connectors.Connector, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		list := make([]error, len(errs))
 		for i, e := range errs {
@@ -233,7 +237,11 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 		}
 		return nil, fmt.Errorf("saml: invalid config: %w", errors.Join(list...))
 	}
-	return newConnector(ctx, id, c.withDefaults(id, opts), opts)
+	conn, err := newConnector(ctx, id, c.withDefaults(id, opts), opts)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 // loadKeyPair reads a PEM certificate and its RSA private key.

@@ -2,6 +2,7 @@ package saml
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -69,8 +70,50 @@ func TestValidate(t *testing.T) {
 
 func TestOpenRejectsInvalidConfig(t *testing.T) {
 	cfg := &Config{}
-	if _, err := cfg.Open(context.Background(), testID, connectors.Options{CallbackURL: testACS, BaseURL: testBaseURL}); err == nil {
+	if _, err := cfg.Open(context.Background(), testID, connectors.Options{CallbackURL: testACS, BaseURL: testBaseURL, ReplayCache: &memReplay{}}); err == nil {
 		t.Fatal("Open() with no metadata succeeded")
+	}
+}
+
+// TestOpenRequiresReplayCache checks that a SAML connector cannot be opened
+// without a replay cache, whatever else its configuration says, and that
+// the refusal happens before the IdP metadata is fetched.
+func TestOpenRequiresReplayCache(t *testing.T) {
+	ms := newMetadataServer(t, idpMetadataXML(t, idpKey()))
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"static metadata", Config{IDPMetadataXML: idpMetadataXML(t, idpKey(), rolloverKey().cert)}},
+		{"idp-initiated allowed", Config{IDPMetadataXML: idpMetadataXML(t, idpKey(), rolloverKey().cert), AllowIDPInitiated: true}},
+		{"metadata url", Config{IDPMetadataURL: ms.srv.URL}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := tt.cfg.Open(context.Background(), testID, connectors.Options{HTTPClient: ms.srv.Client(), CallbackURL: testACS, BaseURL: testBaseURL})
+			if !errors.Is(err, ErrNoReplayCache) {
+				t.Fatalf("Open() without a replay cache error = %v, want ErrNoReplayCache", err)
+			}
+			if conn != nil {
+				t.Errorf("Open() without a replay cache returned %#v, want nil", conn)
+			}
+		})
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.hits != 0 {
+		t.Errorf("Open() without a replay cache fetched the IdP metadata %d times, want 0", ms.hits)
+	}
+}
+
+// TestHandlePOSTWithoutReplayCache checks that a Connector whose replay
+// cache is missing (built other than through Open) refuses every response.
+func TestHandlePOSTWithoutReplayCache(t *testing.T) {
+	f := newFixture(t, Config{})
+	st, raw := f.start(t, "state-1")
+	f.conn.replay = nil
+	if _, err := f.post(t, raw, f.build(t, defaultSpec(st.RequestID)), "state-1"); !errors.Is(err, ErrNoReplayCache) {
+		t.Fatalf("HandlePOST() without a replay cache error = %v, want ErrNoReplayCache", err)
 	}
 }
 

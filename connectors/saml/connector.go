@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/beevik/etree"
@@ -25,33 +24,26 @@ import (
 	"github.com/fedbroker/fedbroker/connectors"
 )
 
-// ReplayCache remembers accepted assertion IDs. MarkSeen records id in
-// namespace until `until` and reports whether it was new (true) or seen
-// before (false), atomically across every broker replica.
-// storage.Storage implements it.
-//
-// It is an alias of an unnamed interface type, so that a caller can hand it
-// over through a type assertion such as
-// impl.(interface{ SetReplayCache(interface{ MarkSeen(...) (bool, error) }) })
-// without importing this package.
-type ReplayCache = interface {
-	MarkSeen(ctx context.Context, namespace, id string, until time.Time) (bool, error)
-}
+// ErrNoReplayCache is returned by Open when connectors.Options has no
+// ReplayCache, and by HandlePOST on a Connector built without one. A SAML
+// service provider cannot refuse a replayed assertion without remembering
+// the ones it accepted, so it refuses to work at all.
+var ErrNoReplayCache = errors.New("saml: a replay cache is required (connectors.Options.ReplayCache): without one an intercepted response could be posted again")
 
 // Connector is a SAML 2.0 service provider for one IdP.
 type Connector struct {
-	id       string
-	cfg      Config
-	format   saml.NameIDFormat
-	acsURL   url.URL
-	metaURL  url.URL
-	key      *rsa.PrivateKey
-	cert     *x509.Certificate
-	idp      *metadataSource
-	now      func() time.Time
-	logger   *slog.Logger
-	replayMu sync.RWMutex
-	replay   ReplayCache
+	id      string
+	cfg     Config
+	format  saml.NameIDFormat
+	acsURL  url.URL
+	metaURL url.URL
+	key     *rsa.PrivateKey
+	cert    *x509.Certificate
+	idp     *metadataSource
+	now     func() time.Time
+	logger  *slog.Logger
+	// replay remembers accepted assertion IDs; never nil.
+	replay connectors.ReplayCache
 }
 
 // Compile-time checks of the contract.
@@ -67,6 +59,9 @@ type connState struct {
 }
 
 func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Options) (*Connector, error) {
+	if opts.ReplayCache == nil {
+		return nil, ErrNoReplayCache
+	}
 	acs, err := url.Parse(opts.CallbackURL)
 	if err != nil || !acs.IsAbs() {
 		return nil, fmt.Errorf("saml: callback url %q is not absolute", opts.CallbackURL)
@@ -76,7 +71,7 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 		return nil, fmt.Errorf("saml: metadata url: %w", err)
 	}
 	format, _ := cfg.nameIDFormat() // validated
-	c := &Connector{id: id, cfg: cfg, format: format, acsURL: *acs, metaURL: *meta, now: opts.Now, logger: opts.Logger}
+	c := &Connector{id: id, cfg: cfg, format: format, acsURL: *acs, metaURL: *meta, now: opts.Now, logger: opts.Logger, replay: opts.ReplayCache}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -112,20 +107,6 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 		c.idp.current, c.idp.fetchedAt = ed, c.now()
 	}
 	return c, nil
-}
-
-// SetReplayCache sets the store of accepted assertion IDs. HandlePOST
-// refuses every response until it is set.
-func (c *Connector) SetReplayCache(rc ReplayCache) {
-	c.replayMu.Lock()
-	defer c.replayMu.Unlock()
-	c.replay = rc
-}
-
-func (c *Connector) replayCache() ReplayCache {
-	c.replayMu.RLock()
-	defer c.replayMu.RUnlock()
-	return c.replay
 }
 
 // EntityID is this SP's entity ID.

@@ -152,12 +152,12 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		Now:         func() time.Time { return f.now },
 		CallbackURL: testACS,
 		BaseURL:     testBaseURL,
+		ReplayCache: f.replay,
 	})
 	if err != nil {
 		t.Fatalf("Open() error = %v", err)
 	}
 	f.conn = impl.(*Connector)
-	f.conn.SetReplayCache(f.replay)
 	return f
 }
 

@@ -188,7 +188,7 @@ func TestIDPMetadataURLRefresh(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	cfg := Config{IDPMetadataURL: ms.srv.URL, MetadataRefresh: time.Hour}
-	impl, err := cfg.Open(context.Background(), testID, connectors.Options{HTTPClient: ms.srv.Client(), CallbackURL: testACS, BaseURL: testBaseURL, Now: clock})
+	impl, err := cfg.Open(context.Background(), testID, connectors.Options{HTTPClient: ms.srv.Client(), CallbackURL: testACS, BaseURL: testBaseURL, Now: clock, ReplayCache: &memReplay{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestIDPMetadataURLUnavailableAtOpen(t *testing.T) {
 	ms.set("down", http.StatusServiceUnavailable)
 	now := time.Now()
 	cfg := Config{IDPMetadataURL: ms.srv.URL}
-	impl, err := cfg.Open(context.Background(), testID, connectors.Options{HTTPClient: ms.srv.Client(), CallbackURL: testACS, BaseURL: testBaseURL, Now: func() time.Time { return now }})
+	impl, err := cfg.Open(context.Background(), testID, connectors.Options{HTTPClient: ms.srv.Client(), CallbackURL: testACS, BaseURL: testBaseURL, Now: func() time.Time { return now }, ReplayCache: &memReplay{}})
 	if err != nil {
 		t.Fatalf("Open() with the IdP down error = %v, want a connector that retries", err)
 	}

@@ -145,13 +145,12 @@ func TestSAMLIdP(t *testing.T) {
 			cfg := tt.cfg
 			cfg.IDPMetadataURL = ti.srv.URL + "/metadata"
 			ctx := context.Background()
-			impl, err := cfg.Open(ctx, testID, connectors.Options{HTTPClient: ti.client, CallbackURL: testACS, BaseURL: testBaseURL, Now: time.Now})
+			replay := &memReplay{}
+			impl, err := cfg.Open(ctx, testID, connectors.Options{HTTPClient: ti.client, CallbackURL: testACS, BaseURL: testBaseURL, Now: time.Now, ReplayCache: replay})
 			if err != nil {
 				t.Fatalf("Open() error = %v", err)
 			}
 			conn := impl.(*Connector)
-			replay := &memReplay{}
-			conn.SetReplayCache(replay)
 			_, md, err := conn.Metadata(ctx)
 			if err != nil {
 				t.Fatal(err)

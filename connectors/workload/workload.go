@@ -22,6 +22,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/jwa"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Config is one trusted workload issuer.
@@ -47,12 +49,10 @@ type Config struct {
 	SubjectClaim string `yaml:"subject_claim"`
 }
 
-var signingAlgs = map[string]bool{"RS256": true, "RS384": true, "RS512": true, "ES256": true, "ES384": true, "ES512": true, "PS256": true, "PS384": true, "PS512": true, "EdDSA": true}
-
 // Validate returns every problem with its path relative to the workload.
-func (c *Config) Validate() []connectors.FieldError {
-	var errs []connectors.FieldError
-	add := func(path, msg string) { errs = append(errs, connectors.FieldError{Path: path, Message: msg}) }
+func (c *Config) Validate() []problem.Problem {
+	var errs []problem.Problem
+	add := func(path, msg string) { errs = append(errs, problem.Problem{Path: path, Message: msg}) }
 	if c.Issuer == "" {
 		add("issuer", "required")
 	} else if u, err := url.Parse(c.Issuer); err != nil || !u.IsAbs() || u.Host == "" {
@@ -75,7 +75,7 @@ func (c *Config) Validate() []connectors.FieldError {
 		}
 	}
 	for i, a := range c.Algorithms {
-		if !signingAlgs[a] {
+		if !jwa.IsAsymmetric(a) {
 			add(fmt.Sprintf("algorithms[%d]", i), fmt.Sprintf("%q is not an asymmetric signing algorithm", a))
 		}
 	}
@@ -130,7 +130,7 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 	default:
 		p, err := oidc.NewProvider(oidc.ClientContext(ctx, client), cfg.Issuer)
 		if err != nil {
-			return nil, fmt.Errorf("workload %s: discovery: %w", id, err)
+			return nil, fmt.Errorf("workload %s: discovery: %w: %w", id, connectors.ErrUnavailable, err)
 		}
 		var meta struct {
 			JWKS string `json:"jwks_uri"`
