@@ -4,7 +4,9 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,41 +14,114 @@ import (
 
 const module = "github.com/fedbroker/fedbroker/"
 
-// TestImportDirection enforces the rules of the architecture: imports point
-// cmd → broker → {connectors, mapping, keys, storage, templates}; the
-// libraries another program could use never import the broker.
-func TestImportDirection(t *testing.T) {
-	rules := []struct {
-		dir       string
-		forbidden []string
-	}{
-		{"connectors", []string{module + "broker", module + "mapping", module + "templates", module + "cmd", module + "demo"}},
-		{"mapping", []string{module, "net/http"}},
-		{"verify", []string{module}},
-		{"templates", []string{module}},
-		{"broker", []string{module + "cmd", module + "demo"}},
+// layers lists, for each package of the module (by directory), the
+// packages of the module it may import: "x" is exactly x, "x/..." is x and
+// everything below it. The most specific directory applies to a file.
+// Imports point one way: cmd → broker → {authflow, grants, admin} →
+// {tokens, clientauth} → {runtime, oauth} → {config, keys, storage,
+// connectors, mapping, templates}; connectors, mapping and verify are
+// libraries that never import the broker.
+var layers = map[string][]string{
+	"problem":      {},
+	"jwa":          {},
+	"templates":    {},
+	"mapping":      {"mapping/...", "problem"},
+	"mapping/spec": {},
+	"verify":       {"verify/...", "jwa"},
+	"connectors":   {"connectors/...", "problem", "jwa"},
+
+	"broker/seal":    {},
+	"broker/observe": {},
+	"broker/storage": {"broker/storage/..."},
+	"broker/keys":    {"broker/storage/...", "broker/seal", "jwa"},
+	// config is what everything reads: it must stay light (no connector
+	// implementations, no CEL).
+	"broker/config":     {"connectors", "mapping/spec", "problem"},
+	"broker/oauth":      {"broker/storage", "templates"},
+	"broker/runtime":    {"broker/runtime/...", "broker/config", "broker/keys", "broker/storage/...", "connectors/...", "mapping/...", "problem", "jwa"},
+	"broker/tokens":     {"broker/runtime", "broker/oauth", "broker/observe", "broker/keys", "broker/seal", "broker/storage", "broker/config", "mapping", "jwa"},
+	"broker/clientauth": {"broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "jwa"},
+	"broker/grants":     {"broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors/...", "mapping", "jwa"},
+	"broker/authflow":   {"broker/tokens", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors", "mapping", "templates"},
+	"broker/admin":      {"broker/runtime", "broker/observe", "broker/keys", "broker/storage", "broker/config", "connectors"},
+	"broker":            {"broker/...", "connectors/...", "mapping/...", "templates", "jwa", "problem"},
+}
+
+// rulesFor returns the rule of the most specific directory containing dir.
+func rulesFor(dir string) (string, []string, bool) {
+	best := ""
+	for d := range layers {
+		if (dir == d || strings.HasPrefix(dir, d+"/")) && len(d) > len(best) {
+			best = d
+		}
 	}
-	for _, r := range rules {
-		err := filepath.WalkDir(r.dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
+	r, ok := layers[best]
+	return best, r, ok
+}
+
+func allowed(rule []string, imp string) bool {
+	return slices.ContainsFunc(rule, func(a string) bool {
+		if base, ok := strings.CutSuffix(a, "/..."); ok {
+			return imp == base || strings.HasPrefix(imp, base+"/")
+		}
+		return imp == a
+	})
+}
+
+// TestImportDirection enforces the layers above on every non-test file.
+func TestImportDirection(t *testing.T) {
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		layer, rule, ok := rulesFor(dir)
+		if !ok {
+			return nil // cmd, demo, e2e, deploy: wiring and tests may import anything
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			rel, internal := strings.CutPrefix(p, module)
+			if !internal || rel == dir {
+				continue
 			}
-			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
-			if err != nil {
-				return err
+			if !allowed(rule, rel) {
+				t.Errorf("%s imports %s: %s may import only %v", path, rel, layer, rule)
 			}
-			for _, imp := range f.Imports {
-				p, _ := strconv.Unquote(imp.Path.Value)
-				for _, bad := range r.forbidden {
-					if p == strings.TrimSuffix(bad, "/") || strings.HasPrefix(p, bad) {
-						t.Errorf("%s imports %s: %s must not depend on it", path, p, r.dir)
-					}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDependencyWeight keeps heavy modules out of packages that others
+// import for little: a service importing verify does not get echo, and
+// anything reading the configuration does not get SAML, CEL or go-oidc.
+func TestDependencyWeight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	for pkg, banned := range map[string][]string{
+		"./verify":        {"github.com/labstack/echo"},
+		"./broker/config": {"github.com/crewjam/saml", "github.com/google/cel-go", "github.com/coreos/go-oidc", module + "connectors/"},
+		"./mapping/spec":  {"github.com/google/cel-go"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, b := range banned {
+				if strings.HasPrefix(dep, b) {
+					t.Errorf("%s depends on %s", pkg, dep)
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 	}
 }

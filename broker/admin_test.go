@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/mapping"
 )
@@ -236,17 +237,18 @@ link: 'claims.email_verified == true ? claims.email : ""'
 		cfg.Connectors[0].Mapping = "strict"
 	})
 	a := newAdminAPI(t, h, nil)
-	m := h.b.rt.Load().connectors["local"].mapping
+	conn, _ := h.b.rt.Load().Connector("local")
+	m := conn.Mapping
 	tests := []struct {
 		name, query string
-		in          MappingInput
+		in          runtime.MappingInput
 		explain     bool
 		want        string
 	}{
-		{"accepted", "", MappingInput{Connector: "local", Claims: map[string]any{"sub": "alice", "email": "alice@acme.com", "email_verified": true, "groups": []any{"eng"}}}, false, "accepted"},
-		{"accepted explained", "?explain=true", MappingInput{Connector: "local", Claims: map[string]any{"sub": "alice", "email": "alice@acme.com", "email_verified": true}}, true, "accepted"},
-		{"rejected", "?explain=true", MappingInput{Connector: "local", Claims: map[string]any{"sub": "eve", "email": "eve@evil.example"}}, true, "rejected"},
-		{"run-time error", "", MappingInput{Connector: "local", Claims: map[string]any{"sub": "x"}}, false, "error"},
+		{"accepted", "", runtime.MappingInput{Connector: "local", Claims: map[string]any{"sub": "alice", "email": "alice@acme.com", "email_verified": true, "groups": []any{"eng"}}}, false, "accepted"},
+		{"accepted explained", "?explain=true", runtime.MappingInput{Connector: "local", Claims: map[string]any{"sub": "alice", "email": "alice@acme.com", "email_verified": true}}, true, "accepted"},
+		{"rejected", "?explain=true", runtime.MappingInput{Connector: "local", Claims: map[string]any{"sub": "eve", "email": "eve@evil.example"}}, true, "rejected"},
+		{"run-time error", "", runtime.MappingInput{Connector: "local", Claims: map[string]any{"sub": "x"}}, false, "error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,7 +257,7 @@ link: 'claims.email_verified == true ? claims.email : ""'
 			if r.status != http.StatusOK {
 				t.Fatalf("status = %d %s", r.status, r.body)
 			}
-			want, _ := json.Marshal(RunMapping(context.Background(), m, "local", tt.in, tt.explain))
+			want, _ := json.Marshal(runtime.RunMapping(context.Background(), m, "local", tt.in, tt.explain))
 			got := decodeJSON[map[string]any](t, r.body)
 			if diff := cmp.Diff(decodeJSON[map[string]any](t, string(want)), got); diff != "" {
 				t.Errorf("admin dry run differs from RunMapping (-RunMapping +admin):\n%s", diff)
@@ -430,7 +432,7 @@ func TestAdminRotateKeys(t *testing.T) {
 		p := newPKCE()
 		code, _ := h.login(h.newBrowser(), authParams(p), "alice", alicePassword)
 		tr := h.redeem(code, p)
-		sig, err := jose.ParseSigned(tr.IDToken, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256})
+		sig, err := jose.ParseSignedCompact(tr.IDToken, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256})
 		if err != nil {
 			t.Fatalf("parse id_token: %v", err)
 		}

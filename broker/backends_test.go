@@ -4,12 +4,13 @@ import (
 	"context"
 	"testing"
 
+	"io"
+	"log/slog"
+
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/broker/storage/memory"
 	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
 	"github.com/fedbroker/fedbroker/broker/storage/redis/redistest"
-	"io"
-	"log/slog"
 )
 
 func newMemoryStore(clk *clock) storage.Storage {

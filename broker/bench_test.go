@@ -14,6 +14,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/storage"
 )
 
@@ -61,8 +63,8 @@ func benchBackend(b *testing.B, h *harness) {
 	b.Run("authorization_code", func(b *testing.B) {
 		codes := make([]string, b.N)
 		for i := range codes {
-			codes[i] = randomToken(32)
-			ac := storage.AuthCode{ClientID: "svc", RedirectURI: svcRedirect, FamilyID: randomToken(16), Grant: benchGrant("sub-1", now), Expiry: now.Add(time.Hour)}
+			codes[i] = oauth.RandomToken(32)
+			ac := storage.AuthCode{ClientID: "svc", RedirectURI: svcRedirect, FamilyID: oauth.RandomToken(16), Grant: benchGrant("sub-1", now), Expiry: now.Add(time.Hour)}
 			if err := h.store.CreateCode(ctx, codes[i], ac); err != nil {
 				b.Fatal(err)
 			}
@@ -79,8 +81,8 @@ func benchBackend(b *testing.B, h *harness) {
 	b.Run("refresh_token", func(b *testing.B) {
 		tokens := make([]string, b.N)
 		for i := range tokens {
-			fam := randomToken(16)
-			tokens[i] = fam + "." + randomToken(32)
+			fam := oauth.RandomToken(16)
+			tokens[i] = fam + "." + oauth.RandomToken(32)
 			f := storage.RefreshFamily{ID: fam, Grant: benchGrant("sub-1", now), CreatedAt: now, LastUsed: now, IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(2 * time.Hour)}
 			if err := h.store.CreateRefresh(ctx, f, tokens[i]); err != nil {
 				b.Fatal(err)
@@ -153,7 +155,7 @@ func BenchmarkWorkloadGrants(b *testing.B) {
 			tok, err := is.Sign(jose.RS256, map[string]any{
 				"iss": is.URL(), "aud": "https://sso.acme.com", "sub": "repo:acme/app:ref:refs/heads/main",
 				"repository": "acme/app", "repository_owner": "acme", "ref": "refs/heads/main",
-				"jti": randomToken(12), "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+				"jti": oauth.RandomToken(12), "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -163,7 +165,7 @@ func BenchmarkWorkloadGrants(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			rec := post(url.Values{"grant_type": {grantTokenExchange}, "subject_token": {tokens[i]}, "subject_token_type": {tokenTypeJWT}, "audience": {"deploy-api"}})
+			rec := post(url.Values{"grant_type": {config.GrantTokenExchange}, "subject_token": {tokens[i]}, "subject_token_type": {oauth.TokenTypeJWT}, "audience": {"deploy-api"}})
 			if rec.Code != 200 {
 				b.Fatalf("exchange = %d %s", rec.Code, rec.Body)
 			}

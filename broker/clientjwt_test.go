@@ -12,6 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/connectors/workload/workloadtest"
 )
 
@@ -29,7 +30,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 	})
 	now := h.clock.Now()
 	assertion := func(k any, mut func(map[string]any)) string {
-		c := map[string]any{"iss": "robot", "sub": "robot", "aud": h.issuer + "/token", "jti": randomToken(12), "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix()}
+		c := map[string]any{"iss": "robot", "sub": "robot", "aud": h.issuer + "/token", "jti": oauth.RandomToken(12), "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix()}
 		if mut != nil {
 			mut(c)
 		}
@@ -40,7 +41,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 		return tok
 	}
 	form := func(a string) url.Values {
-		return url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}, "client_assertion_type": {assertionTypeJWTBearer}, "client_assertion": {a}}
+		return url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}, "client_assertion_type": {oauth.AssertionTypeJWTBearer}, "client_assertion": {a}}
 	}
 	good := assertion(key, nil)
 	if tr := h.token(form(good), "", ""); tr.status != 200 || tr.AccessToken == "" {

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"go.yaml.in/yaml/v3"
+
 	"context"
 	"encoding/json"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/connectors/workload"
 	"github.com/fedbroker/fedbroker/connectors/workload/workloadtest"
 	"github.com/fedbroker/fedbroker/mapping"
@@ -36,14 +39,14 @@ func workloadHarness(t testing.TB) (*harness, *workloadtest.Issuer) {
 			Subject: `"github:" + claims.sub`,
 			Claims:  map[string]mapping.ClaimSpec{"repository": {Expr: "claims.repository"}},
 		}
-		cfg.Workloads = append(cfg.Workloads, config.Workload{ID: "github", Mapping: "github-main", Config: workload.Config{
+		cfg.Workloads = append(cfg.Workloads, config.Workload{ID: "github", Mapping: "github-main", Config: encodeNode(t, workload.Config{
 			Issuer: is.URL(), Audiences: []string{"https://sso.acme.com"}, Algorithms: []string{"RS256"}, OneTimeJTI: true,
-		}})
+		})})
 		cfg.Clients = append(cfg.Clients, config.Client{
 			ID: "ci", Name: "CI", SecretHash: hash,
 			Audiences:  []string{"deploy-api", "metrics-api"},
 			Scopes:     []string{"deploy", "read"},
-			GrantTypes: []string{"client_credentials", grantTokenExchange},
+			GrantTypes: []string{"client_credentials", config.GrantTokenExchange},
 			Workloads:  []string{"github"},
 		})
 	})
@@ -52,7 +55,7 @@ func workloadHarness(t testing.TB) (*harness, *workloadtest.Issuer) {
 
 func (h *harness) exchange(user, pass string, form url.Values) tokenResponse {
 	h.t.Helper()
-	form.Set("grant_type", grantTokenExchange)
+	form.Set("grant_type", config.GrantTokenExchange)
 	return h.token(form, user, pass)
 }
 
@@ -63,7 +66,7 @@ func TestTokenExchangeWorkload(t *testing.T) {
 		c := map[string]any{
 			"iss": is.URL(), "aud": "https://sso.acme.com", "sub": "repo:acme/app:ref:refs/heads/main",
 			"repository": "acme/app", "repository_owner": "acme", "ref": "refs/heads/main",
-			"jti": randomToken(8), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+			"jti": oauth.RandomToken(8), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
 		}
 		if mut != nil {
 			mut(c)
@@ -78,7 +81,7 @@ func TestTokenExchangeWorkload(t *testing.T) {
 		return tok
 	}
 	good := sign(claims(nil))
-	tr := h.exchange("ci", ciSecret, url.Values{"subject_token": {good}, "subject_token_type": {tokenTypeJWT}, "audience": {"deploy-api"}, "scope": {"deploy"}})
+	tr := h.exchange("ci", ciSecret, url.Values{"subject_token": {good}, "subject_token_type": {oauth.TokenTypeJWT}, "audience": {"deploy-api"}, "scope": {"deploy"}})
 	if tr.status != 200 {
 		t.Fatalf("exchange = %d %s: %s", tr.status, tr.Error, tr.Description)
 	}
@@ -97,7 +100,7 @@ func TestTokenExchangeWorkload(t *testing.T) {
 
 	// Delegation: the access token exchanged again for another audience
 	// carries act.
-	del := h.exchange("ci", ciSecret, url.Values{"subject_token": {tr.AccessToken}, "subject_token_type": {tokenTypeAccessToken}, "audience": {"metrics-api"}})
+	del := h.exchange("ci", ciSecret, url.Values{"subject_token": {tr.AccessToken}, "subject_token_type": {oauth.TokenTypeAccessToken}, "audience": {"metrics-api"}})
 	if del.status != 200 {
 		t.Fatalf("delegation = %d %s: %s", del.status, del.Error, del.Description)
 	}
@@ -116,17 +119,17 @@ func TestTokenExchangeWorkload(t *testing.T) {
 		status     int
 		code       string
 	}{
-		{"replayed jti", "ci", ciSecret, url.Values{"subject_token": {good}, "subject_token_type": {tokenTypeJWT}}, 400, "invalid_request"},
-		{"untrusted issuer", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["iss"] = "https://evil.example" }))}, "subject_token_type": {tokenTypeJWT}}, 400, "invalid_request"},
-		{"wrong audience", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["aud"] = "https://other" }))}, "subject_token_type": {tokenTypeJWT}}, 400, "invalid_request"},
-		{"expired", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() }))}, "subject_token_type": {tokenTypeJWT}}, 400, "invalid_request"},
-		{"require false", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["ref"] = "refs/heads/feature" }))}, "subject_token_type": {tokenTypeJWT}}, 400, "invalid_request"},
-		{"audience escalation", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {tokenTypeJWT}, "audience": {"billing-api"}}, 400, "invalid_target"},
-		{"scope escalation", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {tokenTypeJWT}, "scope": {"admin"}}, 400, "invalid_scope"},
-		{"client not allowed this issuer", "svc", svcSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {tokenTypeJWT}}, 400, "unauthorized_client"},
-		{"unauthenticated", "", "", url.Values{"client_id": {"ci"}, "subject_token": {sign(claims(nil))}, "subject_token_type": {tokenTypeJWT}}, 401, "invalid_client"},
-		{"id token not allowed", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {tokenTypeJWT}, "requested_token_type": {tokenTypeIDToken}}, 400, "invalid_request"},
-		{"alg none", "ci", ciSecret, url.Values{"subject_token": {noneToken(claims(nil))}, "subject_token_type": {tokenTypeJWT}}, 400, "invalid_request"},
+		{"replayed jti", "ci", ciSecret, url.Values{"subject_token": {good}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "invalid_request"},
+		{"untrusted issuer", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["iss"] = "https://evil.example" }))}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "invalid_request"},
+		{"wrong audience", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["aud"] = "https://other" }))}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "invalid_request"},
+		{"expired", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() }))}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "invalid_request"},
+		{"require false", "ci", ciSecret, url.Values{"subject_token": {sign(claims(func(c map[string]any) { c["ref"] = "refs/heads/feature" }))}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "invalid_request"},
+		{"audience escalation", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {oauth.TokenTypeJWT}, "audience": {"billing-api"}}, 400, "invalid_target"},
+		{"scope escalation", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {oauth.TokenTypeJWT}, "scope": {"admin"}}, 400, "invalid_scope"},
+		{"client not allowed this issuer", "svc", svcSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "unauthorized_client"},
+		{"unauthenticated", "", "", url.Values{"client_id": {"ci"}, "subject_token": {sign(claims(nil))}, "subject_token_type": {oauth.TokenTypeJWT}}, 401, "invalid_client"},
+		{"id token not allowed", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}, "subject_token_type": {oauth.TokenTypeJWT}, "requested_token_type": {oauth.TokenTypeIDToken}}, 400, "invalid_request"},
+		{"alg none", "ci", ciSecret, url.Values{"subject_token": {noneToken(claims(nil))}, "subject_token_type": {oauth.TokenTypeJWT}}, 400, "invalid_request"},
 		{"missing subject_token_type", "ci", ciSecret, url.Values{"subject_token": {sign(claims(nil))}}, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
@@ -190,4 +193,14 @@ func TestClientCredentialsAndIntrospection(t *testing.T) {
 	if _, out := introspect(tr.AccessToken, "ci", ciSecret); out["active"] != false {
 		t.Errorf("expired token introspects as %v", out)
 	}
+}
+
+// encodeNode encodes v as the YAML block a config file would hold.
+func encodeNode(t testing.TB, v any) yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

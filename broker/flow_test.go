@@ -66,7 +66,7 @@ func testFullFlow(t *testing.T, h *harness) {
 	}
 	var sessionCookieSeen bool
 	for _, ck := range br.client.Jar.Cookies(mustURL(h.issuer)) {
-		if ck.Name == h.b.sessions.session {
+		if ck.Name == h.b.flow.Cookies().Session {
 			sessionCookieSeen = true
 		}
 	}

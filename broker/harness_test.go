@@ -22,6 +22,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/storage"
 )
 
@@ -251,7 +252,7 @@ func (br *browser) postForm(u string, form url.Values) response {
 type pkce struct{ verifier, challenge string }
 
 func newPKCE() pkce {
-	v := randomToken(32)
+	v := oauth.RandomToken(32)
 	sum := sha256.Sum256([]byte(v))
 	return pkce{verifier: v, challenge: base64.RawURLEncoding.EncodeToString(sum[:])}
 }
@@ -263,8 +264,8 @@ func authParams(p pkce) url.Values {
 		"redirect_uri":          {appRedirect},
 		"response_type":         {"code"},
 		"scope":                 {"openid profile email groups offline_access"},
-		"state":                 {"st-" + randomToken(6)},
-		"nonce":                 {"n-" + randomToken(6)},
+		"state":                 {"st-" + oauth.RandomToken(6)},
+		"nonce":                 {"n-" + oauth.RandomToken(6)},
 		"code_challenge":        {p.challenge},
 		"code_challenge_method": {"S256"},
 	}

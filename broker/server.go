@@ -1,5 +1,9 @@
-// Package broker is the OpenID Connect provider: routes, browser flows,
-// grants and token issuance for the one internal issuer.
+// Package broker is the OpenID Connect provider: it wires storage, keys,
+// the compiled configuration and the flow packages into one server, holds
+// the route table, and serves discovery and the JWKS. The flows themselves
+// live below it: authflow (browser sign-in and logout), grants (the token
+// endpoint), tokens (minting and checking the broker's tokens), clientauth,
+// runtime (the compiled configuration) and admin.
 package broker
 
 import (
@@ -7,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,9 +21,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fedbroker/fedbroker/broker/admin"
+	"github.com/fedbroker/fedbroker/broker/authflow"
+	"github.com/fedbroker/fedbroker/broker/clientauth"
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/grants"
 	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/broker/observe"
+	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
+	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
+	"github.com/fedbroker/fedbroker/broker/tokens"
 	"github.com/fedbroker/fedbroker/templates"
 )
 
@@ -45,86 +57,36 @@ type Options struct {
 // Server is one broker replica. It holds no per-login state in memory:
 // every step of every flow can be served by any replica sharing the storage.
 type Server struct {
-	issuer     string // exactly as configured, no trailing slash
-	issuerPath string // path prefix of the issuer ("" at the root)
+	issuer string // exactly as configured, no trailing slash
+	paths  paths
 
-	store   storage.Storage
-	keys    *keys.Manager
-	log     *slog.Logger
-	audit   *slog.Logger
-	client  *http.Client
-	now     func() time.Time
-	tmpl    *templates.Templates
-	metrics *metrics
-	// gatherer serves /metrics on the admin listener.
+	store    storage.Storage
+	keys     *keys.Manager
+	log      *slog.Logger
+	audit    observe.Audit
+	metrics  *observe.Metrics
+	health   *observe.Health
 	gatherer prometheus.Gatherer
-	paths    paths
+	pages    *oauth.Writer
+	// deps compile every configuration; KeySets in it outlives reloads.
+	deps runtime.Deps
+	rt   atomic.Pointer[runtime.Runtime]
 
-	rt     atomic.Pointer[runtime]
-	health *connectorHealth
-	// deferUnreachable lets a serving broker start when an upstream's
-	// discovery is unreachable (Check reports it instead).
-	deferUnreachable bool
-	seal             *sealer
-	limiter          *loginLimiter
-	secrets          *secretCache
-	echo             *echo.Echo
-	sessions         sessionCookies
+	tokens  *tokens.Authority
+	clients *clientauth.Authenticator
+	flow    *authflow.Flow
+	token   *grants.Endpoint
+	echo    *echo.Echo
 }
 
+// paths are the broker's endpoints below the issuer's path.
 type paths struct {
 	discovery, jwks, authorize, token, userinfo, revoke, logout, introspect string
 	login, callback, static, healthz, readyz, saml                          string
 }
 
-// New builds a broker from a validated configuration. It opens every
-// connector and compiles every mapping; any problem is returned with its
-// YAML path (as config.Errors).
-func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
-	if opts.Storage == nil || opts.Keys == nil {
-		return nil, errors.New("broker: storage and keys are required")
-	}
-	u, err := url.Parse(cfg.Issuer)
-	if err != nil {
-		return nil, fmt.Errorf("broker: issuer: %w", err)
-	}
-	s := &Server{
-		issuer:     strings.TrimSuffix(cfg.Issuer, "/"),
-		issuerPath: strings.TrimSuffix(u.Path, "/"),
-		store:      opts.Storage,
-		keys:       opts.Keys,
-		log:        opts.Logger,
-		audit:      opts.Audit,
-		client:     opts.HTTPClient,
-		now:        opts.Now,
-
-		deferUnreachable: true,
-	}
-	if s.log == nil {
-		s.log = discardLogger()
-	}
-	if s.audit == nil {
-		s.audit = s.log.With("log", "audit")
-	}
-	if s.client == nil {
-		s.client = &http.Client{Timeout: 15 * time.Second}
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	reg := opts.Registerer
-	if reg == nil {
-		r := prometheus.NewRegistry()
-		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		reg, s.gatherer = r, r
-	} else if g, ok := reg.(prometheus.Gatherer); ok {
-		s.gatherer = g
-	}
-	s.metrics = newMetrics(reg)
-	s.client = s.metrics.instrument(s.client)
-	registerKeyRotations(reg, s.keys.Rotations)
-	p := s.issuerPath
-	s.paths = paths{
+func newPaths(p string) paths {
+	return paths{
 		discovery:  p + "/.well-known/openid-configuration",
 		jwks:       p + "/keys",
 		authorize:  p + "/authorize",
@@ -140,25 +102,96 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		readyz:     p + "/readyz",
 		saml:       p + "/saml",
 	}
-	s.sessions = newSessionCookies(s.issuer, p+"/", u.Scheme == "https")
-	if s.tmpl, err = templates.New(); err != nil {
+}
+
+// New builds a broker from a validated configuration. It opens every
+// connector and compiles every mapping; any problem is returned with its
+// YAML path (as config.Errors).
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Storage == nil || opts.Keys == nil {
+		return nil, errors.New("broker: storage and keys are required")
+	}
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("broker: issuer: %w", err)
+	}
+	issuerPath := strings.TrimSuffix(u.Path, "/")
+	s := &Server{
+		issuer: strings.TrimSuffix(cfg.Issuer, "/"),
+		paths:  newPaths(issuerPath),
+		store:  opts.Storage,
+		keys:   opts.Keys,
+		log:    opts.Logger,
+		health: observe.NewHealth(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	auditLog := opts.Audit
+	if auditLog == nil {
+		auditLog = s.log.With("log", "audit")
+	}
+	s.audit = observe.NewAudit(auditLog)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 15 * time.Second}
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg, s.gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	}
+	s.metrics = observe.NewMetrics(reg)
+	client = s.metrics.Instrument(client)
+	observe.RegisterKeyRotations(reg, s.keys.Rotations)
+	tmpl, err := templates.New()
+	if err != nil {
 		return nil, err
 	}
+	s.pages = &oauth.Writer{Issuer: s.issuer, IssuerPath: issuerPath, Templates: tmpl, Log: s.log}
 	kek, err := cfg.Signing.KEK()
 	if err != nil {
 		return nil, err
 	}
-	if s.seal, err = newSealer(kek); err != nil {
+	sealer, err := tokens.NewSealer(kek)
+	if err != nil {
 		return nil, err
 	}
-	s.limiter = newLoginLimiter(s.now)
-	s.health = newConnectorHealth()
-	s.secrets = newSecretCache(s.now)
-	rt, err := s.compile(ctx, cfg)
+	s.deps = runtime.Deps{
+		Issuer:           s.issuer,
+		Logger:           s.log,
+		HTTPClient:       client,
+		Now:              now,
+		Algorithms:       s.keys.Algorithms(),
+		ReplayCache:      s.store,
+		KeySets:          runtime.NewKeySets(client, now),
+		DeferUnreachable: true,
+	}
+	rt, err := runtime.Compile(ctx, cfg, s.deps)
 	if err != nil {
 		return nil, err
 	}
 	s.rt.Store(rt)
+
+	s.tokens = tokens.New(tokens.Deps{Issuer: s.issuer, Keys: s.keys, Store: s.store, Now: now, Audit: s.audit, Logger: s.log})
+	s.clients = clientauth.New(clientauth.Deps{Issuer: s.issuer, Replay: s.store, Now: now, Audit: s.audit})
+	s.flow = authflow.New(authflow.Deps{
+		Issuer: s.issuer, IssuerPath: issuerPath, Store: s.store, Tokens: s.tokens, Sealer: sealer,
+		Now: now, Audit: s.audit, Logger: s.log, Metrics: s.metrics, Health: s.health, Pages: s.pages, Runtime: s.rt.Load,
+	})
+	s.token = &grants.Endpoint{
+		Grants:  grants.New(grants.Deps{Tokens: s.tokens, Sealer: sealer, Store: s.store, Now: now, Audit: s.audit, Logger: s.log}),
+		Clients: s.clients,
+		Runtime: s.rt.Load,
+		Issued:  s.metrics.Token,
+	}
 	s.echo = s.routes(cfg)
 	return s, nil
 }
@@ -170,13 +203,39 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	if strings.TrimSuffix(cfg.Issuer, "/") != s.issuer {
 		return config.Errors{{Path: "issuer", Message: "cannot change while running; restart instead"}}
 	}
-	rt, err := s.compile(ctx, cfg)
+	rt, err := runtime.Compile(ctx, cfg, s.deps)
 	if err != nil {
 		return err
 	}
 	old := s.rt.Swap(rt)
-	old.close()
-	s.log.Info("configuration reloaded", "connectors", len(rt.connectorOrder), "clients", len(rt.clients))
+	old.Close()
+	s.log.Info("configuration reloaded", "connectors", len(rt.Connectors()))
+	return nil
+}
+
+// Check opens and compiles everything in cfg the way New would, without
+// serving, and returns every problem with its YAML path: what `fedbroker
+// check` runs after config validation (the problems inside connectors' and
+// workload issuers' `config:` blocks are reported here). With offline set,
+// connectors are validated but not opened, so nothing reaches the network.
+func Check(ctx context.Context, cfg *config.Config, opts Options, offline bool) error {
+	var ps config.Errors
+	if cfg.Storage.Type == "redis" && cfg.Storage.Redis.URL != "" {
+		if err := redisstore.CheckURL(cfg.Storage.Redis.URL); err != nil {
+			ps = append(ps, config.Problem{Path: "storage.redis.url", Message: err.Error()})
+		}
+	}
+	err := runtime.Check(ctx, cfg, runtime.Deps{Issuer: cfg.Issuer, Logger: opts.Logger, HTTPClient: opts.HTTPClient, Now: opts.Now}, offline)
+	var more config.Errors
+	switch {
+	case errors.As(err, &more):
+		ps = append(ps, more...)
+	case err != nil:
+		return err
+	}
+	if len(ps) > 0 {
+		return ps
+	}
 	return nil
 }
 
@@ -189,118 +248,14 @@ func (s *Server) Gatherer() prometheus.Gatherer { return s.gatherer }
 // Issuer returns the issuer URL.
 func (s *Server) Issuer() string { return s.issuer }
 
-func (s *Server) routes(cfg *config.Config) *echo.Echo {
-	e := echo.New()
-	e.HideBanner = true
-	e.HidePort = true
-	e.HTTPErrorHandler = s.handleError
-	e.IPExtractor = ipExtractor(cfg.HTTP.TrustedProxies)
-	e.Use(s.recoverMiddleware, s.securityHeaders, s.metrics.middleware)
+// AdminOptions configure the admin API (see admin.Options).
+type AdminOptions = admin.Options
 
-	p := s.paths
-	e.GET(p.discovery, s.handleDiscovery)
-	e.GET(p.jwks, s.handleJWKS)
-	e.GET(p.authorize, s.handleAuthorize)
-	e.POST(p.authorize, s.handleAuthorize)
-	e.GET(p.login, s.handleChooser)
-	e.GET(p.login+"/:connector", s.handleLogin)
-	e.POST(p.login+"/:connector", s.handlePasswordLogin)
-	e.GET(p.callback+"/:connector", s.handleCallback)
-	e.POST(p.callback+"/:connector", s.handleCallback)
-	e.GET(p.saml+"/:connector/metadata", s.handleMetadata)
-	e.POST(p.token, s.handleToken)
-	e.GET(p.userinfo, s.handleUserinfo)
-	e.POST(p.userinfo, s.handleUserinfo)
-	e.POST(p.revoke, s.handleRevoke)
-	e.POST(p.introspect, s.handleIntrospect)
-	e.GET(p.logout, s.handleLogout)
-	e.POST(p.logout, s.handleLogout)
-	e.GET(p.healthz, s.handleHealthz)
-	e.GET(p.readyz, s.handleReadyz)
-	staticFS := http.FileServer(http.FS(templates.Static()))
-	e.GET(p.static+"/*", echo.WrapHandler(http.StripPrefix(p.static, staticFS)))
-	return e
-}
-
-// securityHeaders sets the headers every response carries.
-func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'; base-uri 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Content-Type-Options", "nosniff")
-		return next(c)
-	}
-}
-
-// recoverMiddleware turns a panic into a logged server_error, never a stack
-// trace on the wire.
-func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler {
-					panic(r)
-				}
-				err = fmt.Errorf("panic: %v", r)
-			}
-		}()
-		return next(c)
-	}
-}
-
-// ipExtractor takes the client address from the connection unless trusted
-// proxies are configured; X-Forwarded-* never changes the issuer or any
-// endpoint URL.
-func ipExtractor(trusted []string) echo.IPExtractor {
-	if len(trusted) == 0 {
-		return echo.ExtractIPDirect()
-	}
-	var opts []echo.TrustOption
-	opts = append(opts, echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false))
-	for _, t := range trusted {
-		if _, n, err := net.ParseCIDR(t); err == nil {
-			opts = append(opts, echo.TrustIPRange(n))
-		} else if ip := net.ParseIP(t); ip != nil {
-			bits := 32
-			if ip.To4() == nil {
-				bits = 128
-			}
-			opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}))
-		}
-	}
-	return echo.ExtractIPFromXFFHeader(opts...)
-}
-
-func (s *Server) handleHealthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *Server) handleReadyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readiness: storage", "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "storage unavailable"})
-	}
-	if !s.keys.Ready() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "signing keys not loaded"})
-	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
-}
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// wireConnector hands a connector the broker services it asks for through
-// optional interfaces (a replay cache for SAML assertions).
-func (s *Server) wireConnector(impl any) {
-	if rc, ok := impl.(interface{ SetReplayCache(replayCache) }); ok {
-		rc.SetReplayCache(s.store)
-	}
-}
-
-// replayCache is what connectors that must accept a message once need.
-type replayCache = interface {
-	MarkSeen(ctx context.Context, namespace, id string, until time.Time) (bool, error)
+// AdminHandler returns the admin API (JSON; see docs/admin.md). It runs on
+// its own listener, loopback by default.
+func (s *Server) AdminHandler(opts AdminOptions) http.Handler {
+	return admin.Handler(admin.Deps{
+		Store: s.store, Keys: s.keys, Health: s.health, Audit: s.audit, Logger: s.log,
+		Runtime: s.rt.Load, Recover: recoverPanics,
+	}, opts)
 }

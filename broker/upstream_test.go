@@ -19,6 +19,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/connectors/testidp"
 	"github.com/fedbroker/fedbroker/mapping"
 )
@@ -150,7 +151,7 @@ func TestUpstreamOIDCHappyPathAndRefresh(t *testing.T) {
 	// the connector timeout, and the family survives.
 	idp.SetDelay(slowDelay)
 	start := time.Now()
-	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusServiceUnavailable, errTemporarilyUnavailable)
+	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusServiceUnavailable, oauth.ErrTemporarilyUnavailable)
 	if d := time.Since(start); d >= slowDelay-200*time.Millisecond {
 		t.Errorf("refresh against a slow upstream took %v, want it bounded by the connector timeout", d)
 	}
@@ -163,11 +164,11 @@ func TestUpstreamOIDCHappyPathAndRefresh(t *testing.T) {
 	// Disabled upstream: invalid_grant, and the family is gone even once
 	// the user is enabled again.
 	idp.DisableUser(corpUser.Subject)
-	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
+	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, oauth.ErrInvalidGrant)
 	h.wantAudit(t, "refresh_upstream_refused", "corp", map[string]string{"client_id": "app"})
 	idp.SetUser(corpUser)
-	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
-	wantOAuthError(t, h.refresh(tr.RefreshToken, "app"), http.StatusBadRequest, errInvalidGrant)
+	wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, oauth.ErrInvalidGrant)
+	wantOAuthError(t, h.refresh(tr.RefreshToken, "app"), http.StatusBadRequest, oauth.ErrInvalidGrant)
 }
 
 // TestUpstreamOIDCFailures checks each upstream failure becomes an error

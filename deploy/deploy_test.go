@@ -32,6 +32,8 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker"
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/connectors/workload"
 )
 
 // env supplies plausible values for every ${VAR} the deploy configurations
@@ -157,10 +159,15 @@ func loadConfig(t *testing.T, e *env, name string, data []byte) (*config.Config,
 	// Static workload keys are read only when the issuer is opened:
 	// check the files here.
 	for _, w := range cfg.Workloads {
-		if w.Config.JWKSFile == "" {
+		var wc workload.Config
+		if ps := w.Decode(&wc); len(ps) > 0 {
+			t.Errorf("%s: workload %s: %v", name, w.ID, ps)
 			continue
 		}
-		b, err := os.ReadFile(w.Config.JWKSFile)
+		if wc.JWKSFile == "" {
+			continue
+		}
+		b, err := os.ReadFile(wc.JWKSFile)
 		if err != nil {
 			t.Errorf("%s: workload %s: %v", name, w.ID, err)
 			continue
@@ -170,7 +177,7 @@ func loadConfig(t *testing.T, e *env, name string, data []byte) (*config.Config,
 			t.Errorf("%s: workload %s: jwks_file is not a JWKS with keys: %v", name, w.ID, err)
 		}
 		for _, k := range set.Keys {
-			if !k.Valid() || !k.IsPublic() || k.KeyID == "" || !slices.Contains(w.Config.Algorithms, k.Algorithm) {
+			if !k.Valid() || !k.IsPublic() || k.KeyID == "" || !slices.Contains(wc.Algorithms, k.Algorithm) {
 				t.Errorf("%s: workload %s: key %q must be a valid public key with a kid and an allowed alg", name, w.ID, k.KeyID)
 			}
 		}
@@ -307,13 +314,13 @@ func TestEnterpriseLinking(t *testing.T) {
 	if len(cfg.Links.Groups) != 1 || !slices.Equal(cfg.Links.Groups[0], []string{"google", "entra"}) {
 		t.Fatalf("links.groups = %v, want [[google entra]]", cfg.Links.Groups)
 	}
-	run := func(connector string, claims map[string]any) broker.MappingReport {
+	run := func(connector string, claims map[string]any) runtime.MappingReport {
 		t.Helper()
-		m, typ, err := broker.CompileMapping(cfg, connector)
+		m, typ, err := runtime.CompileMapping(cfg, connector)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return broker.RunMapping(context.Background(), m, typ, broker.MappingInput{Connector: connector, Claims: claims}, false)
+		return runtime.RunMapping(context.Background(), m, typ, runtime.MappingInput{Connector: connector, Claims: claims}, false)
 	}
 	const tid = "9188040d-6c67-4c5b-b112-36a304b66dad"
 	tests := []struct {

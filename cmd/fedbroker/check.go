@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,10 +27,7 @@ func newCheckCmd() *cobra.Command {
 				return errors.New("check: give the configuration file as an argument or with --config")
 			}
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			cfg, err := config.Load(cfgPath)
-			if err == nil {
-				err = broker.Check(cmd.Context(), cfg, broker.Options{}, offline)
-			}
+			cfg, err := checkConfig(cmd.Context(), cfgPath, offline)
 			if err != nil {
 				printProblems(errOut, cfgPath, err)
 				return exitCode(1)
@@ -71,4 +69,30 @@ func printProblems(w io.Writer, path string, err error) {
 		return
 	}
 	fmt.Fprintf(w, "%s: %v\n", path, err)
+}
+
+// checkConfig reports every problem of the file at path in one pass: the
+// file's own (config.Inspect), then what compiling it finds (connector and
+// workload blocks, mappings, client keys), leaving out a problem at or
+// below a path already reported. A file with problems is compiled offline:
+// nothing is fetched for a configuration that cannot be served anyway.
+func checkConfig(ctx context.Context, path string, offline bool) (*config.Config, error) {
+	cfg, err := config.Inspect(path)
+	var ps config.Errors
+	if err != nil && !errors.As(err, &ps) || cfg == nil {
+		return nil, err
+	}
+	cerr := broker.Check(ctx, cfg, broker.Options{}, offline || len(ps) > 0)
+	var more config.Errors
+	switch {
+	case cerr == nil:
+	case errors.As(cerr, &more):
+		ps = ps.Merge(more)
+	default:
+		ps = append(ps, config.Problem{Message: cerr.Error()})
+	}
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return cfg, nil
 }

@@ -98,6 +98,22 @@ clients:
   - id: app
     redirect_uris: ["http://127.0.0.1:5555/callback"]
 `, nil, 1, []string{"7 problem(s):", "  issuer: ", "  storage.type: ", "  admin.token: ", "  connectors[0].type: ", "  connectors[1].mapping: ", "  connectors[1].config.users[0].password_hash: ", "  clients[0]"}},
+		{"block problems", `
+issuer: http://127.0.0.1:5556
+connectors:
+  - id: local
+    type: nosuchtype
+  - id: local2
+    type: local
+    config:
+      users:
+        - username: alice
+          password_hash: plaintext
+          pasword: x
+workloads:
+  - id: gh
+    config: {audiences: [x]}
+`, []string{"--offline"}, 1, []string{"4 problem(s):", "  connectors[0].type: unknown connector type \"nosuchtype\" (known: azuread, google, local, oidc, saml)", "  connectors[1].config.users[0].pasword: line 12: unknown key", "  connectors[1].config.users[0].password_hash: not a bcrypt hash", "  workloads[0].config.issuer: required"}},
 		{"not YAML", "issuer: [unclosed\n", nil, 1, []string{"bad.yaml"}},
 		{"unknown key", goodConfig + "tokenz: {}\n", nil, 1, []string{"tokenz"}},
 	}

@@ -7,14 +7,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
-	"github.com/fedbroker/fedbroker/broker"
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/runtime"
 )
 
 func newMappingCmd() *cobra.Command {
@@ -91,34 +93,34 @@ DIR/NAME.golden (the expected report) and exits 1 on any difference; with
 	return cmd
 }
 
-func evaluate(cmd *cobra.Command, cfg *config.Config, in broker.MappingInput, explain bool) (broker.MappingReport, error) {
-	compile := broker.CompileMapping
+func evaluate(cmd *cobra.Command, cfg *config.Config, in runtime.MappingInput, explain bool) (runtime.MappingReport, error) {
+	compile := runtime.CompileMapping
 	if in.Workload {
-		compile = broker.CompileWorkloadMapping
+		compile = runtime.CompileWorkloadMapping
 	}
 	m, typ, err := compile(cfg, in.Connector)
 	if err != nil {
 		var problems config.Errors
 		if errors.As(err, &problems) {
 			printProblems(cmd.ErrOrStderr(), "mapping", err)
-			return broker.MappingReport{}, exitCode(1)
+			return runtime.MappingReport{}, exitCode(1)
 		}
-		return broker.MappingReport{}, err
+		return runtime.MappingReport{}, err
 	}
-	return broker.RunMapping(cmd.Context(), m, typ, in, explain), nil
+	return runtime.RunMapping(cmd.Context(), m, typ, in, explain), nil
 }
 
 // readSample reads either bare claims or a full MappingInput.
-func readSample(path string) (broker.MappingInput, error) {
+func readSample(path string) (runtime.MappingInput, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return broker.MappingInput{}, err
+		return runtime.MappingInput{}, err
 	}
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return broker.MappingInput{}, fmt.Errorf("%s: not a JSON object: %w", path, err)
+		return runtime.MappingInput{}, fmt.Errorf("%s: not a JSON object: %w", path, err)
 	}
-	var in broker.MappingInput
+	var in runtime.MappingInput
 	if _, ok := probe["claims"]; ok {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
@@ -186,12 +188,100 @@ func runGolden(cmd *cobra.Command, cfg *config.Config, dir string, update bool) 
 	return nil
 }
 
-// jsonDiff compares two JSON documents by value.
+// jsonDiff compares two JSON documents by value (key order and layout do
+// not matter) and returns one entry per differing claim, with its path, the
+// expected value (-) and the actual one (+); "" when they are equal.
 func jsonDiff(want, got []byte) string {
 	var w, g any
 	if err := json.Unmarshal(want, &w); err != nil {
 		return "expected output is not JSON: " + err.Error()
 	}
-	_ = json.Unmarshal(got, &g)
-	return cmp.Diff(w, g)
+	if err := json.Unmarshal(got, &g); err != nil {
+		return "actual output is not JSON: " + err.Error()
+	}
+	if reflect.DeepEqual(w, g) {
+		return ""
+	}
+	var b strings.Builder
+	diffValues(&b, "", w, g, true, true)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// diffValues writes the differences between want and got at path to b.
+// hasWant and hasGot are false when the key or element is absent on that
+// side.
+func diffValues(b *strings.Builder, path string, want, got any, hasWant, hasGot bool) {
+	if hasWant && hasGot {
+		switch w := want.(type) {
+		case map[string]any:
+			if g, ok := got.(map[string]any); ok {
+				keys := make([]string, 0, len(w)+len(g))
+				for k := range w {
+					keys = append(keys, k)
+				}
+				for k := range g {
+					if _, ok := w[k]; !ok {
+						keys = append(keys, k)
+					}
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					wv, inW := w[k]
+					gv, inG := g[k]
+					diffValues(b, keyPath(path, k), wv, gv, inW, inG)
+				}
+				return
+			}
+		case []any:
+			if g, ok := got.([]any); ok {
+				for i := 0; i < max(len(w), len(g)); i++ {
+					var wv, gv any
+					if i < len(w) {
+						wv = w[i]
+					}
+					if i < len(g) {
+						gv = g[i]
+					}
+					diffValues(b, path+"["+strconv.Itoa(i)+"]", wv, gv, i < len(w), i < len(g))
+				}
+				return
+			}
+		}
+		if reflect.DeepEqual(want, got) {
+			return
+		}
+	}
+	if path == "" {
+		path = "(whole document)"
+	}
+	fmt.Fprintf(b, "  %s:\n", path)
+	fmt.Fprintf(b, "  - %s\n", jsonValue(want, hasWant))
+	fmt.Fprintf(b, "  + %s\n", jsonValue(got, hasGot))
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+
+// keyPath appends the object key k to path: .name, or ["odd key"].
+func keyPath(path, k string) string {
+	if plainKey.MatchString(k) {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	return path + "[" + strconv.Quote(k) + "]"
+}
+
+// jsonValue renders v as compact JSON, or (absent).
+func jsonValue(v any, present bool) string {
+	if !present {
+		return "(absent)"
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprintf("%v", v)
+	}
+	return strings.TrimSuffix(buf.String(), "\n")
 }

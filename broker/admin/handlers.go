@@ -1,0 +1,161 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fedbroker/fedbroker/broker/observe"
+	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/connectors"
+)
+
+// ConnectorStatus is one connector as GET /admin/connectors reports it.
+type ConnectorStatus struct {
+	ID        string               `json:"id"`
+	Type      string               `json:"type"`
+	Name      string               `json:"name"`
+	Health    observe.HealthRecord `json:"health"`
+	Reachable *bool                `json:"reachable,omitempty"`
+	Problem   string               `json:"problem,omitempty"`
+}
+
+// Connectors reports every connector with its recent health and, for those
+// that can probe their upstream (or were not reachable when loaded),
+// whether the upstream answers now.
+func Connectors(ctx context.Context, rt *runtime.Runtime, health *observe.Health) []ConnectorStatus {
+	conns := rt.Connectors()
+	out := make([]ConnectorStatus, len(conns))
+	var wg sync.WaitGroup
+	for i, conn := range conns {
+		out[i] = ConnectorStatus{ID: conn.ID, Type: conn.Type, Name: conn.Name, Health: health.Get(conn.ID)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			impl, err := conn.Open(ctx)
+			if err == nil {
+				hc, ok := impl.(connectors.HealthChecker)
+				if !ok {
+					return
+				}
+				err = hc.CheckHealth(ctx)
+			}
+			reachable := err == nil
+			out[i].Reachable = &reachable
+			if err != nil {
+				out[i].Problem = err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (a *api) handleConnectors(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"connectors": Connectors(c.Request().Context(), a.deps.Runtime(), a.deps.Health)})
+}
+
+func (a *api) handleMappingTest(c echo.Context) error {
+	var in runtime.MappingInput
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
+	if err := dec.Decode(&in); err != nil {
+		return &apiError{http.StatusBadRequest, "body must be JSON: {\"connector\": ID, \"claims\": {...}}"}
+	}
+	rt := a.deps.Runtime()
+	explain := c.QueryParam("explain") == "true"
+	var rep runtime.MappingReport
+	if in.Workload {
+		w, ok := rt.Workload(in.Connector)
+		if !ok {
+			return &apiError{http.StatusNotFound, "no workload issuer " + in.Connector}
+		}
+		rep = runtime.RunMapping(c.Request().Context(), w.Mapping, "workload", in, explain)
+	} else {
+		conn, ok := rt.Connector(in.Connector)
+		if !ok {
+			return &apiError{http.StatusNotFound, "no connector " + in.Connector}
+		}
+		rep = runtime.RunMapping(c.Request().Context(), conn.Mapping, conn.Type, in, explain)
+	}
+	a.deps.Audit.Event("admin_mapping_test", "connector", in.Connector, "decision", rep.Decision)
+	return c.JSON(http.StatusOK, rep)
+}
+
+func (a *api) handleReload(c echo.Context) error {
+	if a.opts.Reload == nil {
+		return &apiError{http.StatusNotImplemented, "reload is not available"}
+	}
+	if err := a.opts.Reload(c.Request().Context()); err != nil {
+		a.deps.Audit.Event("admin_reload", "outcome", "refused")
+		return c.JSON(http.StatusUnprocessableEntity, map[string]any{"error": "configuration refused; the previous one keeps serving", "problems": strings.Split(err.Error(), "\n")})
+	}
+	a.deps.Audit.Event("admin_reload", "outcome", "applied")
+	return c.JSON(http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+func (a *api) handleRotate(c echo.Context) error {
+	if err := a.deps.Keys.RotateNow(c.Request().Context()); err != nil {
+		return err
+	}
+	a.deps.Audit.Event("admin_rotate_keys")
+	return c.JSON(http.StatusOK, map[string]string{"status": "rotated"})
+}
+
+func (a *api) handleRevokeSubject(c echo.Context) error {
+	sub, err := url.PathUnescape(c.Param("sub"))
+	if err != nil || sub == "" {
+		return &apiError{http.StatusBadRequest, "malformed subject"}
+	}
+	fams, sess, err := a.deps.Store.RevokeSubject(c.Request().Context(), sub)
+	if err != nil {
+		return err
+	}
+	a.deps.Audit.Event("admin_revoke_subject", "sub", sub, "families", fams, "sessions", sess)
+	return c.JSON(http.StatusOK, map[string]any{"sub": sub, "refresh_families_revoked": fams, "sessions_ended": sess})
+}
+
+func (a *api) handleLinks(c echo.Context) error {
+	links, err := a.deps.Store.ListLinks(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if sub := c.QueryParam("sub"); sub != "" {
+		kept := links[:0]
+		for _, l := range links {
+			if l.Subject == sub {
+				kept = append(kept, l)
+			}
+		}
+		links = kept
+	}
+	if links == nil {
+		links = []storage.Link{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"links": links})
+}
+
+func (a *api) handleUnlink(c echo.Context) error {
+	key, err := url.PathUnescape(c.Param("key"))
+	if err != nil {
+		return &apiError{http.StatusBadRequest, "malformed link key"}
+	}
+	err = a.deps.Store.DeleteLink(c.Request().Context(), key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return &apiError{http.StatusNotFound, "no link with that key"}
+	}
+	if err != nil {
+		return err
+	}
+	a.deps.Audit.Event("admin_unlink", "key", key)
+	return c.NoContent(http.StatusNoContent)
+}

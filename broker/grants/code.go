@@ -1,0 +1,94 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/tokens"
+)
+
+// Code redeems an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.6). A
+// code is redeemed once; a replayed code revokes the refresh family that
+// its first redemption started.
+func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (*tokens.Response, error) {
+	if req.Code == "" || len(req.Code) > 128 {
+		return nil, oauth.InvalidRequest("code is required")
+	}
+	ac, err := g.store.ConsumeCode(ctx, req.Code)
+	switch {
+	case errors.Is(err, storage.ErrAlreadyUsed):
+		if rerr := g.store.RevokeFamily(ctx, ac.FamilyID, g.now().Add(rt.Tokens.RefreshAbsolute)); rerr != nil {
+			g.log.Error("revoke family of replayed code", "client_id", cl.ID, "err", rerr)
+			return nil, rerr
+		}
+		g.audit.Event("code_replayed", "client_id", cl.ID, "code_client_id", ac.ClientID, "sub", ac.Grant.Subject)
+		return nil, oauth.InvalidGrant("the code was already used; tokens issued from it are revoked")
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, oauth.InvalidGrant("the code is invalid or expired")
+	case err != nil:
+		return nil, err
+	}
+	now := g.now()
+	if !ac.Expiry.After(now) {
+		return nil, oauth.InvalidGrant("the code is invalid or expired")
+	}
+	if ac.ClientID != cl.ID {
+		g.audit.Event("code_wrong_client", "client_id", cl.ID, "code_client_id", ac.ClientID)
+		return nil, oauth.InvalidGrant("the code was issued to another client")
+	}
+	if req.RedirectURI != ac.RedirectURI {
+		return nil, oauth.InvalidGrant("redirect_uri does not match the authorization request")
+	}
+	switch v := req.CodeVerifier; {
+	case ac.CodeChallenge == "" && v != "":
+		return nil, oauth.InvalidGrant("code_verifier sent but no code_challenge was")
+	case ac.CodeChallenge != "":
+		if v == "" {
+			return nil, oauth.InvalidGrant("code_verifier is required")
+		}
+		if !oauth.ValidVerifier(v) {
+			return nil, oauth.InvalidGrant("code_verifier is malformed")
+		}
+		if !oauth.VerifierMatches(v, ac.CodeChallenge) {
+			return nil, oauth.InvalidGrant("code_verifier does not match code_challenge")
+		}
+	}
+	if _, ok := rt.Connector(ac.Grant.ConnectorID); !ok {
+		return nil, oauth.InvalidGrant("the sign-in method of this code was removed")
+	}
+	resp, err := g.tokens.Issue(cl, ac.Grant, now)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(ac.Grant.Scopes, "offline_access") && cl.AllowsGrant(config.GrantRefreshToken) {
+		token := ac.FamilyID + "." + oauth.RandomToken(32)
+		fam := storage.RefreshFamily{
+			ID:             ac.FamilyID,
+			Grant:          ac.Grant,
+			CreatedAt:      now,
+			LastUsed:       now,
+			IdleExpiry:     earliest(now.Add(rt.Tokens.RefreshIdle), now.Add(rt.Tokens.RefreshAbsolute)),
+			AbsoluteExpiry: now.Add(rt.Tokens.RefreshAbsolute),
+		}
+		switch err := g.store.CreateRefresh(ctx, fam, token); {
+		case errors.Is(err, storage.ErrNotFound):
+			// A replay of this code raced this redemption and revoked the
+			// family first: this (first) redemption still answers, but
+			// without a refresh token.
+			g.audit.Event("refresh_not_issued", "client_id", cl.ID, "sub", ac.Grant.Subject, "reason", "code replayed during redemption")
+		case errors.Is(err, storage.ErrAlreadyExists):
+			return nil, oauth.InvalidGrant("the code was already used")
+		case err != nil:
+			return nil, err
+		default:
+			resp.RefreshToken = token
+		}
+	}
+	g.audit.Event("token", "grant_type", config.GrantAuthorizationCode, "client_id", cl.ID, "sub", ac.Grant.Subject, "connector", ac.Grant.ConnectorID)
+	return resp, nil
+}

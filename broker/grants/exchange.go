@@ -1,0 +1,224 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/tokens"
+	"github.com/fedbroker/fedbroker/connectors/workload"
+	"github.com/fedbroker/fedbroker/jwa"
+	"github.com/fedbroker/fedbroker/mapping"
+)
+
+const (
+	// maxActNesting bounds delegation chains (`act` inside `act`).
+	maxActNesting = 5
+	// maxSubjectTokenBytes caps a subject token.
+	maxSubjectTokenBytes = 16 << 10
+)
+
+// exchangeError is RFC 8693 §2.2.2: an unacceptable subject token is
+// invalid_request.
+func exchangeError(format string, args ...any) *oauth.Error {
+	return oauth.InvalidRequest(format, args...)
+}
+
+// Exchange is RFC 8693 token exchange: a workload's token from a trusted
+// issuer, or one of the broker's own access tokens (delegation, with
+// `act`), becomes an internal access token (or, where the client may, an ID
+// token).
+func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (*tokens.Response, error) {
+	if cl.Public {
+		return nil, oauth.UnauthorizedClient("token exchange needs an authenticated client")
+	}
+	if req.SubjectToken == "" || req.SubjectTokenType == "" {
+		return nil, oauth.InvalidRequest("subject_token and subject_token_type are required")
+	}
+	if req.ActorToken != "" {
+		return nil, oauth.InvalidRequest("actor_token is not supported")
+	}
+	switch req.SubjectTokenType {
+	case oauth.TokenTypeJWT, oauth.TokenTypeIDToken, oauth.TokenTypeAccessToken:
+	default:
+		return nil, oauth.InvalidRequest("subject_token_type %q is not supported", req.SubjectTokenType)
+	}
+	requested := req.RequestedTokenType
+	switch requested {
+	case "", oauth.TokenTypeAccessToken:
+		requested = oauth.TokenTypeAccessToken
+	case oauth.TokenTypeIDToken:
+		if !cl.AllowIDTokenExchange {
+			return nil, oauth.InvalidRequest("this client may not request ID tokens by token exchange")
+		}
+	default:
+		return nil, oauth.InvalidRequest("requested_token_type %q is not supported", requested)
+	}
+	aud, err := audiences(req, cl)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range req.Scope {
+		if !cl.AllowsScope(sc) || sc == "offline_access" {
+			return nil, oauth.InvalidScope("scope %q is not allowed for this client", sc)
+		}
+	}
+	if len(req.SubjectToken) > maxSubjectTokenBytes {
+		return nil, exchangeError("subject_token is too large")
+	}
+	parsed, err := jwt.ParseSigned(req.SubjectToken, jwa.Asymmetric())
+	if err != nil {
+		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
+	}
+	var unverified jwt.Claims
+	if err := parsed.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+		return nil, exchangeError("subject_token claims are malformed")
+	}
+	now := g.now()
+	var grant storage.Grant
+	if unverified.Issuer == g.tokens.Issuer() {
+		grant, err = g.delegate(ctx, cl, req.SubjectToken, req.SubjectTokenType, req.Scope)
+	} else {
+		grant, err = g.fromWorkload(ctx, rt, cl, unverified.Issuer, req.SubjectToken, req.Scope)
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokens.Response{TokenType: "Bearer", Scope: strings.Join(grant.Scopes, " "), IssuedTokenType: requested}
+	if requested == oauth.TokenTypeIDToken {
+		grant.Scopes = append(grant.Scopes, "openid")
+		if resp.AccessToken, err = g.tokens.IDToken(cl, grant, "", now); err != nil {
+			return nil, err
+		}
+		resp.TokenType = "N_A"
+		resp.ExpiresIn = int64(cl.IDTokenTTL.Seconds())
+	} else {
+		at, exp, err := g.tokens.AccessToken(cl, grant, aud, now)
+		if err != nil {
+			return nil, err
+		}
+		resp.AccessToken, resp.ExpiresIn = at, int64(exp.Sub(now).Seconds())
+	}
+	g.audit.Event("token_exchange", "client_id", cl.ID, "sub", grant.Subject, "source", grant.ConnectorID, "audience", strings.Join(aud, " "), "requested", requested)
+	return resp, nil
+}
+
+// workloadRefusal is what the client is told about an unacceptable
+// workload token: a fixed description per reason, never the verifier's
+// own error text (which may name internal hosts or keys).
+func workloadRefusal(err error) string {
+	switch {
+	case errors.Is(err, workload.ErrAudience):
+		return "the subject token's audience is not accepted"
+	case errors.Is(err, workload.ErrLifetime):
+		return "the subject token lives longer than allowed"
+	case errors.Is(err, workload.ErrMissingJTI):
+		return "the subject token has no jti"
+	case errors.Is(err, workload.ErrMissingClaim):
+		return "the subject token lacks the subject claim"
+	default:
+		return "the subject token is not validly signed by its issuer, or has expired"
+	}
+}
+
+// fromWorkload verifies a token from a trusted workload issuer the client
+// is allowed to exchange, and maps it.
+func (g *Grants) fromWorkload(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, iss, token string, scopes []string) (storage.Grant, error) {
+	var w *runtime.Workload
+	for _, id := range cl.Workloads {
+		if cand, ok := rt.Workload(id); ok && cand.Issuer == iss {
+			w = cand
+			break
+		}
+	}
+	if w == nil {
+		g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "reason", "issuer not trusted for this client")
+		return storage.Grant{}, exchangeError("the subject token's issuer is not trusted for this client")
+	}
+	v, err := w.Open(ctx)
+	if err != nil {
+		g.log.Warn("workload issuer unavailable", "workload", w.ID, "err", err)
+		return storage.Grant{}, unavailable()
+	}
+	id, err := v.VerifyToken(ctx, token)
+	if err != nil {
+		g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "workload", w.ID, "reason", err.Error())
+		return storage.Grant{}, exchangeError("%s", workloadRefusal(err))
+	}
+	if v.OneTimeJTI() {
+		jti, _ := id.Claims["jti"].(string)
+		exp, _ := id.Claims["exp"].(float64)
+		fresh, err := g.store.MarkSeen(ctx, "jti:"+w.ID, jti, time.Unix(int64(exp), 0).Add(time.Minute))
+		if err != nil {
+			return storage.Grant{}, err
+		}
+		if !fresh {
+			g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "workload", w.ID, "reason", "jti replayed")
+			return storage.Grant{}, exchangeError("the subject token was already used")
+		}
+	}
+	res, err := w.Mapping.Evaluate(ctx, mapping.Input{ConnectorID: w.ID, ConnectorType: "workload", UpstreamSubject: id.Subject, Claims: id.Claims})
+	var rej *mapping.Rejection
+	switch {
+	case errors.As(err, &rej):
+		g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "workload", w.ID, "upstream_sub", id.Subject, "rule", rej.Rule, "message", rej.Message)
+		return storage.Grant{}, exchangeError("refused by policy: %s", rej.Message)
+	case err != nil:
+		g.log.Warn("workload mapping failed", "workload", w.ID, "err", err)
+		return storage.Grant{}, exchangeError("refused by policy")
+	}
+	return storage.Grant{ClientID: cl.ID, Subject: res.Subject, Scopes: scopes, ConnectorID: w.ID, UpstreamSubject: id.Subject,
+		IDTokenClaims: res.IDToken, AccessTokenClaims: res.AccessToken}, nil
+}
+
+// delegate exchanges one of the broker's own access tokens for another
+// audience; the new token names the requesting client as actor (`act`),
+// nested under any earlier actors, up to maxActNesting deep. Scopes never
+// widen.
+func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, token, typ string, scopes []string) (storage.Grant, error) {
+	if typ != oauth.TokenTypeAccessToken && typ != oauth.TokenTypeJWT {
+		return storage.Grant{}, exchangeError("our own tokens are exchanged as access tokens")
+	}
+	at, err := g.tokens.CheckAccessToken(ctx, token)
+	if err != nil {
+		if !errors.Is(err, tokens.ErrInvalid) {
+			return storage.Grant{}, err
+		}
+		return storage.Grant{}, exchangeError("the subject token is not a valid access token of this issuer")
+	}
+	if len(scopes) == 0 {
+		scopes = slices.DeleteFunc(slices.Clone(at.Scopes), func(sc string) bool { return !cl.AllowsScope(sc) || sc == "offline_access" })
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(at.Scopes, sc) {
+			return storage.Grant{}, oauth.InvalidScope("scope %q is not in the subject token", sc)
+		}
+	}
+	act := map[string]any{"sub": cl.ID}
+	depth := 1
+	if prev, ok := at.Raw["act"].(map[string]any); ok {
+		for p := prev; p != nil; depth++ {
+			next, _ := p["act"].(map[string]any)
+			p = next
+		}
+		if depth > maxActNesting {
+			return storage.Grant{}, exchangeError("delegation is nested too deep")
+		}
+		act["act"] = prev
+	}
+	claims := make(map[string]any)
+	for k, v := range at.Raw {
+		if !mapping.IsReservedClaim(k) {
+			claims[k] = v
+		}
+	}
+	claims["act"] = act
+	return storage.Grant{ClientID: cl.ID, Subject: at.Subject, Scopes: scopes, ConnectorID: "delegation", AccessTokenClaims: claims}, nil
+}

@@ -1,0 +1,60 @@
+package grants
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fedbroker/fedbroker/broker/clientauth"
+	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/broker/runtime"
+)
+
+// maxTokenRequestBytes caps a token request's body.
+const maxTokenRequestBytes = 64 << 10
+
+// Endpoint is the token endpoint's HTTP face.
+type Endpoint struct {
+	Grants  *Grants
+	Clients *clientauth.Authenticator
+	// Runtime returns the configuration currently served.
+	Runtime func() *runtime.Runtime
+	// Issued is called with the grant type of every token response.
+	Issued func(grantType string)
+}
+
+// HandleToken serves POST /token (RFC 6749 §3.2).
+func (e *Endpoint) HandleToken(c echo.Context) error {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxTokenRequestBytes)
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		return oauth.InvalidRequest("the body must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		return oauth.InvalidRequest("the body could not be parsed")
+	}
+	if len(r.URL.Query()) > 0 {
+		return oauth.InvalidRequest("parameters must be sent in the body, not the query")
+	}
+	req, err := ParseRequest(r.PostForm)
+	if err != nil {
+		return err
+	}
+	rt := e.Runtime()
+	cl, err := e.Clients.Authenticate(r.Context(), rt, clientauth.FromRequest(r, c.RealIP()))
+	if err != nil {
+		return err
+	}
+	resp, err := e.Grants.Token(r.Context(), rt, cl, req)
+	if err != nil {
+		return err
+	}
+	if e.Issued != nil {
+		e.Issued(req.GrantType)
+	}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	return c.JSON(http.StatusOK, resp)
+}

@@ -1,0 +1,173 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/templates"
+)
+
+// routes is the broker's route table.
+func (s *Server) routes(cfg *config.Config) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = ipExtractor(cfg.HTTP.TrustedProxies)
+	e.Use(recoverPanics, securityHeaders, s.observeLatency)
+
+	p, f := s.paths, s.flow
+	e.GET(p.discovery, s.handleDiscovery)
+	e.GET(p.jwks, s.handleJWKS)
+	e.GET(p.authorize, f.HandleAuthorize)
+	e.POST(p.authorize, f.HandleAuthorize)
+	e.GET(p.login, f.HandleChooser)
+	e.GET(p.login+"/:connector", f.HandleLogin)
+	e.POST(p.login+"/:connector", f.HandlePasswordLogin)
+	e.GET(p.callback+"/:connector", f.HandleCallback)
+	e.POST(p.callback+"/:connector", f.HandleCallback)
+	e.GET(p.saml+"/:connector/metadata", f.HandleMetadata)
+	e.GET(p.logout, f.HandleLogout)
+	e.POST(p.logout, f.HandleLogout)
+	e.POST(p.token, s.token.HandleToken)
+	e.GET(p.userinfo, s.handleUserinfo)
+	e.POST(p.userinfo, s.handleUserinfo)
+	e.POST(p.revoke, s.handleRevoke)
+	e.POST(p.introspect, s.handleIntrospect)
+	e.GET(p.healthz, s.handleHealthz)
+	e.GET(p.readyz, s.handleReadyz)
+	staticFS := http.FileServer(http.FS(templates.Static()))
+	e.GET(p.static+"/*", echo.WrapHandler(http.StripPrefix(p.static, staticFS)))
+	return e
+}
+
+// handleError is echo's HTTPErrorHandler: every error a handler returns
+// is written by the one oauth.Writer. echo's own errors (no route, wrong
+// method) become the matching protocol error or page.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg := http.StatusText(he.Code)
+		if s.machine(c) {
+			code := oauth.ErrInvalidRequest
+			if he.Code >= 500 {
+				code = oauth.ErrServerError
+			}
+			err = oauth.NewError(he.Code, code, "%s", strings.ToLower(msg))
+		} else {
+			err = &oauth.PageError{Status: he.Code, Heading: msg, Message: "The page you asked for does not exist or does not accept this request.", Code: fmt.Sprint(he.Code)}
+		}
+	}
+	if s.pages.Write(c.Response(), c.Request(), err, s.machine(c)) {
+		s.metrics.StorageError()
+	}
+}
+
+// machine reports whether the endpoint answers machines (token,
+// introspection, revocation, userinfo, JWKS, discovery) rather than people.
+func (s *Server) machine(c echo.Context) bool {
+	switch c.Request().URL.Path {
+	case s.paths.token, s.paths.revoke, s.paths.userinfo, s.paths.introspect, s.paths.jwks, s.paths.discovery:
+		return true
+	}
+	return false
+}
+
+// securityHeaders sets the headers every response carries.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// recoverPanics turns a panic into a logged server_error, never a stack
+// trace on the wire.
+func recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// observeLatency records request latency by route pattern.
+func (s *Server) observeLatency(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			status = he.Code
+		}
+		s.metrics.Request(route, status, time.Since(start))
+		return err
+	}
+}
+
+// ipExtractor takes the client address from the connection unless trusted
+// proxies are configured; X-Forwarded-* never changes the issuer or any
+// endpoint URL.
+func ipExtractor(trusted []string) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	var opts []echo.TrustOption
+	opts = append(opts, echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false))
+	for _, t := range trusted {
+		if _, n, err := net.ParseCIDR(t); err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		} else if ip := net.ParseIP(t); ip != nil {
+			bits := 32
+			if ip.To4() == nil {
+				bits = 128
+			}
+			opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+func (s *Server) handleHealthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness: storage", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "storage unavailable"})
+	}
+	if !s.keys.Ready() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "signing keys not loaded"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,169 @@
+package runtime
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/connectors"
+)
+
+func TestMatchRedirect(t *testing.T) {
+	cl := &Client{redirects: toSet([]string{"http://127.0.0.1:9999/cb", "https://app.example/cb", "http://localhost/cb"})}
+	for uri, want := range map[string]bool{
+		"https://app.example/cb":            true,
+		"http://127.0.0.1:9999/cb":          true,
+		"http://127.0.0.1:41234/cb":         true, // any port on loopback (RFC 8252 §7.3)
+		"http://localhost:5000/cb":          true,
+		"https://app.example/cb/":           false,
+		"https://app.example:444/cb":        false,
+		"http://127.0.0.1:9999/other":       false,
+		"http://127.0.0.1:9999/cb#frag":     false,
+		"http://user@127.0.0.1:9999/cb":     false,
+		"http://127.0.0.1.evil.example/cb":  false,
+		"https://127.0.0.1:9999/cb":         false,
+		"http://127.0.0.1:9999/cb?extra=1":  false,
+		"javascript:alert(1)//127.0.0.1/cb": false,
+	} {
+		if got := cl.MatchRedirect(uri); got != want {
+			t.Errorf("MatchRedirect(%q) = %v, want %v", uri, got, want)
+		}
+	}
+}
+
+func parse(t *testing.T, yml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte("issuer: https://broker.test\n"+yml), func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("config.Parse: %v", err)
+	}
+	return cfg
+}
+
+// TestMappingProblemsHaveOnePath: a named mapping's problems are reported
+// once, under mappings.NAME, however many connectors use it; the dry run
+// reports the same paths.
+func TestMappingProblemsHaveOnePath(t *testing.T) {
+	cfg := parse(t, `
+connectors:
+  - {id: a, type: local, mapping: broken, config: {users: []}}
+  - {id: b, type: local, mapping: broken, config: {users: []}}
+mappings:
+  broken:
+    subject: 'claims.nope +'
+clients:
+  - {id: app, public: true, redirect_uris: ["http://127.0.0.1/cb"]}
+`)
+	err := Check(context.Background(), cfg, Deps{}, true)
+	var ps config.Errors
+	if !errors.As(err, &ps) {
+		t.Fatalf("Check = %v, want config.Errors", err)
+	}
+	n := 0
+	for _, p := range ps {
+		if strings.HasPrefix(p.Path, "mappings.broken") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("problems = %v; want the broken mapping reported once under mappings.broken", ps)
+	}
+	_, _, err = CompileMapping(cfg, "b")
+	if err == nil || !strings.HasPrefix(err.Error(), "mappings.broken") {
+		t.Errorf("CompileMapping = %v; want the problem at mappings.broken", err)
+	}
+	if _, _, err := CompileMapping(cfg, "ghost"); err == nil {
+		t.Error("CompileMapping(unknown connector) succeeded")
+	}
+}
+
+// TestOpenerRetriesAtMostEveryInterval: a connector whose upstream was down
+// at load is tried again on use, but not more often than RetryUnreachable.
+func TestOpenerRetriesAtMostEveryInterval(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	var tries atomic.Int32
+	up := false
+	o := &opener[connectors.Connector]{now: func() time.Time { return now }, lastErr: connectors.ErrUnavailable, lastTry: now,
+		open: func(context.Context) (connectors.Connector, error) {
+			tries.Add(1)
+			if !up {
+				return nil, connectors.ErrUnavailable
+			}
+			return struct{}{}, nil
+		}}
+	c := &Connector{lazy: o}
+	for range 5 {
+		if _, err := c.Open(context.Background()); !errors.Is(err, connectors.ErrUnavailable) {
+			t.Fatalf("Open = %v, want ErrUnavailable", err)
+		}
+	}
+	if tries.Load() != 0 {
+		t.Fatalf("tried %d times within the interval, want 0", tries.Load())
+	}
+	now = now.Add(RetryUnreachable)
+	up = true
+	if impl, err := c.Open(context.Background()); err != nil || impl == nil {
+		t.Fatalf("Open after the interval = %v, %v", impl, err)
+	}
+	if c.opened() == nil || tries.Load() != 1 {
+		t.Fatalf("tries = %d, opened = %v", tries.Load(), c.opened())
+	}
+}
+
+// TestKeySetsThrottleUnknownKeyIDs: made-up key ids cannot make the broker
+// fetch a client's JWK Set more than once per MinRefresh.
+func TestKeySetsThrottleUnknownKeyIDs(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	defer srv.Close()
+	now := time.Unix(1700000000, 0)
+	sets := NewKeySets(srv.Client(), func() time.Time { return now })
+	ks := sets.KeySet(srv.URL)
+	sign := func(kid string) string {
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+		jws, _ := s.Sign([]byte(`{"iss":"robot"}`))
+		out, _ := jws.CompactSerialize()
+		return out
+	}
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, sign("k1")); err != nil {
+		t.Fatalf("VerifySignature(k1) = %v", err)
+	}
+	for i := range 50 {
+		if _, err := ks.VerifySignature(ctx, sign("made-up-"+string(rune('a'+i%26)))); err == nil {
+			t.Fatal("a token with an unknown kid verified")
+		}
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("fetched %d times, want 1 (unknown kids throttled)", n)
+	}
+	// The same cache serves a reload: asking again for the URL fetches nothing.
+	if _, err := sets.KeySet(srv.URL).VerifySignature(ctx, sign("k1")); err != nil || fetches.Load() != 1 {
+		t.Fatalf("after reload: %v, %d fetches", err, fetches.Load())
+	}
+	now = now.Add(sets.MinRefresh)
+	_, _ = ks.VerifySignature(ctx, sign("rotated"))
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("after MinRefresh: %d fetches, want 2", n)
+	}
+	// HMAC and none are never accepted, whatever the set holds.
+	if _, err := ks.VerifySignature(ctx, "eyJhbGciOiJub25lIn0.eyJpc3MiOiJyb2JvdCJ9."); err == nil {
+		t.Fatal("alg none verified")
+	}
+}
