@@ -33,6 +33,7 @@ import (
 	"github.com/fedbroker/fedbroker/broker/storage"
 	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
 	"github.com/fedbroker/fedbroker/broker/tokens"
+	"github.com/fedbroker/fedbroker/connectors/jwks"
 	"github.com/fedbroker/fedbroker/templates"
 )
 
@@ -171,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		Now:              now,
 		Algorithms:       s.keys.Algorithms(),
 		ReplayCache:      s.store,
-		KeySets:          runtime.NewKeySets(client, now),
+		KeySets:          jwks.NewCache(jwks.Options{Client: client, Now: now}),
 		DeferUnreachable: true,
 	}
 	rt, err := runtime.Compile(ctx, cfg, s.deps)

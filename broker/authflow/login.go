@@ -42,18 +42,24 @@ func (f *Flow) loadRequest(ctx context.Context, id string, b Browser) (storage.A
 	return req, nil
 }
 
-// requestConnector resolves the client and connector of a request against
-// the current configuration (which may have been reloaded since).
-func requestConnector(rt *runtime.Runtime, req storage.AuthRequest, id string) (*runtime.Client, *runtime.Connector, error) {
+// openConnector resolves the client of auth request req and connector id
+// against the current configuration (which may have been reloaded since)
+// and opens the connector; an upstream that cannot be reached is an error
+// page naming it.
+func (f *Flow) openConnector(ctx context.Context, rt *runtime.Runtime, req storage.AuthRequest, id string) (*runtime.Client, *runtime.Connector, connectors.Connector, error) {
 	cl, ok := rt.Client(req.ClientID)
 	if !ok {
-		return nil, nil, errRequestGone
+		return nil, nil, nil, errRequestGone
 	}
 	conn, ok := rt.Connector(id)
 	if !ok || !cl.AllowsConnector(id) {
-		return nil, nil, errConnectorNotAllowed
+		return nil, nil, nil, errConnectorNotAllowed
 	}
-	return cl, conn, nil
+	impl, err := conn.Open(ctx)
+	if err != nil {
+		return nil, nil, nil, f.upstreamFailure(conn, req, err)
+	}
+	return cl, conn, impl, nil
 }
 
 func scopesOf(req storage.AuthRequest) connectors.Scopes {
@@ -90,13 +96,9 @@ func (f *Flow) StartLogin(ctx context.Context, rt *runtime.Runtime, connID, reqI
 	if err != nil {
 		return Result{}, err
 	}
-	cl, conn, err := requestConnector(rt, req, connID)
+	cl, conn, impl, err := f.openConnector(ctx, rt, req, connID)
 	if err != nil {
 		return Result{}, err
-	}
-	impl, err := conn.Open(ctx)
-	if err != nil {
-		return Result{}, f.upstreamFailure(conn, req, err)
 	}
 	callback := runtime.CallbackURL(f.issuer, conn.ID)
 	switch impl := impl.(type) {
@@ -189,13 +191,9 @@ func (f *Flow) PasswordLogin(ctx context.Context, rt *runtime.Runtime, connID st
 		f.audit.Event("login_rejected", "client_id", req.ClientID, "connector", connID, "reason", "bad csrf token")
 		return Result{}, oauth.BadRequestPage("invalid_csrf", "The sign-in form has expired. Go back and try again.")
 	}
-	cl, conn, err := requestConnector(rt, req, connID)
+	cl, conn, impl, err := f.openConnector(ctx, rt, req, connID)
 	if err != nil {
 		return Result{}, err
-	}
-	impl, err := conn.Open(ctx)
-	if err != nil {
-		return Result{}, f.upstreamFailure(conn, req, err)
 	}
 	pc, ok := impl.(connectors.PasswordConnector)
 	if !ok {
@@ -242,13 +240,9 @@ func (f *Flow) Callback(ctx context.Context, rt *runtime.Runtime, connID, state 
 		f.audit.Event("login_rejected", "connector", connID, "client_id", req.ClientID, "reason", "state made for another connector")
 		return Result{}, oauth.BadRequestPage("state_mismatch", "The response came back to the wrong sign-in method. Go back to the application and start again.")
 	}
-	cl, conn, err := requestConnector(rt, req, connID)
+	cl, conn, impl, err := f.openConnector(ctx, rt, req, connID)
 	if err != nil {
 		return Result{}, err
-	}
-	impl, err := conn.Open(ctx)
-	if err != nil {
-		return Result{}, f.upstreamFailure(conn, req, err)
 	}
 	var id connectors.Identity
 	switch c := impl.(type) {

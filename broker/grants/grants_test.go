@@ -28,11 +28,37 @@ type fixture struct {
 	g *grants.Grants
 }
 
-func newFixture(t *testing.T) fixture {
-	f := runtimetest.New(t, "", nil)
+func newFixture(t *testing.T) fixture { return newFixtureWith(t, "", nil) }
+
+// newFixtureWith is runtimetest.New(t, extra, mutate) with the grants.
+func newFixtureWith(t *testing.T, extra string, mutate func(*config.Config)) fixture {
+	f := runtimetest.New(t, extra, mutate)
 	a := tokens.New(tokens.Deps{Issuer: runtimetest.Issuer, Keys: f.Keys, Store: f.Store, Now: f.Clock.Now})
 	sealer, _ := tokens.NewSealer(nil)
 	return fixture{f, grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: f.Store, Now: f.Clock.Now})}
+}
+
+// svcExchanges lets client svc exchange tokens of workload issuer ci.
+func svcExchanges(c *config.Config) {
+	for i := range c.Clients {
+		if c.Clients[i].ID == "svc" {
+			c.Clients[i].GrantTypes = append(c.Clients[i].GrantTypes, config.GrantTokenExchange)
+			c.Clients[i].Workloads = []string{"ci"}
+		}
+	}
+}
+
+// workloadToken signs a fresh workload token of issuer iss with a key no
+// one trusts (the issuer's keys are never reachable in these tests).
+func workloadToken(t *testing.T, iss string, now time.Time) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	tok, err := jwt.Signed(signer).Claims(map[string]any{"iss": iss, "sub": "repo:acme/app", "aud": "fedbroker", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 const verifier = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
@@ -207,25 +233,9 @@ workloads:
       audiences: [fedbroker]
       jwks_url: http://127.0.0.1:1/secret-internal-jwks
 `
-	f := runtimetest.New(t, extra, func(c *config.Config) {
-		for i := range c.Clients {
-			if c.Clients[i].ID == "svc" {
-				c.Clients[i].GrantTypes = append(c.Clients[i].GrantTypes, config.GrantTokenExchange)
-				c.Clients[i].Workloads = []string{"ci"}
-			}
-		}
-	})
-	a := tokens.New(tokens.Deps{Issuer: runtimetest.Issuer, Keys: f.Keys, Store: f.Store, Now: f.Clock.Now})
-	sealer, _ := tokens.NewSealer(nil)
-	g := grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: f.Store, Now: f.Clock.Now})
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	now := f.Clock.Now()
-	tok, err := jwt.Signed(signer).Claims(map[string]any{"iss": "https://ci.example", "sub": "repo:acme/app", "aud": "fedbroker", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = g.Token(context.Background(), f.Runtime, f.Client(t, "svc"), grants.Request{
+	f := newFixtureWith(t, extra, svcExchanges)
+	tok := workloadToken(t, "https://ci.example", f.Clock.Now())
+	_, err := f.g.Token(context.Background(), f.Runtime, f.Client(t, "svc"), grants.Request{
 		GrantType: config.GrantTokenExchange, SubjectToken: tok, SubjectTokenType: oauth.TokenTypeJWT,
 	})
 	var oe *oauth.Error
@@ -250,22 +260,9 @@ workloads:
       issuer: http://127.0.0.1:1/down
       audiences: [fedbroker]
 `
-	f := runtimetest.New(t, extra, func(c *config.Config) {
-		for i := range c.Clients {
-			if c.Clients[i].ID == "svc" {
-				c.Clients[i].GrantTypes = append(c.Clients[i].GrantTypes, config.GrantTokenExchange)
-				c.Clients[i].Workloads = []string{"ci"}
-			}
-		}
-	})
-	a := tokens.New(tokens.Deps{Issuer: runtimetest.Issuer, Keys: f.Keys, Store: f.Store, Now: f.Clock.Now})
-	sealer, _ := tokens.NewSealer(nil)
-	g := grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: f.Store, Now: f.Clock.Now})
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, nil)
-	now := f.Clock.Now()
-	tok, _ := jwt.Signed(signer).Claims(map[string]any{"iss": "http://127.0.0.1:1/down", "sub": "x", "aud": "fedbroker", "exp": now.Add(time.Minute).Unix()}).Serialize()
-	_, err := g.Token(context.Background(), f.Runtime, f.Client(t, "svc"), grants.Request{GrantType: config.GrantTokenExchange, SubjectToken: tok, SubjectTokenType: oauth.TokenTypeJWT})
+	f := newFixtureWith(t, extra, svcExchanges)
+	tok := workloadToken(t, "http://127.0.0.1:1/down", f.Clock.Now())
+	_, err := f.g.Token(context.Background(), f.Runtime, f.Client(t, "svc"), grants.Request{GrantType: config.GrantTokenExchange, SubjectToken: tok, SubjectTokenType: oauth.TokenTypeJWT})
 	var oe *oauth.Error
 	if !errors.As(err, &oe) || oe.Code != oauth.ErrTemporarilyUnavailable || oe.Status != 503 {
 		t.Fatalf("exchange with the issuer down = %v, want 503 temporarily_unavailable", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/jwks"
 	"github.com/fedbroker/fedbroker/connectors/registry"
 	"github.com/fedbroker/fedbroker/connectors/workload"
 	"github.com/fedbroker/fedbroker/problem"
@@ -34,7 +35,7 @@ type Deps struct {
 	ReplayCache connectors.ReplayCache
 	// KeySets fetches private_key_jwt clients' jwks_uri; one instance
 	// should outlive reloads. Nil builds one for this configuration.
-	KeySets *KeySets
+	KeySets *jwks.Cache
 	// DeferUnreachable opens a connector whose upstream cannot be reached
 	// on first use instead of failing the whole configuration.
 	DeferUnreachable bool
@@ -54,7 +55,7 @@ func (d *Deps) defaults() {
 		d.ReplayCache = refuseAll{}
 	}
 	if d.KeySets == nil {
-		d.KeySets = NewKeySets(d.HTTPClient, d.Now)
+		d.KeySets = jwks.NewCache(jwks.Options{Client: d.HTTPClient, Now: d.Now})
 	}
 	d.Issuer = strings.TrimSuffix(d.Issuer, "/")
 }
@@ -229,7 +230,7 @@ func compileClient(ctx context.Context, cc config.Client, tokens config.Tokens, 
 
 // clientKeys returns the key set of a private_key_jwt client: its inline
 // JWKS, or its jwks_uri behind the shared, throttled cache.
-func clientKeys(cc config.Client, sets *KeySets) (oidc.KeySet, error) {
+func clientKeys(cc config.Client, sets *jwks.Cache) (oidc.KeySet, error) {
 	if cc.JWKS != "" {
 		ks, err := workload.StaticKeySet([]byte(cc.JWKS))
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/jwks"
 )
 
 // Extension lets a connector package built on this one (google, azuread)
@@ -55,7 +56,7 @@ type Connector struct {
 	oauth       oauth2.Config
 	verifier    *oidc.IDTokenVerifier
 	provider    *oidc.Provider
-	keys        *keySet
+	keys        *jwks.Remote
 	client      *http.Client
 	callbackURL string
 	offline     bool
@@ -132,7 +133,7 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 	for i, a := range cfg.AllowedAlgorithms {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	c.keys = &keySet{url: meta.JWKSURL, client: c.client, now: c.now, minInterval: cfg.KeyRefreshInterval, algs: algs}
+	c.keys = jwks.NewRemote(meta.JWKSURL, jwks.Options{Client: c.client, Now: c.now, MinRefresh: cfg.KeyRefreshInterval, MaxAge: time.Hour, Algorithms: algs})
 	c.verifier = oidc.NewVerifier(cfg.Issuer, c.keys, &oidc.Config{
 		ClientID:             cfg.ClientID,
 		SupportedSigningAlgs: cfg.AllowedAlgorithms,

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/jwks"
 	"github.com/fedbroker/fedbroker/connectors/testidp"
 )
 
@@ -420,7 +421,7 @@ func TestKeysRefetchedWhenStale(t *testing.T) {
 	if _, err := login(t, c); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(keyMaxAge + time.Minute)
+	clk.Advance(jwks.DefaultMaxAge + time.Minute)
 	if _, err := login(t, c); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/jwks"
 )
 
 // Codes of the *connectors.UserError values the connectors return, for the
@@ -88,7 +89,7 @@ func signatureError(err error) error {
 	switch {
 	case errors.Is(err, connectors.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return userError(CodeUnavailable, "The identity provider could not be reached. Please try again later.", err)
-	case errors.Is(err, errUnknownKey):
+	case errors.Is(err, jwks.ErrUnknownKey):
 		return userError(CodeInvalidToken, "The identity provider's answer is signed with an unknown key.", err)
 	}
 	return userError(CodeInvalidToken, "The identity provider's answer has an invalid signature.", err)

@@ -22,6 +22,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/connectors/jwks"
 	"github.com/fedbroker/fedbroker/jwa"
 	"github.com/fedbroker/fedbroker/problem"
 )
@@ -116,6 +117,11 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
 	var keys oidc.KeySet
+	algs := make([]jose.SignatureAlgorithm, len(cfg.Algorithms))
+	for i, a := range cfg.Algorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	keyOpts := jwks.Options{Client: client, Now: now, Algorithms: algs}
 	switch {
 	case cfg.JWKSFile != "":
 		b, err := os.ReadFile(cfg.JWKSFile)
@@ -126,7 +132,7 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 			return nil, fmt.Errorf("workload %s: jwks_file: %w", id, err)
 		}
 	case cfg.JWKSURL != "":
-		keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), cfg.JWKSURL)
+		keys = jwks.NewRemote(cfg.JWKSURL, keyOpts)
 	default:
 		p, err := oidc.NewProvider(oidc.ClientContext(ctx, client), cfg.Issuer)
 		if err != nil {
@@ -138,7 +144,7 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 		if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
 			return nil, fmt.Errorf("workload %s: discovery has no jwks_uri", id)
 		}
-		keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), meta.JWKS)
+		keys = jwks.NewRemote(meta.JWKS, keyOpts)
 	}
 	v := oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
 		SkipClientIDCheck:    true, // audiences are checked against the list below
