@@ -232,7 +232,7 @@ func compileClient(ctx context.Context, cc config.Client, tokens config.Tokens, 
 // JWKS, or its jwks_uri behind the shared, throttled cache.
 func clientKeys(cc config.Client, sets *jwks.Cache) (oidc.KeySet, error) {
 	if cc.JWKS != "" {
-		ks, err := workload.StaticKeySet([]byte(cc.JWKS))
+		ks, err := jwks.ParseStatic([]byte(cc.JWKS), nil)
 		if err != nil {
 			return nil, fmt.Errorf("jwks: %w", err)
 		}

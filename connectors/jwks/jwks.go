@@ -223,3 +223,50 @@ func (c *Cache) KeySet(url string) *Remote {
 	}
 	return r
 }
+
+// Static is an oidc.KeySet over a fixed JWK Set (a file, or a client's
+// inline jwks).
+type Static struct {
+	keys []jose.JSONWebKey
+	algs []jose.SignatureAlgorithm
+}
+
+var _ oidc.KeySet = (*Static)(nil)
+
+// ParseStatic parses a JWK Set (JSON) into a key set of its public signing
+// keys; private, symmetric and encryption keys are left out. algs are the
+// accepted algorithms (all of jwa.Asymmetric when empty).
+func ParseStatic(data []byte, algs []jose.SignatureAlgorithm) (*Static, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("not a JWK Set: %w", err)
+	}
+	var keys []jose.JSONWebKey
+	for _, k := range set.Keys {
+		if k.IsPublic() && k.Valid() && k.Use != "enc" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no public signing key")
+	}
+	if len(algs) == 0 {
+		algs = jwa.Asymmetric()
+	}
+	return &Static{keys: keys, algs: algs}, nil
+}
+
+// VerifySignature verifies a compact JWS and returns its payload.
+func (s *Static) VerifySignature(_ context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(jwt, s.algs)
+	if err != nil {
+		return nil, fmt.Errorf("jwks: parse jws: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("jwks: want exactly one signature")
+	}
+	if payload, found, err := verifyWith(jws, s.keys, jws.Signatures[0].Header.KeyID); found {
+		return payload, err
+	}
+	return nil, ErrUnknownKey
+}

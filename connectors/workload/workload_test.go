@@ -113,6 +113,11 @@ func TestVerifyTokenRefusals(t *testing.T) {
 		{"no jti with one-time jti", sign(jose.RS256, func(c map[string]any) { delete(c, "jti") }), ErrMissingJTI},
 		{"lifetime too long", sign(jose.RS256, func(c map[string]any) { c["exp"] = now.Add(48 * time.Hour).Unix() }), ErrLifetime},
 		{"no subject", sign(jose.RS256, func(c map[string]any) { delete(c, "sub") }), ErrMissingClaim},
+		{"no exp", sign(jose.RS256, func(c map[string]any) { delete(c, "exp") }), ErrUntrusted},
+		{"expired a second ago", sign(jose.RS256, func(c map[string]any) { c["exp"] = now.Add(-time.Second).Unix() }), ErrUntrusted},
+		{"not valid for another hour", sign(jose.RS256, func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() }), ErrUntrusted},
+		{"aud as a list without ours", sign(jose.RS256, func(c map[string]any) { c["aud"] = []string{"https://a.example", "https://b.example"} }), ErrAudience},
+		{"iss of another type", sign(jose.RS256, func(c map[string]any) { c["iss"] = 42 }), ErrUntrusted},
 		{"garbage", "not.a.jwt", ErrUntrusted},
 		{"oversized", strings.Repeat("a", 20<<10), ErrUntrusted},
 	}
