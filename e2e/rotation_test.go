@@ -84,7 +84,7 @@ func (c *jwksCache) get(now time.Time) (jose.JSONWebKeySet, error) {
 
 // verifyWith checks token's signature with the key its kid names in set.
 func verifyWith(token string, set jose.JSONWebKeySet) (kid string, err error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		return "", err
 	}

@@ -20,7 +20,10 @@ func privateBytes(t *testing.T, k key) [][]byte {
 	}
 	out := [][]byte{der, []byte(base64.StdEncoding.EncodeToString(der))}
 	if ec, ok := k.private.(*ecdsa.PrivateKey); ok {
-		d := ec.D.Bytes()
+		d, err := ec.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
 		out = append(out, d, []byte(base64.StdEncoding.EncodeToString(d)), []byte(base64.RawURLEncoding.EncodeToString(d)))
 	}
 	return out
