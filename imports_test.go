@@ -37,7 +37,7 @@ var layers = map[string][]string{
 	// config is what everything reads: it must stay light (no connector
 	// implementations, no CEL).
 	"broker/config":     {"connectors", "mapping/spec", "problem"},
-	"broker/oauth":      {"broker/storage", "templates"},
+	"broker/oauth":      {"broker/storage", "broker/config", "templates"},
 	"broker/runtime":    {"broker/runtime/...", "broker/config", "broker/keys", "broker/storage/...", "connectors/...", "mapping/...", "problem", "jwa"},
 	"broker/tokens":     {"broker/runtime", "broker/oauth", "broker/observe", "broker/keys", "broker/seal", "broker/storage", "broker/config", "mapping", "jwa"},
 	"broker/clientauth": {"broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "jwa"},

@@ -28,13 +28,23 @@ func validateClients(c *Config, ps *problems) {
 				ids[cl.ID] = i
 			}
 		}
+		keyJWT := cl.TokenEndpointAuthMethod == AuthPrivateKeyJWT
+		switch cl.TokenEndpointAuthMethod {
+		case "", AuthClientSecretBasic, AuthClientSecretPost:
+		case AuthPrivateKeyJWT:
+			switch {
+			case cl.Public:
+				ps.Add(p+".token_endpoint_auth_method", "a public client does not authenticate: remove it or public")
+			case cl.JWKS == "" && cl.JWKSURI == "":
+				ps.Add(p+".jwks", "private_key_jwt needs the client's public keys: jwks or jwks_uri")
+			}
+		default:
+			ps.Add(p+".token_endpoint_auth_method", "unknown method %q (want %s, %s or %s)", cl.TokenEndpointAuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT)
+		}
 		switch {
 		case cl.Public && cl.SecretHash != "":
 			ps.Add(p+".secret_hash", "a public client has no secret: remove secret_hash or public")
-		case !cl.Public && cl.SecretHash == "" && cl.TokenEndpointAuthMethod == "private_key_jwt":
-			if cl.JWKS == "" && cl.JWKSURI == "" {
-				ps.Add(p+".jwks", "private_key_jwt needs the client's public keys: jwks or jwks_uri")
-			}
+		case !cl.Public && cl.SecretHash == "" && keyJWT:
 		case !cl.Public && cl.SecretHash == "":
 			ps.Add(p+".secret_hash", "required for a confidential client (from `fedbroker hash-secret`), or set public: true")
 		case cl.SecretHash != "":

@@ -30,6 +30,14 @@ const (
 	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
 )
 
+// Client authentication methods (token_endpoint_auth_method). A client with
+// a secret may use either secret method.
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthPrivateKeyJWT     = "private_key_jwt"
+)
+
 var (
 	grantTypes    = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange}
 	connectorIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

@@ -151,3 +151,29 @@ func TestValidateDirect(t *testing.T) {
 		t.Errorf("Validate (-want +got):\n%s", diff)
 	}
 }
+
+func TestClientAuthMethod(t *testing.T) {
+	sh, _ := HashSecret("s3cr3t-s3cr3t-s3cr3t-s3cr3t")
+	for _, tc := range []struct {
+		client string
+		want   string // the path of the one problem, or ""
+	}{
+		{`{id: a, token_endpoint_auth_method: private_key_jwt, jwks_uri: "https://a.example/jwks", grant_types: [client_credentials]}`, ""},
+		{`{id: a, token_endpoint_auth_method: private_key_jwtt, jwks_uri: "https://a.example/jwks", grant_types: [client_credentials]}`, "clients[0].token_endpoint_auth_method"},
+		{`{id: a, token_endpoint_auth_method: private_key_jwt, grant_types: [client_credentials]}`, "clients[0].jwks"},
+		{`{id: a, token_endpoint_auth_method: private_key_jwt, secret_hash: "SECRET", grant_types: [client_credentials]}`, "clients[0].jwks"},
+		{`{id: a, public: true, token_endpoint_auth_method: private_key_jwt, jwks_uri: "https://a.example/jwks", redirect_uris: ["http://127.0.0.1/cb"]}`, "clients[0].token_endpoint_auth_method"},
+	} {
+		yml := "issuer: https://sso.example.com\nclients:\n  - " + strings.ReplaceAll(tc.client, "SECRET", sh) + "\n"
+		_, err := Parse([]byte(yml), func(string) string { return "" })
+		var got string
+		if ps, ok := err.(Errors); ok && len(ps) > 0 {
+			got = ps[0].Path // the first problem is the one that matters here
+		} else if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("%s: problems %v, want the first at %q", tc.client, err, tc.want)
+		}
+	}
+}

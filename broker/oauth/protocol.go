@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+
+	"github.com/fedbroker/fedbroker/broker/config"
 )
 
 // Token types of RFC 8693 §3, and the token-exchange grant type.
@@ -18,11 +20,11 @@ const (
 )
 
 // Client authentication (RFC 6749 §2.3, RFC 7523 §2.2, OpenID Connect Core
-// §9).
+// §9); the methods a client may be configured with are config's.
 const (
-	AuthSecretBasic        = "client_secret_basic"
-	AuthSecretPost         = "client_secret_post"
-	AuthPrivateKeyJWT      = "private_key_jwt"
+	AuthSecretBasic        = config.AuthClientSecretBasic
+	AuthSecretPost         = config.AuthClientSecretPost
+	AuthPrivateKeyJWT      = config.AuthPrivateKeyJWT
 	AuthNone               = "none"
 	AssertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )

@@ -204,7 +204,7 @@ func compileClient(ctx context.Context, cc config.Client, tokens config.Tokens, 
 		scopes:         toSet(cc.Scopes),
 		connectors:     toSet(cc.Connectors),
 	}
-	if cc.TokenEndpointAuthMethod == "private_key_jwt" {
+	if cc.TokenEndpointAuthMethod == config.AuthPrivateKeyJWT {
 		ks, err := clientKeys(cc, deps.KeySets)
 		if err != nil {
 			ps = append(ps, config.Problem{Path: "jwks", Message: err.Error()})
