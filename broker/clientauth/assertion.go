@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/fedbroker/fedbroker/broker/oauth"
@@ -35,7 +36,7 @@ func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form
 	if raw == "" || len(raw) > maxAssertionBytes {
 		return nil, oauth.InvalidClient("client_assertion is missing or too large")
 	}
-	tok, err := jwt.ParseSigned(raw, jwa.Asymmetric())
+	tok, err := jwt.ParseSigned(raw, jwa.Asymmetric[jose.SignatureAlgorithm]())
 	if err != nil {
 		return nil, oauth.InvalidClient("client_assertion is not a JWT signed with an accepted algorithm")
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // Limits the lifetimes are checked against.
@@ -18,9 +20,6 @@ const (
 	MaxTokenLifetime    = 24 * time.Hour
 	MaxAuthCodeLifetime = 10 * time.Minute
 )
-
-// Algorithms are the signing algorithms the broker supports.
-var Algorithms = []string{"ES256", "RS256", "EdDSA"}
 
 // Grant types a client may be allowed.
 const (
@@ -151,12 +150,12 @@ func validateStorage(c *Config, ps *problems) {
 
 func validateSigning(c *Config, ps *problems) {
 	s := c.Signing
-	if !slices.Contains(Algorithms, s.Algorithm) {
-		ps.Add("signing.algorithm", "must be one of %s, not %q", strings.Join(Algorithms, ", "), s.Algorithm)
+	if !jwa.CanSign(s.Algorithm) {
+		ps.Add("signing.algorithm", "must be one of %s, not %q", strings.Join(jwa.Signing(), ", "), s.Algorithm)
 	}
 	for i, a := range s.Algorithms {
-		if !slices.Contains(Algorithms, a) {
-			ps.Add(index("signing.algorithms", i), "must be one of %s, not %q", strings.Join(Algorithms, ", "), a)
+		if !jwa.CanSign(a) {
+			ps.Add(index("signing.algorithms", i), "must be one of %s, not %q", strings.Join(jwa.Signing(), ", "), a)
 		}
 	}
 	if s.RotationPeriod < time.Hour {

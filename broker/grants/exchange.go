@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/fedbroker/fedbroker/broker/oauth"
@@ -73,7 +74,7 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 	if len(req.SubjectToken) > maxSubjectTokenBytes {
 		return nil, exchangeError("subject_token is too large")
 	}
-	parsed, err := jwt.ParseSigned(req.SubjectToken, jwa.Asymmetric())
+	parsed, err := jwt.ParseSigned(req.SubjectToken, jwa.Asymmetric[jose.SignatureAlgorithm]())
 	if err != nil {
 		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 const (
@@ -142,8 +143,8 @@ func New(ctx context.Context, store storage.Storage, opts Options) (*Manager, er
 		def = "ES256"
 	}
 	for _, a := range append([]string{def}, opts.Algorithms...) {
-		if !supported[a] {
-			return nil, fmt.Errorf("keys: unsupported algorithm %q (want ES256, RS256 or EdDSA)", a)
+		if !jwa.CanSign(a) {
+			return nil, fmt.Errorf("keys: unsupported algorithm %q (want one of %v)", a, jwa.Signing())
 		}
 		if !slices.Contains(m.algs, a) {
 			m.algs = append(m.algs, a)

@@ -18,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/fedbroker/fedbroker/broker/seal"
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // setFormat is the version of the stored key-set encoding.
@@ -68,9 +69,6 @@ type key struct {
 	private  crypto.Signer // nil for retired keys
 	retireAt time.Time     // zero unless retired
 }
-
-// supported lists the algorithms keys can be generated for.
-var supported = map[string]bool{"ES256": true, "RS256": true, "EdDSA": true}
 
 // generate makes a fresh private key for alg.
 func generate(alg string) (crypto.Signer, error) {
@@ -154,7 +152,7 @@ var errWrongKEK = errors.New("keys: cannot decrypt signing key: wrong key-encryp
 
 // decode turns a stored key back into a key, opening the private half.
 func (s sealer) decode(sk storedKey) (key, error) {
-	if !supported[sk.Alg] {
+	if !jwa.CanSign(sk.Alg) {
 		return key{}, fmt.Errorf("keys: stored key %s has unsupported algorithm %q", sk.KID, sk.Alg)
 	}
 	pub, err := x509.ParsePKIXPublicKey(sk.Public)

@@ -71,7 +71,7 @@ func (o Options) withDefaults() Options {
 		o.MaxAge = DefaultMaxAge
 	}
 	if len(o.Algorithms) == 0 {
-		o.Algorithms = jwa.Asymmetric()
+		o.Algorithms = jwa.Asymmetric[jose.SignatureAlgorithm]()
 	}
 	return o
 }
@@ -251,7 +251,7 @@ func ParseStatic(data []byte, algs []jose.SignatureAlgorithm) (*Static, error) {
 		return nil, errors.New("no public signing key")
 	}
 	if len(algs) == 0 {
-		algs = jwa.Asymmetric()
+		algs = jwa.Asymmetric[jose.SignatureAlgorithm]()
 	}
 	return &Static{keys: keys, algs: algs}, nil
 }
