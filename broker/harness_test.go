@@ -23,28 +23,14 @@ import (
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
 	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/broker/runtime/runtimetest"
 	"github.com/fedbroker/fedbroker/broker/storage"
 )
 
 // clock is a test clock shared by the broker, its keys and its storage.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = runtimetest.Clock
 
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Second)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return runtimetest.NewClock(time.Now().Truncate(time.Second)) }
 
 const (
 	appRedirect    = "http://127.0.0.1:9999/cb"

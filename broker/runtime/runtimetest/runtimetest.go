@@ -66,6 +66,9 @@ type Clock struct {
 	t  time.Time
 }
 
+// NewClock returns a clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
@@ -113,7 +116,7 @@ func New(t testing.TB, extra string, mutate func(*config.Config)) *Fixture {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	clk := &Clock{t: time.Now().Truncate(time.Second)}
+	clk := NewClock(time.Now().Truncate(time.Second))
 	store := memory.New(memory.WithClock(clk.Now))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
