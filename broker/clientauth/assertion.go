@@ -15,6 +15,10 @@ import (
 	"github.com/fedbroker/fedbroker/jwa"
 )
 
+// acceptedAlgs are the algorithms a presented JWT may name (jwa), built
+// once rather than per request.
+var acceptedAlgs = jwa.Asymmetric[jose.SignatureAlgorithm]()
+
 const (
 	// maxAssertionLifetime caps exp - now of a client assertion.
 	maxAssertionLifetime = 10 * time.Minute
@@ -36,7 +40,7 @@ func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form
 	if raw == "" || len(raw) > maxAssertionBytes {
 		return nil, oauth.InvalidClient("client_assertion is missing or too large")
 	}
-	tok, err := jwt.ParseSigned(raw, jwa.Asymmetric[jose.SignatureAlgorithm]())
+	tok, err := jwt.ParseSigned(raw, acceptedAlgs)
 	if err != nil {
 		return nil, oauth.InvalidClient("client_assertion is not a JWT signed with an accepted algorithm")
 	}

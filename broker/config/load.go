@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fedbroker/fedbroker/mapping/spec"
+	"github.com/fedbroker/fedbroker/problem"
 )
 
 // Load reads the file at path, expands ${VAR} from the process environment,
@@ -84,17 +85,7 @@ func decode(data []byte, getenv func(string) string) (*Config, problems) {
 // under reports whether path is at or below a path that already has a
 // parse problem, so that a value that failed to decode is not reported a
 // second time as missing.
-func under(path string, parsed problems) bool {
-	for _, p := range parsed {
-		if p.Path == "" {
-			continue
-		}
-		if path == p.Path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[") {
-			return true
-		}
-	}
-	return false
-}
+func under(path string, parsed problems) bool { return problem.List(parsed).Covers(path) }
 
 // Defaults.
 const (

@@ -19,6 +19,10 @@ import (
 	"github.com/fedbroker/fedbroker/mapping"
 )
 
+// acceptedAlgs are the algorithms a presented JWT may name (jwa), built
+// once rather than per request.
+var acceptedAlgs = jwa.Asymmetric[jose.SignatureAlgorithm]()
+
 const (
 	// maxActNesting bounds delegation chains (`act` inside `act`).
 	maxActNesting = 5
@@ -74,7 +78,7 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 	if len(req.SubjectToken) > maxSubjectTokenBytes {
 		return nil, exchangeError("subject_token is too large")
 	}
-	parsed, err := jwt.ParseSigned(req.SubjectToken, jwa.Asymmetric[jose.SignatureAlgorithm]())
+	parsed, err := jwt.ParseSigned(req.SubjectToken, acceptedAlgs)
 	if err != nil {
 		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
 	}

@@ -80,13 +80,8 @@ type Config struct {
 	GraphURL string `yaml:"graph_url"`
 }
 
-// Compile-time checks of the contract: Open returns an *oidc.Connector.
-var (
-	_ connectors.Config            = (*Config)(nil)
-	_ connectors.CallbackConnector = (*oidc.Connector)(nil)
-	_ connectors.RefreshConnector  = (*oidc.Connector)(nil)
-	_ connectors.HealthChecker     = (*oidc.Connector)(nil)
-)
+// Open returns an *oidc.Connector, whose package checks its capabilities.
+var _ connectors.Config = (*Config)(nil)
 
 // Validate returns every problem in c, each with its path relative to the
 // connector's config block.

@@ -64,13 +64,8 @@ type Config struct {
 	TokenURL     string `yaml:"token_url"`
 }
 
-// Compile-time checks of the contract: Open returns an *oidc.Connector.
-var (
-	_ connectors.Config            = (*Config)(nil)
-	_ connectors.CallbackConnector = (*oidc.Connector)(nil)
-	_ connectors.RefreshConnector  = (*oidc.Connector)(nil)
-	_ connectors.HealthChecker     = (*oidc.Connector)(nil)
-)
+// Open returns an *oidc.Connector, whose package checks its capabilities.
+var _ connectors.Config = (*Config)(nil)
 
 // Validate returns every problem in c, each with its path relative to the
 // connector's config block. It reads ServiceAccountFile.
