@@ -102,7 +102,8 @@ func TestImportDirection(t *testing.T) {
 
 // TestDependencyWeight keeps heavy modules out of packages that others
 // import for little: a service importing verify does not get echo, the
-// mapping spec does not get CEL, and jwa gets no JOSE library. (What
+// mapping spec does not get CEL, jwa gets no JOSE library, and the binary
+// links no test-only comparison library. (What
 // broker/config may depend on is checked by its own TestLightDependencies.)
 func TestDependencyWeight(t *testing.T) {
 	if testing.Short() {
