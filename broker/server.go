@@ -181,7 +181,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s.rt.Store(rt)
 
-	s.tokens = tokens.New(tokens.Deps{Issuer: s.issuer, Keys: s.keys, Store: s.store, Now: now, Audit: s.audit, Logger: s.log})
+	s.tokens = tokens.New(tokens.Deps{Issuer: s.issuer, Keys: s.keys, Store: s.store, Now: now, Audit: s.audit})
 	s.clients = clientauth.New(clientauth.Deps{Issuer: s.issuer, Replay: s.store, Now: now, Audit: s.audit})
 	s.flow = authflow.New(authflow.Deps{
 		Issuer: s.issuer, IssuerPath: issuerPath, Store: s.store, Tokens: s.tokens, Sealer: sealer,

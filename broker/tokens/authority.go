@@ -6,7 +6,6 @@
 package tokens
 
 import (
-	"log/slog"
 	"strings"
 	"time"
 
@@ -22,7 +21,6 @@ type Authority struct {
 	store  storage.Storage
 	now    func() time.Time
 	audit  observe.Audit
-	log    *slog.Logger
 }
 
 // Deps are an Authority's dependencies; Keys and Store are required.
@@ -32,17 +30,13 @@ type Deps struct {
 	Store  storage.Storage
 	Now    func() time.Time
 	Audit  observe.Audit
-	Logger *slog.Logger
 }
 
 // New returns the authority of deps.Issuer.
 func New(deps Deps) *Authority {
-	a := &Authority{issuer: strings.TrimSuffix(deps.Issuer, "/"), keys: deps.Keys, store: deps.Store, now: deps.Now, audit: deps.Audit, log: deps.Logger}
+	a := &Authority{issuer: strings.TrimSuffix(deps.Issuer, "/"), keys: deps.Keys, store: deps.Store, now: deps.Now, audit: deps.Audit}
 	if a.now == nil {
 		a.now = time.Now
-	}
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
 	}
 	return a
 }
