@@ -3,16 +3,20 @@
 // signed JWT it did not sign itself (a client assertion, a workload's or
 // upstream's token, or one of the broker's own tokens checked by a
 // service). Only asymmetric algorithms are listed, so a secret or a public
-// key can never double as an HMAC key. It is a leaf package: any other
-// package may import it.
+// key can never double as an HMAC key. CheckCompact and CheckHeader say
+// which JWS forms and headers the broker accepts. It is a leaf package,
+// without a JOSE library: any other package may import it.
 package jwa
 
 import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"hash"
 	"slices"
+	"strings"
 )
 
 // asymmetric is the one list; Asymmetric and Names hand out copies.
@@ -69,4 +73,64 @@ func LeftHash(alg, token string) string {
 	h.Write([]byte(token))
 	sum := h.Sum(nil)
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+}
+
+// ErrHeader is CheckHeader's refusal: a JWS header asks for something the
+// broker does not do.
+var ErrHeader = errors.New("jwa: JWS header parameter not accepted")
+
+// refusedHeaders are the JOSE header parameters no JWS the broker verifies
+// may carry, whatever their value:
+//   - zip (RFC 7516 §4.1.3) is compression, defined for JWE only; go-jose
+//     ignores it on a JWS, so a signer could mean a payload other than the
+//     one verified.
+//   - crit (RFC 7515 §4.1.11) names extensions the recipient must
+//     understand; the broker understands none.
+//   - b64 (RFC 7797) is such an extension (an unencoded payload), never
+//     used by a JWT (RFC 7797 §7).
+var refusedHeaders = []string{"zip", "crit", "b64"}
+
+// CheckHeader refuses a JWS header carrying a parameter of refusedHeaders.
+// extra is the header's parameters beyond the ones a JOSE library parses
+// itself, such as go-jose's Header.ExtraHeaders (map[jose.HeaderKey]any):
+// call it on every signature's header after parsing, before trusting the
+// payload. The error wraps ErrHeader.
+func CheckHeader[K ~string, V any](extra map[K]V) error {
+	for _, name := range refusedHeaders {
+		if _, ok := extra[K(name)]; ok {
+			return fmt.Errorf("%w: %q", ErrHeader, name)
+		}
+	}
+	return nil
+}
+
+// ErrEncoding is CheckCompact's refusal: a token that is not three
+// segments of canonical base64url.
+var ErrEncoding = errors.New("jwa: JWS not in canonical compact serialization")
+
+// CheckCompact refuses a compact JWS (RFC 7515 §7.1) unless it is three
+// dot-separated segments, each in canonical unpadded base64url (RFC 7515
+// §2): the encoding of exactly the bytes it decodes to. A lenient decoder
+// (Go's base64, used by go-jose) ignores CR and LF and the unused low bits
+// of a segment's last character, and go-jose verifies the signature over
+// the bytes re-encoded, so without this check one signed token has many
+// spellings that all verify — and a token's string would not identify
+// what was signed. It decodes nothing else: parsing and verifying is the
+// JOSE library's job.
+func CheckCompact(token string) error {
+	n := 0
+	for seg := range strings.SplitSeq(token, ".") {
+		n++
+		if n > 3 {
+			break
+		}
+		b, err := base64.RawURLEncoding.DecodeString(seg)
+		if err != nil || base64.RawURLEncoding.EncodeToString(b) != seg {
+			return fmt.Errorf("%w: segment %d", ErrEncoding, n)
+		}
+	}
+	if n != 3 {
+		return fmt.Errorf("%w: %d segments, want 3", ErrEncoding, n)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package jwa
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -29,5 +30,44 @@ func TestLeftHash(t *testing.T) {
 	}
 	if len(LeftHash("EdDSA", "x")) != len(LeftHash("ES512", "x")) || len(LeftHash("ES384", "x")) == len(LeftHash("ES256", "x")) {
 		t.Error("hash length does not follow the algorithm")
+	}
+}
+
+// headerKey stands for go-jose's HeaderKey, which jwa does not import.
+type headerKey string
+
+func TestCheckHeader(t *testing.T) {
+	for _, ok := range []map[headerKey]any{nil, {}, {"typ": "JWT"}, {"typ": "JWT", "cty": "JWT", "x5t": "abc"}} {
+		if err := CheckHeader(ok); err != nil {
+			t.Errorf("CheckHeader(%v) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []map[headerKey]any{
+		{"zip": "DEF"}, {"zip": ""}, {"zip": nil}, {"crit": []any{"exp"}}, {"crit": []any{}},
+		{"b64": false}, {"b64": true}, {"typ": "JWT", "zip": "DEF"},
+	} {
+		if err := CheckHeader(bad); !errors.Is(err, ErrHeader) {
+			t.Errorf("CheckHeader(%v) = %v, want ErrHeader", bad, err)
+		}
+	}
+}
+
+func TestCheckCompact(t *testing.T) {
+	// Segments of lengths 0, 2, 3 and 4 mod 4: "e30" is {}, "QQ" is A,
+	// "QUI" is AB, "QUJD" is ABC.
+	for _, ok := range []string{"e30.QUJD.QQ", "e30..QUI", "e30.e30.QUJD"} {
+		if err := CheckCompact(ok); err != nil {
+			t.Errorf("CheckCompact(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"", "e30", "e30.e30", "e30.e30.e30.e30", "e30.e30.e30.", // not three segments
+		"e30.QR.QQ", "e30.QUJ.QQ", "e31.QQ.QQ", // unused bits set
+		"e30.QQ==.QQ", "e30.Q\nQ.QQ", "e30.QQ.QQ\r\n", " e30.QQ.QQ", // padding, CR, LF, space
+		"e30.Q.QQ", "e30.QQ+/.QQ", "e30.QQ.Q\x00", // impossible length, standard alphabet, NUL
+	} {
+		if err := CheckCompact(bad); !errors.Is(err, ErrEncoding) {
+			t.Errorf("CheckCompact(%q) = %v, want ErrEncoding", bad, err)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // accessTokenTypes are the typ header values of RFC 9068 access tokens,
@@ -48,6 +50,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
 	}
 	header := jws.Signatures[0].Protected
+	// zip, crit and b64 change what was signed or how; one token has one
+	// spelling.
+	if err := jwa.CheckHeader(header.ExtraHeaders); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if err := jwa.CheckCompact(token); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 
 	body, err := v.verifySignature(ctx, jws, header)
 	if err != nil {

@@ -195,6 +195,11 @@ func TestVerifyRefuses(t *testing.T) {
 		{"JSON serialization", `{"payload":"` + parts[1] + `","protected":"` + parts[0] + `","signature":"` + parts[2] + `"}`, ErrMalformed},
 		{"space inside", parts[0] + ". " + parts[1] + "." + parts[2], ErrMalformed},
 		{"1 MB token", strings.Repeat("a", 1<<20-2) + ".b.c", ErrMalformed},
+		{"zip header", signWith(t, jose.SigningKey{Algorithm: jose.ES256, Key: k.priv},
+			(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", k.kid).WithHeader("zip", "DEF"), valid(nil)), ErrMalformed},
+		{"crit header", signWith(t, jose.SigningKey{Algorithm: jose.ES256, Key: k.priv},
+			(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", k.kid).WithHeader("crit", []string{"exp"}), valid(nil)), ErrMalformed},
+		{"signature respelled in its unused bits", parts[0] + "." + parts[1] + "." + respell(parts[2]), ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,6 +212,14 @@ func TestVerifyRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// respell changes the unused low bits of a base64url segment's last
+// character: the decoded bytes stay the same.
+func respell(seg string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, seg[len(seg)-1])
+	return seg[:len(seg)-1] + string(alphabet[last^1])
 }
 
 func TestVerifyTypedErrors(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -22,16 +21,18 @@ var acceptedAlgs = jwa.Asymmetric[jose.SignatureAlgorithm]()
 const (
 	// maxAssertionLifetime caps exp - now of a client assertion.
 	maxAssertionLifetime = 10 * time.Minute
-	// assertionSkew is the clock skew allowed on exp and nbf.
+	// assertionSkew is the clock skew allowed on exp, nbf and iat.
 	assertionSkew = 30 * time.Second
 	// maxAssertionBytes caps a client assertion.
 	maxAssertionBytes = 16 << 10
 )
 
 // assertion is private_key_jwt client authentication (RFC 7523 §2.2, §3):
-// the assertion is signed by one of the client's keys, iss and sub are the
-// client id, aud names this issuer or its token endpoint, it expires soon,
-// and its jti is accepted once.
+// the assertion is a canonically encoded JWT signed by one of the client's
+// keys (its header asking for no compression or extension), iss and sub
+// are the client id, aud is this issuer or its token endpoint alone, it
+// expires soon, it was not issued in the future, and its jti is accepted
+// once.
 func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form url.Values) (*runtime.Client, error) {
 	if form.Get("client_assertion_type") != oauth.AssertionTypeJWTBearer {
 		return nil, oauth.InvalidClient("client_assertion_type must be %s", oauth.AssertionTypeJWTBearer)
@@ -40,9 +41,15 @@ func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form
 	if raw == "" || len(raw) > maxAssertionBytes {
 		return nil, oauth.InvalidClient("client_assertion is missing or too large")
 	}
+	if err := jwa.CheckCompact(raw); err != nil {
+		return nil, oauth.InvalidClient("client_assertion is not a JWT in compact serialization")
+	}
 	tok, err := jwt.ParseSigned(raw, acceptedAlgs)
-	if err != nil {
+	if err != nil || len(tok.Headers) != 1 {
 		return nil, oauth.InvalidClient("client_assertion is not a JWT signed with an accepted algorithm")
+	}
+	if err := jwa.CheckHeader(tok.Headers[0].ExtraHeaders); err != nil {
+		return nil, oauth.InvalidClient("client_assertion header asks for compression or an extension")
 	}
 	var unverified jwt.Claims
 	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil || unverified.Issuer == "" {
@@ -71,14 +78,16 @@ func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form
 	switch {
 	case claims.Issuer != cl.ID || claims.Subject != cl.ID:
 		return nil, oauth.InvalidClient("client_assertion iss and sub must both be the client id")
-	case !slices.ContainsFunc(claims.Audience, func(aud string) bool { return aud == a.issuer || aud == a.issuer+"/token" }):
-		return nil, oauth.InvalidClient("client_assertion aud must be the issuer or the token endpoint")
+	case len(claims.Audience) != 1 || (claims.Audience[0] != a.issuer && claims.Audience[0] != a.tokenEndpoint):
+		return nil, oauth.InvalidClient("client_assertion aud must be the issuer or the token endpoint, alone")
 	case claims.Expiry == nil || !claims.Expiry.Time().After(now.Add(-assertionSkew)):
 		return nil, oauth.InvalidClient("client_assertion is expired or has no exp")
 	case claims.Expiry.Time().Sub(now) > maxAssertionLifetime:
 		return nil, oauth.InvalidClient("client_assertion lives too long (at most %s)", maxAssertionLifetime)
 	case claims.NotBefore != nil && claims.NotBefore.Time().After(now.Add(assertionSkew)):
 		return nil, oauth.InvalidClient("client_assertion is not valid yet")
+	case claims.IssuedAt != nil && claims.IssuedAt.Time().After(now.Add(assertionSkew)):
+		return nil, oauth.InvalidClient("client_assertion is issued in the future")
 	case claims.ID == "":
 		return nil, oauth.InvalidClient("client_assertion needs a jti")
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/fedbroker/fedbroker/broker/oauth"
@@ -41,17 +42,21 @@ type ReplayCache interface {
 
 // Authenticator authenticates clients against the current configuration.
 type Authenticator struct {
-	issuer  string
-	replay  ReplayCache
-	now     func() time.Time
-	audit   observe.Audit
-	secrets *secretCache
+	issuer string
+	// tokenEndpoint is the token endpoint's URL: the issuer + /token, as
+	// the broker routes it and discovery publishes it.
+	tokenEndpoint string
+	replay        ReplayCache
+	now           func() time.Time
+	audit         observe.Audit
+	secrets       *secretCache
 }
 
 // Deps are an Authenticator's dependencies.
 type Deps struct {
-	// Issuer is the issuer URL: assertions must name it, or its token
-	// endpoint, as audience.
+	// Issuer is the issuer URL, without a trailing slash: assertions must
+	// name it, or its token endpoint (Issuer + "/token"), as their one
+	// audience.
 	Issuer string
 	Replay ReplayCache
 	Now    func() time.Time
@@ -63,7 +68,8 @@ func New(deps Deps) *Authenticator {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Authenticator{issuer: deps.Issuer, replay: deps.Replay, now: deps.Now, audit: deps.Audit, secrets: newSecretCache(deps.Now)}
+	issuer := strings.TrimSuffix(deps.Issuer, "/")
+	return &Authenticator{issuer: issuer, tokenEndpoint: issuer + "/token", replay: deps.Replay, now: deps.Now, audit: deps.Audit, secrets: newSecretCache(deps.Now)}
 }
 
 // Authenticate identifies and authenticates the client of req. Every

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // state is an immutable snapshot of the loaded keys; Sign, Verify and JWKS
@@ -177,8 +179,11 @@ var ErrUnknownKey = errors.New("keys: unknown signing key")
 // Retired not yet expired) and returns its payload and typ header. Only
 // algorithms this Manager signs with are accepted, narrowed to algs when
 // given; "none" and HMAC never are. The token must name a published key id
-// whose algorithm matches its header. Verify does no I/O and does not look
-// at the claims: expiry, issuer and audience are the caller's to check.
+// whose algorithm matches its header; a header asking for compression or
+// an extension (zip, crit, b64: jwa.CheckHeader) and a token not in
+// canonical base64url (jwa.CheckCompact) are refused. Verify does no I/O
+// and does not look at the claims: expiry, issuer and audience are the
+// caller's to check.
 func (m *Manager) Verify(token string, algs ...string) (payload []byte, typ string, err error) {
 	st := m.state.Load()
 	if st == nil {
@@ -193,12 +198,18 @@ func (m *Manager) Verify(token string, algs ...string) (payload []byte, typ stri
 	if len(allowed) == 0 {
 		return nil, "", fmt.Errorf("keys: none of the algorithms %q is in use", algs)
 	}
+	if err := jwa.CheckCompact(token); err != nil {
+		return nil, "", fmt.Errorf("keys: %w", err)
+	}
 	jws, err := jose.ParseSignedCompact(token, allowed)
 	if err != nil {
 		return nil, "", fmt.Errorf("keys: parse token: %w", err)
 	}
 	if len(jws.Signatures) != 1 {
 		return nil, "", errors.New("keys: token must carry exactly one signature")
+	}
+	if err := jwa.CheckHeader(jws.Signatures[0].Header.ExtraHeaders); err != nil {
+		return nil, "", fmt.Errorf("keys: %w", err)
 	}
 	h := jws.Signatures[0].Protected
 	k, ok := st.verify[h.KeyID]

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -114,5 +116,79 @@ func TestVerifyAcceptsNextKey(t *testing.T) {
 	// Another replica that rotated first already signs with Next.
 	if _, _, err := m.Verify(tok); err != nil {
 		t.Errorf("Verify(token signed with the published next key) = %v", err)
+	}
+}
+
+// TestVerifyRefusesCompressionAndExtensions: one of the broker's own keys
+// signing a token whose header asks for compression (zip) or an extension
+// (crit, b64) does not make Verify accept it; go-jose alone ignores zip.
+func TestVerifyRefusesCompressionAndExtensions(t *testing.T) {
+	clk := newClock()
+	m := newManager(t, newStore(clk), clk, Options{})
+	st := m.state.Load()
+	sk := st.signing["ES256"]
+	payload := claims(t, clk.Now())
+	sign := func(opts *jose.SignerOptions) string {
+		t.Helper()
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: sk.priv, KeyID: sk.kid}}, opts.WithType("JWT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := s.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := jws.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	if _, _, err := m.Verify(sign(&jose.SignerOptions{})); err != nil {
+		t.Fatalf("Verify(token signed with the active key) = %v", err)
+	}
+	for name, tok := range map[string]string{
+		"zip DEF":  sign((&jose.SignerOptions{}).WithHeader("zip", "DEF")),
+		"crit b64": sign((&jose.SignerOptions{}).WithHeader("b64", true).WithCritical("b64")),
+		"b64":      sign((&jose.SignerOptions{}).WithHeader("b64", true)),
+	} {
+		if p, _, err := m.Verify(tok); !errors.Is(err, jwa.ErrHeader) {
+			t.Errorf("Verify(%s) = %s, %v; want a jwa.ErrHeader refusal", name, p, err)
+		}
+	}
+}
+
+// TestVerifyRefusesNonCanonicalEncoding: one of the broker's own tokens
+// respelled (CR, LF, the unused low bits of a segment's last character),
+// which go-jose's lenient base64url would still verify, is refused; the
+// token's string is then unique to what was signed.
+func TestVerifyRefusesNonCanonicalEncoding(t *testing.T) {
+	clk := newClock()
+	m := newManager(t, newStore(clk), clk, Options{})
+	good, err := m.Sign("ES256", claims(t, clk.Now()), "JWT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(good, ".")
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	flip := func(seg string) string {
+		return seg[:len(seg)-1] + string(alphabet[strings.IndexByte(alphabet, seg[len(seg)-1])^1])
+	}
+	bad := map[string]string{
+		// An ES256 signature is 64 bytes: 86 characters, 4 unused bits.
+		"unused bits of the signature": parts[0] + "." + parts[1] + "." + flip(parts[2]),
+		"LF in the payload":            parts[0] + "." + parts[1][:5] + "\n" + parts[1][5:] + "." + parts[2],
+		"CRLF at the end":              good + "\r\n",
+	}
+	if len(parts[1])%4 != 0 {
+		bad["unused bits of the payload"] = parts[0] + "." + flip(parts[1]) + "." + parts[2]
+	}
+	for name, tok := range bad {
+		if p, _, err := m.Verify(tok); !errors.Is(err, jwa.ErrEncoding) {
+			t.Errorf("Verify(%s) = %s, %v; want jwa.ErrEncoding", name, p, err)
+		}
+	}
+	if _, _, err := m.Verify(good); err != nil {
+		t.Fatalf("Verify(good) = %v", err)
 	}
 }

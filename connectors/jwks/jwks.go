@@ -99,12 +99,9 @@ func NewRemote(url string, opts Options) *Remote {
 
 // VerifySignature verifies a compact JWS and returns its payload.
 func (r *Remote) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(jwt, r.opts.Algorithms)
+	jws, err := ParseCompact(jwt, r.opts.Algorithms)
 	if err != nil {
-		return nil, fmt.Errorf("jwks: parse jws: %w", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("jwks: want exactly one signature")
+		return nil, err
 	}
 	kid := jws.Signatures[0].Header.KeyID
 
@@ -139,6 +136,28 @@ func (r *Remote) refresh(ctx context.Context, now time.Time) error {
 	}
 	r.keys, r.ok = keys, now
 	return nil
+}
+
+// ParseCompact parses a compact JWS in canonical form (jwa.CheckCompact)
+// signed with one of algs, with exactly one signature and a header
+// jwa.CheckHeader accepts (no zip, crit or b64). It verifies nothing. Its
+// refusals of the form and the header wrap jwa.ErrEncoding and
+// jwa.ErrHeader.
+func ParseCompact(token string, algs []jose.SignatureAlgorithm) (*jose.JSONWebSignature, error) {
+	if err := jwa.CheckCompact(token); err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	jws, err := jose.ParseSignedCompact(token, algs)
+	if err != nil {
+		return nil, fmt.Errorf("jwks: parse jws: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("jwks: want exactly one signature")
+	}
+	if err := jwa.CheckHeader(jws.Signatures[0].Header.ExtraHeaders); err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	return jws, nil
 }
 
 // verifyWith verifies jws with the key whose id is kid (any key when kid is
@@ -258,12 +277,9 @@ func ParseStatic(data []byte, algs []jose.SignatureAlgorithm) (*Static, error) {
 
 // VerifySignature verifies a compact JWS and returns its payload.
 func (s *Static) VerifySignature(_ context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(jwt, s.algs)
+	jws, err := ParseCompact(jwt, s.algs)
 	if err != nil {
-		return nil, fmt.Errorf("jwks: parse jws: %w", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("jwks: want exactly one signature")
+		return nil, err
 	}
 	if payload, found, err := verifyWith(jws, s.keys, jws.Signatures[0].Header.KeyID); found {
 		return payload, err

@@ -6,13 +6,17 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // TestThrottlesUnknownKeyIDs: made-up key ids cannot make the broker
@@ -105,5 +109,106 @@ func TestMaxAgeAndOutages(t *testing.T) {
 	now = now.Add(DefaultMaxAge + time.Minute)
 	if _, err := r.VerifySignature(ctx, tok); err == nil {
 		t.Fatal("a withdrawn key still verifies after MaxAge")
+	}
+}
+
+// TestRefusesCompressionAndExtensions: a JWS whose protected header asks for
+// compression (zip, a JWE-only parameter that go-jose ignores on a JWS) or
+// names an extension (crit, b64) is refused, even when a trusted key signed
+// it — by the remote and the static key sets alike.
+func TestRefusesCompressionAndExtensions(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}}
+	body, _ := json.Marshal(set)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	defer srv.Close()
+	static, err := ParseStatic(body, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := NewRemote(srv.URL, Options{Client: srv.Client()})
+	sign := func(opts *jose.SignerOptions) string {
+		t.Helper()
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts.WithHeader("kid", "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := s.Sign([]byte(`{"iss":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := jws.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	good := sign(&jose.SignerOptions{})
+	hostile := map[string]string{
+		"zip DEF":            sign((&jose.SignerOptions{}).WithHeader("zip", "DEF")),
+		"zip empty":          sign((&jose.SignerOptions{}).WithHeader("zip", "")),
+		"crit b64 (true)":    sign((&jose.SignerOptions{}).WithHeader("b64", true).WithCritical("b64")),
+		"b64 without crit":   sign((&jose.SignerOptions{}).WithHeader("b64", true)),
+		"crit of an unknown": sign((&jose.SignerOptions{}).WithHeader("exp", 1).WithCritical("exp")),
+	}
+	ctx := context.Background()
+	for name, ks := range map[string]interface {
+		VerifySignature(context.Context, string) ([]byte, error)
+	}{"remote": remote, "static": static} {
+		if _, err := ks.VerifySignature(ctx, good); err != nil {
+			t.Fatalf("%s: VerifySignature(good) = %v", name, err)
+		}
+		for hname, tok := range hostile {
+			if p, err := ks.VerifySignature(ctx, tok); err == nil {
+				t.Errorf("%s: VerifySignature(%s) = %s, want refusal", name, hname, p)
+			} else if !errors.Is(err, jwa.ErrHeader) {
+				t.Errorf("%s: VerifySignature(%s) = %v, want jwa.ErrHeader", name, hname, err)
+			}
+		}
+	}
+}
+
+// TestRefusesNonCanonicalEncoding: go-jose's lenient base64url would let
+// one signed token verify under many spellings (CR, LF, the unused low
+// bits of a segment's last character); only the canonical one verifies,
+// by the remote and the static key sets alike.
+func TestRefusesNonCanonicalEncoding(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	body, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	defer srv.Close()
+	static, err := ParseStatic(body, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := NewRemote(srv.URL, Options{Client: srv.Client()})
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	// {"iss":"x"} is 11 bytes: its segment has unused bits; an ES256
+	// signature (64 bytes) does too.
+	jws, _ := s.Sign([]byte(`{"iss":"x"}`))
+	good, _ := jws.CompactSerialize()
+	parts := strings.Split(good, ".")
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	flip := func(seg string) string {
+		return seg[:len(seg)-1] + string(alphabet[strings.IndexByte(alphabet, seg[len(seg)-1])^1])
+	}
+	bad := map[string]string{
+		"unused bits of the payload":   parts[0] + "." + flip(parts[1]) + "." + parts[2],
+		"unused bits of the signature": parts[0] + "." + parts[1] + "." + flip(parts[2]),
+		"CRLF in the header":           parts[0][:3] + "\r\n" + parts[0][3:] + "." + parts[1] + "." + parts[2],
+		"LF at the end":                good + "\n",
+	}
+	ctx := context.Background()
+	for name, ks := range map[string]interface {
+		VerifySignature(context.Context, string) ([]byte, error)
+	}{"remote": remote, "static": static} {
+		if _, err := ks.VerifySignature(ctx, good); err != nil {
+			t.Fatalf("%s: VerifySignature(good) = %v", name, err)
+		}
+		for bname, tok := range bad {
+			if p, err := ks.VerifySignature(ctx, tok); !errors.Is(err, jwa.ErrEncoding) {
+				t.Errorf("%s: VerifySignature(%s) = %s, %v; want jwa.ErrEncoding", name, bname, p, err)
+			}
+		}
 	}
 }

@@ -189,9 +189,10 @@ func (c *Connector) LoginURL(ctx context.Context, s connectors.Scopes, callbackU
 
 // HandleCallback completes the sign-in from the upstream's redirect: it
 // exchanges the code (with the PKCE verifier), verifies the ID token
-// (signature, algorithm, iss, aud, exp, nonce), merges userinfo when
-// configured, checks email_verified and returns the Identity. The state
-// parameter is the broker's to check. Failures are *connectors.UserError.
+// (signature, algorithm, iss, aud, exp, iat not in the future, nonce),
+// merges userinfo when configured, checks email_verified and returns the
+// Identity. The state parameter is the broker's to check. Failures are
+// *connectors.UserError.
 func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, rawState []byte, r *http.Request) (connectors.Identity, error) {
 	var st connState
 	if len(rawState) == 0 || json.Unmarshal(rawState, &st) != nil || st.Verifier == "" || st.Nonce == "" || st.RedirectURI == "" {
@@ -284,6 +285,9 @@ func (c *Connector) verify(ctx context.Context, tok *oauth2.Token, nonce string)
 	if err != nil {
 		return nil, verifyError(err)
 	}
+	if iat := idt.IssuedAt; !iat.IsZero() && iat.After(c.now().Add(issuedAtLeeway)) {
+		return nil, userError(CodeInvalidToken, "The identity provider's answer failed verification.", fmt.Errorf("oidc: id token issued in the future (iat %s)", iat.UTC().Format(time.RFC3339)))
+	}
 	if azp, _ := idTokenClaim(idt, "azp"); len(idt.Audience) > 1 && azp != c.cfg.ClientID {
 		return nil, userError(CodeInvalidToken, "The identity provider's answer failed verification.", fmt.Errorf("oidc: azp %q with several audiences, want %q", azp, c.cfg.ClientID))
 	}
@@ -301,6 +305,11 @@ func (c *Connector) verify(ctx context.Context, tok *oauth2.Token, nonce string)
 	}
 	return claims, nil
 }
+
+// issuedAtLeeway is how far in the future an ID token's iat may be: the
+// clock skew go-oidc's verifier allows on nbf. go-oidc does not look at
+// iat, so verify does.
+const issuedAtLeeway = 5 * time.Minute
 
 // idTokenWins are the claims userinfo may not override.
 var idTokenWins = []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "at_hash", "c_hash"}

@@ -44,7 +44,9 @@ type Config struct {
 	// OneTimeJTI makes the broker accept each token's jti once (the token
 	// must then carry a jti).
 	OneTimeJTI bool `yaml:"one_time_jti"`
-	// MaxLifetime refuses tokens whose exp-iat exceeds it (default 24h).
+	// MaxLifetime bounds a token's life (default 24h): exp - iat when it
+	// has an iat, and exp - now (plus the clock skew) in any case, so a
+	// token without iat is bounded too.
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
 	// SubjectClaim names the claim that identifies the workload (default sub).
 	SubjectClaim string `yaml:"subject_claim"`
@@ -94,8 +96,8 @@ type Verifier struct {
 	now  func() time.Time
 }
 
-// clockSkew is the leeway on nbf (the issuer's clock may run ahead); exp
-// has none.
+// clockSkew is the leeway on nbf and iat (the issuer's clock may run
+// ahead) and on the exp - now bound; exp itself has none.
 const clockSkew = time.Minute
 
 var _ connectors.TokenVerifier = (*Verifier)(nil)
@@ -170,8 +172,9 @@ func (v *Verifier) OneTimeJTI() bool { return v.cfg.OneTimeJTI }
 // Issuer is the trusted issuer.
 func (v *Verifier) Issuer() string { return v.cfg.Issuer }
 
-// VerifyToken checks signature (allowed algorithms only), iss, exp, an
-// accepted audience and a bounded lifetime, and returns the workload's
+// VerifyToken checks signature (allowed algorithms only, no zip, crit or
+// b64 header), iss, exp, nbf, that iat is not in the future, an accepted
+// audience and a bounded lifetime, and returns the workload's
 // identity with all its claims. Identity.Claims["jti"] and ["exp"] are kept
 // so the broker can enforce one-time use.
 func (v *Verifier) VerifyToken(ctx context.Context, token string) (connectors.Identity, error) {
@@ -200,9 +203,14 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (connectors.Id
 		return connectors.Identity{}, fmt.Errorf("workload: token expired at %s: %w", std.Expiry.Time().UTC().Format(time.RFC3339), ErrUntrusted)
 	case std.NotBefore != nil && now.Add(clockSkew).Before(std.NotBefore.Time()):
 		return connectors.Identity{}, fmt.Errorf("%w: not valid before %s", ErrUntrusted, std.NotBefore.Time().UTC().Format(time.RFC3339))
+	case std.IssuedAt != nil && now.Add(clockSkew).Before(std.IssuedAt.Time()):
+		return connectors.Identity{}, fmt.Errorf("%w: issued in the future (iat %s)", ErrUntrusted, std.IssuedAt.Time().UTC().Format(time.RFC3339))
 	}
 	if !slices.ContainsFunc(std.Audience, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
 		return connectors.Identity{}, ErrAudience
+	}
+	if std.Expiry.Time().Sub(now) > v.cfg.MaxLifetime+clockSkew {
+		return connectors.Identity{}, fmt.Errorf("%w: expires %s, more than %s ahead", ErrLifetime, std.Expiry.Time().UTC().Format(time.RFC3339), v.cfg.MaxLifetime)
 	}
 	if std.IssuedAt != nil && std.Expiry.Time().Sub(std.IssuedAt.Time()) > v.cfg.MaxLifetime {
 		return connectors.Identity{}, ErrLifetime
