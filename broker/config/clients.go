@@ -63,6 +63,14 @@ func validateClients(c *Config, ps *problems) {
 				ps.Add(gp, "listed twice")
 			}
 		}
+		if cl.DelegateAnyAudience {
+			switch {
+			case cl.Public:
+				ps.Add(p+".delegate_any_audience", "a public client cannot use token exchange")
+			case !slices.Contains(cl.GrantTypes, GrantTokenExchange):
+				ps.Add(p+".delegate_any_audience", "has no effect without the %s grant", GrantTokenExchange)
+			}
+		}
 		if slices.Contains(cl.GrantTypes, GrantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
 			ps.Add(p+".redirect_uris", "required for the authorization_code grant")
 		}

@@ -48,6 +48,44 @@ type HTTP struct {
 	// TrustedProxies never change the issuer or endpoint URLs; they only
 	// decide which X-Forwarded-For hop is the client address for rate limits.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// HSTSMaxAge is the max-age of the Strict-Transport-Security header an
+	// https issuer sends (Go duration syntax, whole seconds); unset:
+	// DefaultHSTSMaxAge, 0s: no header. Read it with HSTS.
+	HSTSMaxAge *time.Duration `yaml:"hsts_max_age"`
+	// SignInLimit bounds the sign-ins (pending auth requests) one client
+	// address may start, per replica; unset: DefaultSignInLimit.
+	SignInLimit *RateLimit `yaml:"sign_in_limit"`
+}
+
+// RateLimit is a token bucket: Burst at once, then one more every Every.
+type RateLimit struct {
+	Burst int           `yaml:"burst"`
+	Every time.Duration `yaml:"every"`
+}
+
+// DefaultSignInLimit is http.sign_in_limit when unset: 60 sign-ins at
+// once, then one every 10 s (about 120 pending per address over the 10
+// minutes an auth request lives).
+var DefaultSignInLimit = RateLimit{Burst: 60, Every: 10 * time.Second}
+
+// SignIns returns the sign-in limit per client address.
+func (h HTTP) SignIns() RateLimit {
+	if h.SignInLimit == nil {
+		return DefaultSignInLimit
+	}
+	return *h.SignInLimit
+}
+
+// DefaultHSTSMaxAge is http.hsts_max_age when unset: one year.
+const DefaultHSTSMaxAge = 365 * 24 * time.Hour
+
+// HSTS returns the Strict-Transport-Security max-age: DefaultHSTSMaxAge
+// when unset, 0 when turned off.
+func (h HTTP) HSTS() time.Duration {
+	if h.HSTSMaxAge == nil {
+		return DefaultHSTSMaxAge
+	}
+	return *h.HSTSMaxAge
 }
 
 // TLS serves the public listener over TLS 1.2+.
@@ -158,6 +196,12 @@ type Client struct {
 	AllowIDTokenExchange bool          `yaml:"allow_id_token_exchange"`
 	AccessTokenLifetime  time.Duration `yaml:"access_token_lifetime"`
 	IDTokenLifetime      time.Duration `yaml:"id_token_lifetime"`
+
+	// DelegateAnyAudience lets the client exchange (delegation) the
+	// broker's access tokens whatever their audience; by default a subject
+	// token must have been issued to the client (client_id) or name it in
+	// aud.
+	DelegateAnyAudience bool `yaml:"delegate_any_audience"`
 }
 
 // Links declares which connectors may link identities with each other.

@@ -42,8 +42,9 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 // returns the configuration as far as it decoded (defaults applied)
 // together with every problem, so that later checks (connector blocks,
 // mappings) can report theirs in the same pass. The Config is nil only when
-// the file is not YAML at all. A Config that comes with problems must never
-// be served.
+// the file is not YAML at all or its aliases are refused (a cycle, or more
+// than maxAliasNodes values added). A Config that comes with problems must
+// never be served.
 func Inspect(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -61,7 +62,10 @@ func decode(data []byte, getenv func(string) string) (*Config, problems) {
 	var ps problems
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, problems{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, problems{{Message: syntaxMessage(err, data)}}
+	}
+	if p := checkAliases(&root); p != nil {
+		return nil, problems{*p}
 	}
 	cfg := new(Config)
 	if root.Kind != 0 {
@@ -80,6 +84,86 @@ func decode(data []byte, getenv func(string) string) (*Config, problems) {
 		}
 	}
 	return cfg, ps
+}
+
+// syntaxMessage is a YAML syntax error with its line. The YAML parser
+// leaves the line out when the error is on the first line, and for an
+// unknown anchor, whose first use is found here.
+func syntaxMessage(err error, data []byte) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if strings.HasPrefix(msg, "line ") {
+		return msg
+	}
+	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		name = strings.TrimSuffix(name, "' referenced")
+		for i, l := range strings.Split(string(data), "\n") {
+			if aliasUse(l, name) {
+				return fmt.Sprintf("line %d: %s", i+1, msg)
+			}
+		}
+	}
+	return "line 1: " + msg
+}
+
+// aliasUse reports whether line holds the alias *name as a whole token.
+func aliasUse(line, name string) bool {
+	for rest := line; ; {
+		i := strings.Index(rest, "*"+name)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+1+len(name):]
+		if rest == "" || strings.ContainsRune(" \t\r,[]{}#", rune(rest[0])) {
+			return true
+		}
+	}
+}
+
+// maxAliasNodes bounds how many values YAML aliases may add to a file.
+// The checks walk an alias's value each time it is used, so without a
+// bound a few lines of nested anchors (a "billion laughs") would keep
+// Load busy for minutes; a real configuration adds a few hundred.
+const maxAliasNodes = 100_000
+
+// checkAliases refuses what YAML aliases could do to the walks over the
+// tree: an alias inside the value it refers to (a cycle, which would
+// never end), and aliases that together add more than maxAliasNodes
+// values. It takes time in proportion to the file.
+func checkAliases(root *yaml.Node) *Problem {
+	size := make(map[*yaml.Node]int) // values under a node, aliases expanded
+	open := make(map[*yaml.Node]bool)
+	added := 0
+	var bad *Problem
+	var walk func(n *yaml.Node) int
+	walk = func(n *yaml.Node) int {
+		if bad != nil {
+			return 0
+		}
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			if open[n.Alias] {
+				bad = &Problem{Message: fmt.Sprintf("line %d: alias *%s is inside the value it refers to", n.Line, n.Value)}
+				return 0
+			}
+			s := walk(n.Alias)
+			if added += s; added > maxAliasNodes && bad == nil {
+				bad = &Problem{Message: fmt.Sprintf("line %d: YAML aliases (here *%s) expand the file by more than %d values: write the values out or use fewer aliases", n.Line, n.Value, maxAliasNodes)}
+			}
+			return s
+		}
+		if s, ok := size[n]; ok {
+			return s
+		}
+		open[n] = true
+		s := 1
+		for _, c := range n.Content {
+			s = min(s+walk(c), maxAliasNodes+1)
+		}
+		delete(open, n)
+		size[n] = s
+		return s
+	}
+	walk(root)
+	return bad
 }
 
 // under reports whether path is at or below a path that already has a

@@ -60,6 +60,7 @@ func (c *Config) Validate() []Problem {
 		validateTokens,
 		validateConnectors,
 		validateClients,
+		validateRedirectPorts,
 		validateLinks,
 		validateWorkloads,
 		validateAdmin,
@@ -104,6 +105,76 @@ func IsLoopback(host string) bool {
 	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
+// ValidURLPort reports whether u has no port or a TCP port: 1 to 65535 in
+// decimal without leading zeros. An empty port ("http://127.0.0.1:/cb")
+// is refused. Redirect URIs are checked with it when they are registered
+// and when a client presents one.
+func ValidURLPort(u *url.URL) bool {
+	if strings.HasSuffix(u.Host, ":") {
+		return false
+	}
+	p := u.Port()
+	if p == "" {
+		return true
+	}
+	if p[0] == '0' {
+		return false
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	return err == nil && n >= 1
+}
+
+// validateRedirectPorts refuses a registered redirect or post-logout
+// redirect URI whose port is not a TCP port, unless the URI already has a
+// problem (validateClients runs first).
+func validateRedirectPorts(c *Config, ps *problems) {
+	for i, cl := range c.Clients {
+		p := index("clients", i)
+		for _, l := range []struct {
+			key  string
+			uris []string
+		}{{"redirect_uris", cl.RedirectURIs}, {"post_logout_redirect_uris", cl.PostLogoutRedirectURIs}} {
+			for j, raw := range l.uris {
+				path := index(p+"."+l.key, j)
+				if ps.Covers(path) {
+					continue
+				}
+				u, err := url.Parse(raw)
+				switch {
+				case err != nil || ValidURLPort(u):
+				case strings.HasSuffix(u.Host, ":"):
+					ps.Add(path, "empty port: remove the colon or give a port from 1 to 65535")
+				default:
+					ps.Add(path, "port must be a number from 1 to 65535 without leading zeros, not %q", u.Port())
+				}
+			}
+		}
+	}
+}
+
+// Notes returns what is worth knowing about a valid configuration because
+// it may not behave as its author expects, each at its YAML path. Notes are
+// not problems: the configuration serves as written. They are for
+// `fedbroker check` to print beside its summary.
+//
+// A confidential client's loopback http redirect is matched exactly, port
+// included: only a public client (a native app, RFC 8252 §7.3) may present
+// its registered loopback redirect with any port.
+func (c *Config) Notes() []Problem {
+	var ns problems
+	for i, cl := range c.Clients {
+		if cl.Public {
+			continue
+		}
+		for j, raw := range cl.RedirectURIs {
+			if u, err := url.Parse(raw); err == nil && u.Scheme == "http" && IsLoopback(u.Hostname()) {
+				ns.Add(index(index("clients", i)+".redirect_uris", j), "a confidential client's loopback redirect must match exactly, port included; only public (native) clients may use any port on loopback (RFC 8252 §7.3)")
+			}
+		}
+	}
+	return ns
+}
+
 func validateHTTP(c *Config, ps *problems) {
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		ps.Add("http.addr", "want host:port: %v", err)
@@ -121,6 +192,22 @@ func validateHTTP(c *Config, ps *problems) {
 			if _, err := netip.ParseAddr(p); err != nil {
 				ps.Add(index("http.trusted_proxies", i), "not an IP address or CIDR prefix: %q", p)
 			}
+		}
+	}
+	if d := c.HTTP.HSTSMaxAge; d != nil {
+		switch {
+		case *d < 0:
+			ps.Add("http.hsts_max_age", "must not be negative, not %s (0s turns HSTS off)", *d)
+		case *d > 0 && *d < time.Second:
+			ps.Add("http.hsts_max_age", "must be at least 1s, not %s (0s turns HSTS off)", *d)
+		}
+	}
+	if l := c.HTTP.SignInLimit; l != nil {
+		if l.Burst < 1 || l.Burst > 1_000_000 {
+			ps.Add("http.sign_in_limit.burst", "must be from 1 to 1000000, not %d", l.Burst)
+		}
+		if l.Every <= 0 {
+			ps.Add("http.sign_in_limit.every", "must be a positive duration such as 10s, not %s", l.Every)
 		}
 	}
 }

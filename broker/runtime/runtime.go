@@ -171,14 +171,20 @@ func (c *Client) AllowsScope(s string) bool { return c.scopes[s] }
 func (c *Client) AllowsLogoutRedirect(uri string) bool { return c.logouts[uri] }
 
 // MatchRedirect reports whether uri is registered for the client. The match
-// is exact, except that a registered loopback http redirect (127.0.0.1,
-// [::1], localhost) matches any port (RFC 8252 §7.3).
+// is exact, except that for a public client a registered loopback http
+// redirect (127.0.0.1, [::1], localhost) matches any port (RFC 8252 §7.3:
+// a native app listens on whatever port it gets). A confidential client's
+// loopback redirect matches exactly, port included. A uri whose port is
+// not a TCP port (empty, 0, above 65535) never matches.
 func (c *Client) MatchRedirect(uri string) bool {
+	u, err := url.Parse(uri)
+	if err != nil || !config.ValidURLPort(u) {
+		return false
+	}
 	if c.redirects[uri] {
 		return true
 	}
-	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "http" || !config.IsLoopback(u.Hostname()) || u.User != nil || u.Fragment != "" || u.RawFragment != "" {
+	if !c.Public || u.Scheme != "http" || !config.IsLoopback(u.Hostname()) || u.User != nil || u.Fragment != "" || u.RawFragment != "" || strings.Contains(uri, "#") {
 		return false
 	}
 	for r := range c.redirects {
@@ -186,7 +192,7 @@ func (c *Client) MatchRedirect(uri string) bool {
 		if err != nil || ru.Scheme != "http" || !config.IsLoopback(ru.Hostname()) {
 			continue
 		}
-		if ru.Hostname() == u.Hostname() && ru.EscapedPath() == u.EscapedPath() && ru.RawQuery == u.RawQuery && !strings.Contains(uri, "#") {
+		if ru.Hostname() == u.Hostname() && ru.EscapedPath() == u.EscapedPath() && ru.RawQuery == u.RawQuery {
 			return true
 		}
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 func TestMatchRedirect(t *testing.T) {
-	cl := &Client{redirects: toSet([]string{"http://127.0.0.1:9999/cb", "https://app.example/cb", "http://localhost/cb"})}
+	cl := &Client{Client: config.Client{Public: true}, redirects: toSet([]string{"http://127.0.0.1:9999/cb", "https://app.example/cb", "http://localhost/cb"})}
 	for uri, want := range map[string]bool{
 		"https://app.example/cb":            true,
 		"http://127.0.0.1:9999/cb":          true,

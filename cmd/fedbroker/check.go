@@ -49,6 +49,9 @@ func newCheckCmd() *cobra.Command {
 				}
 				fmt.Fprintf(out, "    - %s (%s)\n", c.ID, kind)
 			}
+			for _, n := range cfg.Notes() {
+				fmt.Fprintf(out, "  note: %s: %s\n", n.Path, n.Message)
+			}
 			return nil
 		},
 	}

@@ -78,6 +78,10 @@ func TestCheck(t *testing.T) {
 	}{
 		{"good", goodConfig, nil, 0, []string{": OK", "issuer:     http://127.0.0.1:5556", "- local (local)", "- app (public)"}},
 		{"good with --config", goodConfig, []string{"--config"}, 0, []string{": OK"}},
+		{"confidential loopback note", goodConfig + `  - id: cli
+    secret_hash: "$2a$04$vN63dHRpceNF65FBm.G9PuSPRbGX7H9NB8yrsSpPChg56H./A3Dzi"
+    redirect_uris: ["http://127.0.0.1:8400/cb"]
+`, nil, 0, []string{": OK", "- cli (confidential)", "note: clients[1].redirect_uris[0]: ", "port included"}},
 		{"many problems", `
 issuer: ftp://broker.example.com
 storage:

@@ -67,16 +67,8 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	}
 	defer in.Close()
 
-	srv := &http.Server{
-		Addr:              cfg.HTTP.Addr,
-		Handler:           in.Server.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newMainServer(in.Server.Handler(), logger)
+	srv.Addr = cfg.HTTP.Addr
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
@@ -156,16 +148,12 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 	if addr == "" {
 		addr = "127.0.0.1:5557"
 	}
-	srv := &http.Server{
-		Handler: in.Server.AdminHandler(broker.AdminOptions{
-			Token:        a.Token,
-			ClientCertOK: mtls,
-			Reload:       doReload,
-			Gatherer:     in.Server.Gatherer(),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newAdminServer(in.Server.AdminHandler(broker.AdminOptions{
+		Token:        a.Token,
+		ClientCertOK: mtls,
+		Reload:       doReload,
+		Gatherer:     in.Server.Gatherer(),
+	}), logger)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
@@ -205,4 +193,44 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 		}
 	}()
 	return srv, nil
+}
+
+// listenerTimeouts bound one listener's connections: ReadHeader and Read
+// for the request (headers; headers and body), Write from the end of the
+// request headers to the end of the response, Idle for a keep-alive
+// connection between requests.
+type listenerTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+var (
+	mainTimeouts = listenerTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second}
+	// adminTimeouts allow a longer response: POST /admin/reload opens
+	// every connector again, each discovery bounded by 15s.
+	adminTimeouts = listenerTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 2 * time.Minute, Idle: 120 * time.Second}
+)
+
+// maxHeaderBytes bounds the request headers on both listeners.
+const maxHeaderBytes = 64 << 10
+
+// newMainServer is the broker's public listener.
+func newMainServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return newHTTPServer(h, logger, mainTimeouts)
+}
+
+// newAdminServer is the admin API's listener.
+func newAdminServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return newHTTPServer(h, logger, adminTimeouts)
+}
+
+func newHTTPServer(h http.Handler, logger *slog.Logger, t listenerTimeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
