@@ -33,6 +33,9 @@ var reservedClaims = map[string]bool{
 	"jti": true, "auth_time": true, "nonce": true, "azp": true, "at_hash": true,
 	"c_hash": true, "sid": true, "amr": true, "acr": true, "scope": true,
 	"client_id": true, "act": true, "cnf": true, "typ": true,
+	// fb_fam names the refresh family an access token descends from, for
+	// revocation.
+	"fb_fam": true,
 }
 
 // IsReservedClaim reports whether name is a claim the broker sets itself.

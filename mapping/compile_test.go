@@ -42,8 +42,8 @@ func TestCompileErrors(t *testing.T) {
 		},
 		{
 			name: "reserved claims",
-			spec: Spec{Claims: map[string]ClaimSpec{"sub": {Expr: `"x"`}, "iss": {Expr: `"x"`}, "cnf": {Expr: `"x"`}, "aud": {Expr: `"x"`}, "typ": {Expr: `"x"`}}},
-			want: [][2]string{{"claims.sub", "registered claim"}, {"claims.iss", "registered claim"}, {"claims.cnf", "registered claim"}, {"claims.aud", "registered claim"}, {"claims.typ", "registered claim"}},
+			spec: Spec{Claims: map[string]ClaimSpec{"sub": {Expr: `"x"`}, "iss": {Expr: `"x"`}, "cnf": {Expr: `"x"`}, "aud": {Expr: `"x"`}, "typ": {Expr: `"x"`}, "fb_fam": {Expr: `"x"`}}},
+			want: [][2]string{{"claims.sub", "registered claim"}, {"claims.iss", "registered claim"}, {"claims.cnf", "registered claim"}, {"claims.aud", "registered claim"}, {"claims.typ", "registered claim"}, {"claims.fb_fam", "registered claim"}},
 		},
 		{
 			name: "bad in",

@@ -14,7 +14,8 @@ import (
 
 // Code redeems an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.6). A
 // code is redeemed once; a replayed code revokes the refresh family that
-// its first redemption started.
+// its first redemption started and every access token issued from it
+// (RFC 6749 §4.1.2): the code's family id names them all.
 func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (*tokens.Response, error) {
 	if req.Code == "" || len(req.Code) > 128 {
 		return nil, oauth.InvalidRequest("code is required")
@@ -22,7 +23,7 @@ func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 	ac, err := g.store.ConsumeCode(ctx, req.Code)
 	switch {
 	case errors.Is(err, storage.ErrAlreadyUsed):
-		if rerr := g.store.RevokeFamily(ctx, ac.FamilyID, g.now().Add(rt.Tokens.RefreshAbsolute)); rerr != nil {
+		if rerr := g.tokens.RevokeFamily(ctx, ac.FamilyID, g.now().Add(rt.Tokens.RefreshAbsolute)); rerr != nil {
 			g.log.Error("revoke family of replayed code", "client_id", cl.ID, "err", rerr)
 			return nil, rerr
 		}
@@ -61,7 +62,9 @@ func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 	if _, ok := rt.Connector(ac.Grant.ConnectorID); !ok {
 		return nil, oauth.InvalidGrant("the sign-in method of this code was removed")
 	}
-	resp, err := g.tokens.Issue(cl, ac.Grant, now)
+	grant := ac.Grant
+	grant.FamilyRef = tokens.FamilyRef(ac.FamilyID)
+	resp, err := g.tokens.Issue(cl, grant, now)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 		return nil, exchangeError("subject_token is too large")
 	}
 	parsed, err := jwt.ParseSigned(req.SubjectToken, acceptedAlgs)
-	if err != nil {
+	if err != nil || len(parsed.Headers) != 1 || jwa.CheckCompact(req.SubjectToken) != nil || jwa.CheckHeader(parsed.Headers[0].ExtraHeaders) != nil {
 		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
 	}
 	var unverified jwt.Claims
@@ -186,7 +186,10 @@ func (g *Grants) fromWorkload(ctx context.Context, rt *runtime.Runtime, cl *runt
 // delegate exchanges one of the broker's own access tokens for another
 // audience; the new token names the requesting client as actor (`act`),
 // nested under any earlier actors, up to maxActNesting deep. Scopes never
-// widen.
+// widen. The subject token must have been issued to the client
+// (client_id) or be addressed to it (aud names its id), unless the client
+// has delegate_any_audience. The new token stays in the subject token's
+// refresh family: revoking the family revokes it too.
 func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, token, typ string, scopes []string) (storage.Grant, error) {
 	if typ != oauth.TokenTypeAccessToken && typ != oauth.TokenTypeJWT {
 		return storage.Grant{}, exchangeError("our own tokens are exchanged as access tokens")
@@ -197,6 +200,10 @@ func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, token, typ st
 			return storage.Grant{}, err
 		}
 		return storage.Grant{}, exchangeError("the subject token is not a valid access token of this issuer")
+	}
+	if !cl.DelegateAnyAudience && at.ClientID != cl.ID && !slices.Contains(at.Audience, cl.ID) {
+		g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "token_client_id", at.ClientID, "sub", at.Subject, "reason", "subject token neither issued to nor addressed to the client")
+		return storage.Grant{}, exchangeError("the subject token was not issued to this client nor addressed to it")
 	}
 	if len(scopes) == 0 {
 		scopes = slices.DeleteFunc(slices.Clone(at.Scopes), func(sc string) bool { return !cl.AllowsScope(sc) || sc == "offline_access" })
@@ -225,5 +232,5 @@ func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, token, typ st
 		}
 	}
 	claims["act"] = act
-	return storage.Grant{ClientID: cl.ID, Subject: at.Subject, Scopes: scopes, ConnectorID: "delegation", AccessTokenClaims: claims}, nil
+	return storage.Grant{ClientID: cl.ID, Subject: at.Subject, Scopes: scopes, ConnectorID: "delegation", AccessTokenClaims: claims, FamilyRef: at.FamilyRef}, nil
 }

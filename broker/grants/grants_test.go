@@ -1,6 +1,7 @@
 package grants_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/grants"
 	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime/runtimetest"
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/broker/tokens"
@@ -26,16 +29,21 @@ import (
 type fixture struct {
 	*runtimetest.Fixture
 	g *grants.Grants
+	a *tokens.Authority
+	// audit holds the audit lines, as JSON.
+	audit *bytes.Buffer
 }
 
 func newFixture(t *testing.T) fixture { return newFixtureWith(t, "", nil) }
 
 // newFixtureWith is runtimetest.New(t, extra, mutate) with the grants.
-func newFixtureWith(t *testing.T, extra string, mutate func(*config.Config)) fixture {
+func newFixtureWith(t testing.TB, extra string, mutate func(*config.Config)) fixture {
 	f := runtimetest.New(t, extra, mutate)
 	a := tokens.New(tokens.Deps{Issuer: runtimetest.Issuer, Keys: f.Keys, Store: f.Store, Now: f.Clock.Now})
 	sealer, _ := tokens.NewSealer(nil)
-	return fixture{f, grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: f.Store, Now: f.Clock.Now})}
+	var audit bytes.Buffer
+	log := observe.NewAudit(slog.New(slog.NewJSONHandler(&audit, nil)))
+	return fixture{f, grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: f.Store, Now: f.Clock.Now, Audit: log}), a, &audit}
 }
 
 // svcExchanges lets client svc exchange tokens of workload issuer ci.
@@ -69,7 +77,7 @@ func challenge(v string) string {
 }
 
 // code stores a code for client svc as a login would.
-func (f fixture) code(t *testing.T, scopes ...string) string {
+func (f fixture) code(t testing.TB, scopes ...string) string {
 	t.Helper()
 	code := oauth.RandomToken(32)
 	ac := storage.AuthCode{
@@ -178,7 +186,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 	if err != nil || next.RefreshToken == "" || next.RefreshToken == first {
 		t.Fatalf("refresh = %+v, %v; want a new refresh token", next, err)
 	}
-	if _, err := f.g.Token(ctx, f.Runtime, svc, grants.Request{GrantType: "refresh_token", RefreshToken: first, Scope: []string{"openid", "admin"}}); oauthCode(err) != oauth.ErrInvalidScope {
+	if _, err := f.g.Token(ctx, f.Runtime, svc, grants.Request{GrantType: "refresh_token", RefreshToken: next.RefreshToken, Scope: []string{"openid", "admin"}}); oauthCode(err) != oauth.ErrInvalidScope {
 		t.Fatalf("widened scope = %v, want invalid_scope", err)
 	}
 	if _, err := f.g.Token(ctx, f.Runtime, svc, grants.Request{GrantType: "refresh_token", RefreshToken: first}); oauthCode(err) != oauth.ErrInvalidGrant {

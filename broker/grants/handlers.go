@@ -1,8 +1,8 @@
 package grants
 
 import (
+	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -28,7 +28,9 @@ type Endpoint struct {
 func (e *Endpoint) HandleToken(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxTokenRequestBytes)
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+	// A media type, compared as one (RFC 9110 §8.3.1: case-insensitive,
+	// parameters allowed), so that no body is silently read as empty.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
 		return oauth.InvalidRequest("the body must be application/x-www-form-urlencoded")
 	}
 	if err := r.ParseForm(); err != nil {

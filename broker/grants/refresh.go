@@ -19,8 +19,9 @@ import (
 
 // Refresh rotates a refresh token (RFC 6749 §6). Every use returns a new
 // refresh token; presenting one that was already rotated revokes the whole
-// family (reuse detection). A refresh token is bound to its client and
-// never widens its scope.
+// family and its access tokens (reuse detection), whatever else the
+// request says. A refresh token is bound to its client and never widens
+// its scope; a request that fails leaves a current token unrotated.
 func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (*tokens.Response, error) {
 	old := req.RefreshToken
 	if old == "" || len(old) > 256 {
@@ -32,16 +33,16 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	}
 	fam, err := g.store.GetRefresh(ctx, old)
 	switch {
-	case err == nil:
-		if fam.Grant.ClientID != cl.ID {
-			g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
-			return nil, oauth.InvalidGrant("the refresh token was issued to another client")
-		}
 	case errors.Is(err, storage.ErrNotFound):
-		// Either unknown, or already rotated: rotating it tells which, and
-		// revokes the family on reuse.
-	default:
+		// Not a current token: tell reuse from unknown before anything
+		// else of the request is looked at.
+		return nil, g.notCurrent(ctx, rt, cl, famID, old)
+	case err != nil:
 		return nil, err
+	}
+	if fam.Grant.ClientID != cl.ID {
+		g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
+		return nil, oauth.InvalidGrant("the refresh token was issued to another client")
 	}
 	scopes := fam.Grant.Scopes
 	if len(req.Scope) > 0 {
@@ -52,20 +53,17 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 		}
 		scopes = req.Scope
 	}
-	grant := fam.Grant
-	var upstreamData []byte
-	if err == nil {
-		if grant, upstreamData, err = g.refreshUpstream(ctx, rt, fam); err != nil {
-			return nil, err
-		}
+	grant, upstreamData, err := g.refreshUpstream(ctx, rt, fam)
+	if err != nil {
+		return nil, err
 	}
 	now := g.now()
 	next := famID + "." + oauth.RandomToken(32)
 	fam, err = g.store.RotateRefresh(ctx, old, next, now, rt.Tokens.RefreshIdle)
 	switch {
 	case errors.Is(err, storage.ErrReused):
-		g.audit.Event("refresh_reused", "client_id", cl.ID, "family", famID)
-		return nil, oauth.InvalidGrant("the refresh token was already used; its family is revoked")
+		// Rotated by a concurrent request since GetRefresh.
+		return nil, g.reused(ctx, rt, cl, famID)
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
 	case err != nil:
@@ -86,6 +84,7 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	}
 	grant.Scopes = scopes
 	grant.Nonce = ""
+	grant.FamilyRef = tokens.FamilyRef(famID)
 	resp, err := g.tokens.Issue(cl, grant, now)
 	if err != nil {
 		return nil, err
@@ -93,6 +92,40 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	resp.RefreshToken = next
 	g.audit.Event("token", "grant_type", config.GrantRefreshToken, "client_id", cl.ID, "sub", grant.Subject)
 	return resp, nil
+}
+
+// notCurrent answers a refresh token that is not the current token of a
+// live family. Rotating it issues nothing (the new token is thrown away):
+// the store answers ErrReused for a token already rotated, having revoked
+// its family, and ErrNotFound for one unknown, expired or revoked.
+func (g *Grants) notCurrent(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, famID, old string) error {
+	_, err := g.store.RotateRefresh(ctx, old, famID+"."+oauth.RandomToken(32), g.now(), rt.Tokens.RefreshIdle)
+	switch {
+	case errors.Is(err, storage.ErrReused):
+		return g.reused(ctx, rt, cl, famID)
+	case errors.Is(err, storage.ErrNotFound):
+		return oauth.InvalidGrant("the refresh token is invalid or expired")
+	case err != nil:
+		return err
+	}
+	// It was current after all (it cannot become so between the two
+	// reads), and is now rotated to a token no one holds: the family is
+	// lost to its client, so revoke it rather than leave it half alive.
+	if err := g.tokens.RevokeFamily(ctx, famID, g.now().Add(rt.Tokens.RefreshAbsolute)); err != nil {
+		return err
+	}
+	return oauth.InvalidGrant("the refresh token is invalid or expired")
+}
+
+// reused completes reuse detection: the store has revoked the family of
+// famID; its access tokens are revoked with it. The family's absolute
+// expiry is not known any more; now plus the absolute lifetime bounds it.
+func (g *Grants) reused(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, famID string) error {
+	if err := g.tokens.RevokeFamily(ctx, famID, g.now().Add(rt.Tokens.RefreshAbsolute)); err != nil {
+		return err
+	}
+	g.audit.Event("refresh_reused", "client_id", cl.ID, "family", tokens.FamilyRef(famID))
+	return oauth.InvalidGrant("the refresh token was already used; its family is revoked")
 }
 
 // refreshUpstream asks the upstream again when the connector can refresh,
@@ -126,7 +159,7 @@ func (g *Grants) refreshUpstream(ctx context.Context, rt *runtime.Runtime, fam s
 		if errors.Is(err, connectors.ErrUnavailable) {
 			return gr, nil, unavailable()
 		}
-		if rerr := g.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {
+		if rerr := g.tokens.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {
 			return gr, nil, rerr
 		}
 		g.audit.Event("refresh_upstream_refused", "connector", conn.ID, "client_id", gr.ClientID, "sub", gr.Subject, "reason", err.Error())
@@ -137,7 +170,7 @@ func (g *Grants) refreshUpstream(ctx context.Context, rt *runtime.Runtime, fam s
 	}
 	res, err := conn.Mapping.Evaluate(ctx, mapping.Input{ConnectorID: conn.ID, ConnectorType: conn.Type, UpstreamSubject: gr.UpstreamSubject, Claims: id.Claims, Sources: id.Sources})
 	if err != nil {
-		if rerr := g.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {
+		if rerr := g.tokens.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {
 			return gr, nil, rerr
 		}
 		g.audit.Event("refresh_rejected", "connector", conn.ID, "client_id", gr.ClientID, "sub", gr.Subject, "reason", err.Error())

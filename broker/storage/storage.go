@@ -76,6 +76,12 @@ type Grant struct {
 	ConnectorData     []byte         `json:"connector_data,omitempty"` // encrypted by the broker
 	IDTokenClaims     map[string]any `json:"id_claims,omitempty"`
 	AccessTokenClaims map[string]any `json:"at_claims,omitempty"`
+
+	// FamilyRef names, in the access tokens minted from this grant, the
+	// refresh family (or code) they descend from, so that revoking the
+	// family revokes them too; see tokens.FamilyRef. The token endpoint
+	// sets it just before minting; it is never stored.
+	FamilyRef string `json:"-"`
 }
 
 // AuthCode is a one-time authorization code.

@@ -26,6 +26,9 @@ type Claims struct {
 	Scopes   []string
 	JTI      string
 	Expiry   time.Time
+	// FamilyRef is the token's FamilyClaim: the refresh family it
+	// descends from (access tokens; "" when none).
+	FamilyRef string
 }
 
 // check is the one check of the broker's own tokens: size, a signature by
@@ -73,11 +76,14 @@ const revokedNamespace = "revoked_at"
 
 // CheckAccessToken verifies one of the broker's own access tokens: a
 // signature by a published key, typ at+jwt, issuer, subject, jti, expiry,
-// and that it was not revoked through /revoke. It fails with ErrInvalid,
+// that it was not revoked through /revoke, and that its refresh family
+// (FamilyClaim) was not revoked — by /revoke of a refresh token of the
+// family, reuse of a rotated refresh token, a replayed code, or an
+// upstream refusing to refresh (RevokeFamily). It fails with ErrInvalid,
 // or with a storage error when revocation cannot be checked (never reading
-// an outage as "valid"). Revoking a refresh token does not recall access
-// tokens already issued from it (they are short-lived); services that
-// verify tokens locally do not see revocations at all.
+// an outage as "valid"). Introspection, userinfo and delegation go through
+// here; services that verify tokens locally (verify/) do not see
+// revocations at all and accept a revoked token until its exp.
 func (a *Authority) CheckAccessToken(ctx context.Context, token string) (*Claims, error) {
 	c, err := a.check(token, TypAccessToken)
 	if err != nil {
@@ -93,6 +99,20 @@ func (a *Authority) CheckAccessToken(ctx context.Context, token string) (*Claims
 	}
 	if !notRevoked {
 		return nil, ErrInvalid
+	}
+	if ref, ok := c.Raw[FamilyClaim]; ok {
+		s, _ := ref.(string)
+		if s == "" {
+			return nil, ErrInvalid
+		}
+		revoked, err := a.familyRevoked(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			return nil, ErrInvalid
+		}
+		c.FamilyRef = s
 	}
 	return c, nil
 }

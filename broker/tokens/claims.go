@@ -21,14 +21,15 @@ var scopeClaims = map[string]string{
 }
 
 // Releasable filters mapped claims by the granted scopes. Claims the broker
-// sets itself (mapping.IsReservedClaim) are never released from a mapping.
+// sets itself (mapping.IsReservedClaim, FamilyClaim) are never released
+// from a mapping.
 func Releasable(claims map[string]any, scopes []string) map[string]any {
 	if len(claims) == 0 {
 		return nil
 	}
 	out := make(map[string]any, len(claims))
 	for k, v := range claims {
-		if mapping.IsReservedClaim(k) {
+		if mapping.IsReservedClaim(k) || k == FamilyClaim {
 			continue
 		}
 		if need, ok := scopeClaims[k]; ok && !slices.Contains(scopes, need) {
@@ -67,6 +68,8 @@ type accessTokenClaims struct {
 	AuthTime int64           `json:"auth_time,omitempty"`
 	SID      string          `json:"sid,omitempty"`
 	Act      map[string]any  `json:"act,omitempty"`
+	// Family is FamilyClaim.
+	Family string `json:"fb_fam,omitempty"`
 }
 
 // encodeClaims encodes the registered claims struct and appends the extra

@@ -74,19 +74,21 @@ func (a *Authority) Introspect(ctx context.Context, cl *runtime.Client, token st
 }
 
 // Revoke is token revocation (RFC 7009) by the authenticated client cl.
-// Revoking a refresh token revokes its whole family; revoking an access
-// token makes introspection, userinfo and token exchange refuse it until it
-// expires. Another client's token, or an unknown one, is silently ignored
-// so revocation reveals nothing; only a storage failure is an error.
+// Revoking a refresh token revokes its whole family and the access tokens
+// issued from it (RFC 7009 §2.1; RevokeFamily); revoking an access token
+// makes introspection, userinfo and token exchange refuse it until it
+// expires (it does not revoke its family). Another client's token, or an
+// unknown one, is silently ignored so revocation reveals nothing; only a
+// storage failure is an error.
 func (a *Authority) Revoke(ctx context.Context, cl *runtime.Client, token string) error {
 	if IsRefreshToken(token) {
 		fam, err := a.store.GetRefresh(ctx, token)
 		switch {
 		case err == nil && fam.Grant.ClientID == cl.ID:
-			if err := a.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); err != nil {
+			if err := a.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); err != nil {
 				return err
 			}
-			a.audit.Event("revoke", "client_id", cl.ID, "sub", fam.Grant.Subject, "family", fam.ID)
+			a.audit.Event("revoke", "client_id", cl.ID, "sub", fam.Grant.Subject, "family", FamilyRef(fam.ID))
 		case err == nil, errors.Is(err, storage.ErrNotFound):
 		default:
 			return err

@@ -31,7 +31,8 @@ const (
 )
 
 // AccessToken signs an RFC 9068 access token of grant g for cl, for the
-// given audiences, and returns it with its expiry.
+// given audiences, and returns it with its expiry. g.FamilyRef, when set,
+// becomes its FamilyClaim.
 func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences []string, now time.Time) (string, time.Time, error) {
 	exp := now.Add(cl.AccessTokenTTL)
 	aud, err := encodeAudience(audiences)
@@ -48,6 +49,7 @@ func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences [
 		JTI:      oauth.RandomToken(16),
 		Scope:    strings.Join(g.Scopes, " "),
 		SID:      g.SessionID,
+		Family:   g.FamilyRef,
 	}
 	if !g.AuthTime.IsZero() {
 		claims.AuthTime = g.AuthTime.Unix()
