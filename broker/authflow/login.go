@@ -180,8 +180,13 @@ type PasswordForm struct {
 	RemoteIP string
 }
 
+// errTooManyAttempts refuses a password before it is checked (limits.go).
+var errTooManyAttempts = &oauth.PageError{Status: http.StatusTooManyRequests, Heading: "Too many attempts", Message: "There were too many failed sign-in attempts. Wait a few minutes and try again.", Code: "too_many_attempts"}
+
 // PasswordLogin checks a password connector's form. Wrong credentials show
-// the form again; failures are limited per user and per address.
+// the form again (401); guessing is limited per address, per user at an
+// address and per user (see loginLimiter), and a refused attempt is a 429
+// page.
 func (f *Flow) PasswordLogin(ctx context.Context, rt *runtime.Runtime, connID string, form PasswordForm, b Browser) (Result, error) {
 	req, err := f.loadRequest(ctx, form.RequestID, b)
 	if err != nil {
@@ -203,22 +208,27 @@ func (f *Flow) PasswordLogin(ctx context.Context, rt *runtime.Runtime, connID st
 	if username == "" || form.Password == "" || len(username) > 256 || len(form.Password) > 1024 {
 		return f.passwordPage(rt, cl, conn, pc, req, b, username, true), nil
 	}
+	// The limiter takes its tokens before the password is checked, so
+	// that concurrent guesses cannot overrun the budget; a right password
+	// gives them back.
 	ip := form.RemoteIP
-	if !f.limiter.allow(conn.ID, username, ip) {
-		f.audit.Event("login_throttled", "connector", conn.ID, "client_id", cl.ID, "remote", ip)
-		return Result{}, &oauth.PageError{Status: http.StatusTooManyRequests, Heading: "Too many attempts", Message: "There were too many failed sign-in attempts. Wait a few minutes and try again.", Code: "too_many_attempts"}
+	at, limit := f.limiter.reserve(conn.ID, username, ip)
+	if at == nil {
+		f.metrics.SignIn(conn.ID, "throttled")
+		f.audit.Event("login_throttled", "connector", conn.ID, "client_id", cl.ID, "remote", ip, "limit", limit)
+		return Result{}, errTooManyAttempts
 	}
 	id, ok, err := pc.Login(ctx, scopesOf(req), username, form.Password)
 	if err != nil {
+		at.cancel() // no password was checked
 		return Result{}, f.upstreamFailure(conn, req, err)
 	}
 	if !ok {
-		f.limiter.fail(conn.ID, username, ip)
 		f.metrics.SignIn(conn.ID, "bad_password")
 		f.audit.Event("login_failed", "connector", conn.ID, "client_id", cl.ID, "remote", ip, "reason", "wrong username or password")
 		return f.passwordPage(rt, cl, conn, pc, req, b, username, true), nil
 	}
-	f.limiter.succeed(conn.ID, username)
+	at.succeeded()
 	req.ConnectorID = conn.ID
 	return f.Finish(ctx, rt, cl, conn, impl, req, id)
 }
