@@ -43,7 +43,7 @@ func testFullFlow(t *testing.T, h *harness) {
 	}
 	for _, hdr := range []struct{ name, want string }{
 		{"X-Frame-Options", "DENY"},
-		{"Referrer-Policy", "no-referrer"},
+		{"Referrer-Policy", "same-origin"},
 	} {
 		if got := chooser.header.Get(hdr.name); got != hdr.want {
 			t.Errorf("chooser %s = %q, want %q", hdr.name, got, hdr.want)

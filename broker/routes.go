@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -23,7 +25,7 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = ipExtractor(cfg.HTTP.TrustedProxies)
-	e.Use(recoverPanics, securityHeaders, s.observeLatency)
+	e.Use(recoverPanics, securityHeaders(hstsHeader(s.issuer, cfg.HTTP.HSTS())), s.observeLatency)
 
 	p, f := s.paths, s.flow
 	e.GET(p.discovery, s.handleDiscovery)
@@ -32,7 +34,10 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	e.POST(p.authorize, f.HandleAuthorize)
 	e.GET(p.login, f.HandleChooser)
 	e.GET(p.login+"/:connector", f.HandleLogin)
-	e.POST(p.login+"/:connector", f.HandlePasswordLogin)
+	// The password form is the broker's own: a cross-origin post of it is
+	// login CSRF, refused. /authorize (RPs may post), /callback (SAML IdPs
+	// post cross-site) and the machine endpoints are not checked.
+	e.POST(p.login+"/:connector", f.HandlePasswordLogin, f.SameOrigin)
 	e.GET(p.callback+"/:connector", f.HandleCallback)
 	e.POST(p.callback+"/:connector", f.HandleCallback)
 	e.GET(p.saml+"/:connector/metadata", f.HandleMetadata)
@@ -45,7 +50,7 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	e.POST(p.introspect, s.handleIntrospect)
 	e.GET(p.healthz, s.handleHealthz)
 	e.GET(p.readyz, s.handleReadyz)
-	staticFS := http.FileServer(http.FS(templates.Static()))
+	staticFS := http.FileServerFS(filesOnly{templates.Static()})
 	e.GET(p.static+"/*", echo.WrapHandler(http.StripPrefix(p.static, staticFS)))
 	return e
 }
@@ -85,16 +90,55 @@ func (s *Server) machine(c echo.Context) bool {
 	return false
 }
 
-// securityHeaders sets the headers every response carries.
-func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'; base-uri 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Content-Type-Options", "nosniff")
-		return next(c)
+// securityHeaders sets the headers every response carries, and
+// Strict-Transport-Security when hsts is set.
+func securityHeaders(hsts string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Response().Header()
+			h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+			h.Set("X-Frame-Options", "DENY")
+			// same-origin, not no-referrer: browsers send `Origin: null` on
+			// a form POST under no-referrer, and the cross-origin check of
+			// the password and sign-out forms needs the real origin from
+			// browsers that send no Sec-Fetch-Site. Other sites still get
+			// no referrer.
+			h.Set("Referrer-Policy", "same-origin")
+			h.Set("X-Content-Type-Options", "nosniff")
+			if hsts != "" {
+				h.Set("Strict-Transport-Security", hsts)
+			}
+			return next(c)
+		}
 	}
+}
+
+// hstsHeader is the Strict-Transport-Security value of an https issuer
+// (http.hsts_max_age, whole seconds); "" on plain http or when turned off.
+// Browsers ignore it over http, and on a loopback development issuer it
+// would pin localhost to https.
+func hstsHeader(issuer string, maxAge time.Duration) string {
+	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" || maxAge <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("max-age=%d", int64(maxAge/time.Second))
+}
+
+// filesOnly serves the files of fsys and nothing else: a directory opens
+// as not found, so the file server never lists one.
+type filesOnly struct{ fsys fs.FS }
+
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := file.Stat()
+	if err != nil || info.IsDir() {
+		file.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return file, nil
 }
 
 // recoverPanics turns a panic into a logged server_error, never a stack

@@ -8,6 +8,9 @@ package broker
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,6 +168,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
+	browserKey, err := browserBindingKey(kek, cfg.Storage.Type, s.log)
+	if err != nil {
+		return nil, err
+	}
 	s.deps = runtime.Deps{
 		Issuer:           s.issuer,
 		Logger:           s.log,
@@ -186,6 +193,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.flow = authflow.New(authflow.Deps{
 		Issuer: s.issuer, IssuerPath: issuerPath, Store: s.store, Tokens: s.tokens, Sealer: sealer,
 		Now: now, Audit: s.audit, Logger: s.log, Metrics: s.metrics, Health: s.health, Pages: s.pages, Runtime: s.rt.Load,
+		BrowserKey: browserKey, SignInLimit: cfg.HTTP.SignIns(),
 	})
 	s.token = &grants.Endpoint{
 		Grants:  grants.New(grants.Deps{Tokens: s.tokens, Sealer: sealer, Store: s.store, Now: now, Audit: s.audit, Logger: s.log}),
@@ -195,6 +203,26 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s.echo = s.routes(cfg)
 	return s, nil
+}
+
+// browserBindingKey is the key that signs the browser-binding cookie. It
+// is derived from the key-encryption key (HKDF-SHA256, its own label), so
+// every replica has it. Without a key-encryption key: a random key when
+// storage is in memory (one process holds all state anyway), and none —
+// unsigned ids, with a warning — when replicas share storage, since a
+// per-process key would refuse every sign-in that moves between replicas.
+func browserBindingKey(kek []byte, storageType string, log *slog.Logger) ([]byte, error) {
+	switch {
+	case len(kek) > 0:
+		return hkdf.Key(sha256.New, kek, nil, "fedbroker browser binding v1", 32)
+	case storageType == "memory":
+		key := make([]byte, 32)
+		_, _ = rand.Read(key) // never fails on supported platforms (Go 1.24+)
+		return key, nil
+	default:
+		log.Warn("browser-binding cookies are not signed: set signing.key_encryption_key so that only browser ids the broker made are accepted")
+		return nil, nil
+	}
 }
 
 // Reload compiles cfg and, only if everything compiles, swaps it in

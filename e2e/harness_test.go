@@ -78,12 +78,18 @@ type brokerConfig struct {
 	// ExtraConnectors is YAML appended to the connectors list (indented
 	// two spaces, each item starting with "  - id:").
 	ExtraConnectors string
+	// SignInBurst, when set, raises http.sign_in_limit (load tests start
+	// every sign-in from one address).
+	SignInBurst int
 }
 
 func (c brokerConfig) yaml() string {
 	pw, sh := hashes()
 	var b strings.Builder
 	fmt.Fprintf(&b, "issuer: %s\nhttp:\n  addr: %s\n", c.Issuer, c.Addr)
+	if c.SignInBurst > 0 {
+		fmt.Fprintf(&b, "  sign_in_limit: {burst: %d, every: 1ms}\n", c.SignInBurst)
+	}
 	if c.RedisURL == "" {
 		b.WriteString("storage:\n  type: memory\n")
 	} else {

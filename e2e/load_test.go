@@ -34,8 +34,9 @@ func runLoad(t *testing.T, args ...string) string {
 func TestLoadTool(t *testing.T) {
 	rs := redistest.StartServer(t)
 	wl := freeAddr(t)
-	a := startBroker(t, brokerConfig{RedisURL: rs.URL(), WorkloadAddr: wl})
-	b := startBroker(t, brokerConfig{Issuer: a.cfg.Issuer, RedisURL: rs.URL(), WorkloadAddr: wl})
+	// Every sign-in of the load tool comes from one address.
+	a := startBroker(t, brokerConfig{RedisURL: rs.URL(), WorkloadAddr: wl, SignInBurst: 100000})
+	b := startBroker(t, brokerConfig{Issuer: a.cfg.Issuer, RedisURL: rs.URL(), WorkloadAddr: wl, SignInBurst: 100000})
 	targets := a.URL + "," + b.URL
 	common := []string{"-target", targets, "-concurrency", "2", "-duration", "700ms", "-progress", "200ms"}
 	for _, tt := range []struct {

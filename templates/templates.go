@@ -97,6 +97,19 @@ type LoggedOutData struct {
 	Page
 }
 
+// LogoutConfirmData fills logout_confirm.html. Without Relay it asks the
+// person whether to sign out: a form that posts CSRF and Fields (the
+// sign-out request's parameters) back to Action. With Relay it posts
+// Fields on to Action at once (auto-post script, or a button), from the
+// broker's own origin.
+type LogoutConfirmData struct {
+	Page
+	Action string
+	CSRF   string
+	Fields map[string]string
+	Relay  bool
+}
+
 // Render writes the named page ("chooser.html", ...) to w. The page is
 // rendered into a buffer first so a template error never leaves half a page.
 func (t *Templates) Render(w io.Writer, name string, data any) error {

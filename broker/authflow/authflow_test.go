@@ -103,10 +103,16 @@ func TestLoginEndsWithACodeAndASession(t *testing.T) {
 	if again, err := f.flow.Authorize(ctx, f.Runtime, authorizeForm("prompt", "login"), b); err != nil || !strings.HasPrefix(again.Redirect, "/login/") {
 		t.Fatalf("prompt=login = %+v, %v; want the login page", again, err)
 	}
-	// Logout ends the session; SSO no longer answers.
+	// Logout without a hint asks first; the confirmation ends the session
+	// and SSO no longer answers.
 	out, err := f.flow.Logout(ctx, f.Runtime, authflow.LogoutRequest{}, b)
+	if err != nil || out.EndSession || out.Template != "logout_confirm.html" {
+		t.Fatalf("Logout without a hint = %+v, %v; want the confirmation page", out, err)
+	}
+	confirm := out.Data.(templates.LogoutConfirmData).CSRF
+	out, err = f.flow.Logout(ctx, f.Runtime, authflow.LogoutRequest{Confirm: confirm}, b)
 	if err != nil || !out.EndSession || out.Template != "logged_out.html" {
-		t.Fatalf("Logout = %+v, %v", out, err)
+		t.Fatalf("confirmed Logout = %+v, %v", out, err)
 	}
 	_, err = f.flow.Authorize(ctx, f.Runtime, authorizeForm("prompt", "none"), b)
 	var re *oauth.RedirectError
@@ -161,6 +167,7 @@ func TestAuthorizeRefusesBeforeTrustingTheClient(t *testing.T) {
 		{"unregistered redirect", authorizeForm("redirect_uri", "https://evil.example/cb")},
 		{"loopback redirect with a fragment", authorizeForm("redirect_uri", "http://127.0.0.1:1234/cb#x")},
 		{"repeated parameter", func() url.Values { v := authorizeForm(); v.Add("state", "again"); return v }()},
+		{"huge state", authorizeForm("state", strings.Repeat("s", 3000))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.flow.Authorize(ctx, f.Runtime, tc.form, authflow.Browser{})
@@ -187,7 +194,6 @@ func TestAuthorizeRefusesBeforeTrustingTheClient(t *testing.T) {
 		}(), oauth.ErrInvalidRequest},
 		{"prompt none without a session", authorizeForm("prompt", "none"), oauth.ErrLoginRequired},
 		{"request object", authorizeForm("request", "eyJ..."), oauth.ErrRequestNotSupported},
-		{"huge state", authorizeForm("state", strings.Repeat("s", 3000)), oauth.ErrInvalidRequest},
 		{"negative max_age", authorizeForm("max_age", "-1"), oauth.ErrInvalidRequest},
 		{"unknown connector_id", authorizeForm("connector_id", "nope"), oauth.ErrInvalidRequest},
 	} {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/oauth"
@@ -16,6 +18,76 @@ import (
 
 // authorizeParams may each appear once.
 var authorizeParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint", "connector_id"}
+
+// Bounds on what /authorize accepts. Every value stored with a pending
+// auth request is bounded by one of them (or is one of a few known
+// values), so a stored request is a few KiB at most.
+const (
+	// maxClientIDLen and maxRedirectURILen are checked before the client
+	// is trusted: over them the person gets an error page.
+	maxClientIDLen    = 255
+	maxRedirectURILen = 2048
+	// maxStateLen: a longer state, or one with a character outside VSCHAR
+	// (%x20-7E, RFC 6749 Appendix A), gets an error page too, never a
+	// redirect that carries it.
+	maxStateLen = 2048
+	// Over these the client gets invalid_request (invalid_scope for scope)
+	// back at its redirect_uri.
+	maxNonceLen       = 512
+	maxLoginHintLen   = 256
+	maxPromptLen      = 128
+	maxAgeDigits      = 9 // up to 999999999 s, about 31 years
+	maxScopeLen       = 1024
+	maxScopes         = 32
+	maxConnectorIDLen = 128
+)
+
+// knownPrompts are the prompt values of OpenID Connect Core §3.1.2.1.
+// Other values are ignored and not stored: OAuth ignores what it does not
+// understand (RFC 6749 §3.1), and none of them may weaken a sign-in.
+var knownPrompts = []string{"none", "login", "consent", "select_account"}
+
+// validState reports whether state may be sent back to the client: at most
+// maxStateLen characters, each VSCHAR.
+func validState(state string) bool {
+	if len(state) > maxStateLen {
+		return false
+	}
+	for i := 0; i < len(state); i++ {
+		if state[i] < 0x20 || state[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// validText reports whether s is UTF-8 without control characters.
+func validText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseMaxAge parses max_age: ASCII digits only, at most maxAgeDigits.
+func parseMaxAge(v string) (int, bool) {
+	if v == "" || len(v) > maxAgeDigits {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(v[i]-'0')
+	}
+	return n, true
+}
 
 // Authorize is the authorization endpoint (OpenID Connect Core §3.1.2).
 // Until the client and redirect_uri are known to be valid every error is an
@@ -29,17 +101,24 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 			return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-in request repeats the parameter "+k+".")
 		}
 	}
-	cl, ok := rt.Client(form.Get("client_id"))
-	if !ok {
+	clientID := form.Get("client_id")
+	cl, ok := rt.Client(clientID)
+	if !ok || len(clientID) > maxClientIDLen {
 		f.audit.Event("authorize_rejected", "reason", "unknown client")
 		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidClient, "The application that sent you here is not registered with this sign-in service.")
 	}
 	redirectURI := form.Get("redirect_uri")
-	if redirectURI == "" || !cl.MatchRedirect(redirectURI) {
+	if redirectURI == "" || len(redirectURI) > maxRedirectURILen || !cl.MatchRedirect(redirectURI) {
 		f.audit.Event("authorize_rejected", "client_id", cl.ID, "reason", "redirect_uri not registered")
 		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application asked to return you to an address it has not registered.")
 	}
+	// The state goes back in every redirect from here on: one that is too
+	// long or not VSCHAR is refused with a page before any redirect error.
 	state := form.Get("state")
+	if !validState(state) {
+		f.audit.Event("authorize_rejected", "client_id", cl.ID, "reason", "state too long or not printable ASCII")
+		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application sent a state value that is too long or contains characters that are not allowed.")
+	}
 	fail := func(code, desc string) error {
 		return &oauth.RedirectError{RedirectURI: redirectURI, State: state, Code: code, Description: desc}
 	}
@@ -58,7 +137,14 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 	if rm := form.Get("response_mode"); rm != "" && rm != "query" {
 		return Result{}, fail(oauth.ErrInvalidRequest, "only response_mode=query is supported")
 	}
-	scopes := strings.Fields(form.Get("scope"))
+	rawScope := form.Get("scope")
+	if len(rawScope) > maxScopeLen {
+		return Result{}, fail(oauth.ErrInvalidScope, "scope is too long")
+	}
+	scopes := strings.Fields(rawScope)
+	if len(scopes) > maxScopes {
+		return Result{}, fail(oauth.ErrInvalidScope, "scope has too many values")
+	}
 	if !slices.Contains(scopes, "openid") {
 		return Result{}, fail(oauth.ErrInvalidScope, "the openid scope is required")
 	}
@@ -82,28 +168,42 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 		return Result{}, fail(oauth.ErrInvalidRequest, "code_challenge is not a valid S256 challenge")
 	}
 
-	prompt := strings.Fields(form.Get("prompt"))
-	if slices.Contains(prompt, "none") && len(prompt) > 1 {
+	rawPrompt := form.Get("prompt")
+	if len(rawPrompt) > maxPromptLen {
+		return Result{}, fail(oauth.ErrInvalidRequest, "prompt is too long")
+	}
+	promptValues := strings.Fields(rawPrompt)
+	if slices.Contains(promptValues, "none") && len(promptValues) > 1 {
 		return Result{}, fail(oauth.ErrInvalidRequest, "prompt=none cannot be combined with other values")
+	}
+	// Only known values are kept; unknown ones are ignored.
+	var prompt []string
+	for _, p := range promptValues {
+		if slices.Contains(knownPrompts, p) && !slices.Contains(prompt, p) {
+			prompt = append(prompt, p)
+		}
 	}
 	maxAge := -1
 	if v := form.Get("max_age"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return Result{}, fail(oauth.ErrInvalidRequest, "max_age must be a non-negative integer")
+		n, ok := parseMaxAge(v)
+		if !ok {
+			return Result{}, fail(oauth.ErrInvalidRequest, "max_age must be a non-negative integer of at most 9 digits")
 		}
 		maxAge = n
 	}
 	nonce := form.Get("nonce")
-	if len(nonce) > 512 || len(state) > 2048 {
-		return Result{}, fail(oauth.ErrInvalidRequest, "state or nonce is too long")
+	if len(nonce) > maxNonceLen || !utf8.ValidString(nonce) {
+		return Result{}, fail(oauth.ErrInvalidRequest, "nonce is too long or not UTF-8")
 	}
 	loginHint := form.Get("login_hint")
+	if len(loginHint) > maxLoginHintLen || !validText(loginHint) {
+		return Result{}, fail(oauth.ErrInvalidRequest, "login_hint is too long or contains control characters")
+	}
 
 	var forced *runtime.Connector
 	if id := form.Get("connector_id"); id != "" {
 		conn, ok := rt.Connector(id)
-		if !ok || !cl.AllowsConnector(id) {
+		if !ok || len(id) > maxConnectorIDLen || !cl.AllowsConnector(id) {
 			return Result{}, fail(oauth.ErrInvalidRequest, "unknown or disallowed connector_id")
 		}
 		forced = conn
@@ -144,6 +244,13 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 		return Result{}, fail(oauth.ErrLoginRequired, "the user is not signed in")
 	}
 
+	// Each client address may keep only so many sign-ins pending. Callers
+	// outside HTTP that name no address are not limited; HandleAuthorize
+	// always names one.
+	if b.RemoteIP != "" && !f.pending.take(b.RemoteIP) {
+		f.audit.Event("authorize_throttled", "client_id", cl.ID, "remote", b.RemoteIP)
+		return Result{}, errTooManyPending
+	}
 	var res Result
 	req.BrowserBinding = storage.Hash(b.ensureID(&res))
 	if forced != nil {

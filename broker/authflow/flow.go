@@ -4,7 +4,8 @@
 // code), single sign-on and logout. Each step is a method that takes the
 // request's values and the browser's cookies and returns a Result — where
 // to send the browser next and which cookies to set — so every step runs
-// without HTTP in tests. The thin echo handlers in handlers.go read a
+// without HTTP in tests. The thin echo handlers (handlers.go, and
+// HandleLogout in logout.go) read a
 // request into those values and write the Result back.
 package authflow
 
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
@@ -34,7 +36,10 @@ type Flow struct {
 	health  *observe.Health
 	pages   *oauth.Writer
 	cookies Cookies
+	origin  *http.CrossOriginProtection
+	logout  string // path of the logout endpoint
 	limiter *loginLimiter
+	pending *pendingLimiter
 	current func() *runtime.Runtime
 }
 
@@ -54,6 +59,13 @@ type Deps struct {
 	Pages *oauth.Writer
 	// Runtime returns the configuration currently served.
 	Runtime func() *runtime.Runtime
+	// BrowserKey signs the browser-binding cookie (HMAC-SHA256), so that
+	// only ids the broker made are accepted; every replica needs the same
+	// key. Nil leaves the ids unsigned.
+	BrowserKey []byte
+	// SignInLimit bounds the sign-ins one client address may start;
+	// zero: config.DefaultSignInLimit.
+	SignInLimit config.RateLimit
 }
 
 // New returns the flows of one broker.
@@ -78,8 +90,11 @@ func New(deps Deps) *Flow {
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
-	f.cookies = NewCookies(deps.Issuer, deps.IssuerPath+"/")
+	f.cookies = NewCookies(deps.Issuer, deps.IssuerPath+"/", deps.BrowserKey)
+	f.origin = newOriginCheck(deps.Issuer)
+	f.logout = deps.IssuerPath + "/logout"
 	f.limiter = newLoginLimiter(f.now)
+	f.pending = newPendingLimiter(f.now, deps.SignInLimit)
 	return f
 }
 
@@ -117,10 +132,15 @@ type Browser struct {
 	SessionID string
 	// BrowserID is the browser-binding cookie.
 	BrowserID string
+	// RemoteIP is the client's address as the broker trusts it (echo's
+	// RealIP behind configured proxies). Authorize limits the pending
+	// sign-ins each address may start by it; "" is one address of its own.
+	RemoteIP string
 }
 
 // ensureID returns the browser's binding id, making one (and asking res to
-// set it) when the browser has none or a malformed one.
+// set it) when the browser has none or a malformed one. An id from a
+// request is one the broker made: Cookies.Read drops an unsigned one.
 func (b *Browser) ensureID(res *Result) string {
 	if l := len(b.BrowserID); l >= 32 && l <= 64 {
 		return b.BrowserID

@@ -23,17 +23,38 @@ func (f *Flow) write(w http.ResponseWriter, r *http.Request, res Result) error {
 	return f.pages.Render(w, res.Status, res.Template, res.Data)
 }
 
+// maxAuthorizeBytes caps the query and the body of a request to
+// /authorize: no parameter it accepts is longer than a few KiB.
+const maxAuthorizeBytes = 64 << 10
+
+// Errors for an /authorize request too large to read.
+var (
+	errAuthorizeBodyTooLarge  = &oauth.PageError{Status: http.StatusRequestEntityTooLarge, Heading: "This sign-in request cannot be completed", Message: "The sign-in request is too large.", Code: oauth.ErrInvalidRequest}
+	errAuthorizeQueryTooLarge = &oauth.PageError{Status: http.StatusRequestURITooLong, Heading: "This sign-in request cannot be completed", Message: "The sign-in request is too large.", Code: oauth.ErrInvalidRequest}
+)
+
 // HandleAuthorize serves GET and POST /authorize.
 func (f *Flow) HandleAuthorize(c echo.Context) error {
 	r := c.Request()
+	if len(r.URL.RawQuery) > maxAuthorizeBytes {
+		return errAuthorizeQueryTooLarge
+	}
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxAuthorizeBytes)
 	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errAuthorizeBodyTooLarge
+		}
 		return oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-in request is malformed.")
 	}
 	form := r.Form
 	if r.Method == http.MethodGet {
 		form = r.URL.Query()
 	}
-	res, err := f.Authorize(r.Context(), f.current(), form, f.cookies.Read(r))
+	b := f.cookies.Read(r)
+	if b.RemoteIP = c.RealIP(); b.RemoteIP == "" {
+		b.RemoteIP = unknownAddr
+	}
+	res, err := f.Authorize(r.Context(), f.current(), form, b)
 	if err != nil {
 		return err
 	}
@@ -113,24 +134,4 @@ func (f *Flow) HandleMetadata(c echo.Context) error {
 		return err
 	}
 	return c.Blob(http.StatusOK, ct, body)
-}
-
-// HandleLogout serves GET and POST /logout.
-func (f *Flow) HandleLogout(c echo.Context) error {
-	r := c.Request()
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-out request is malformed.")
-	}
-	req := LogoutRequest{
-		IDTokenHint:           r.Form.Get("id_token_hint"),
-		PostLogoutRedirectURI: r.Form.Get("post_logout_redirect_uri"),
-		State:                 r.Form.Get("state"),
-		ClientID:              r.Form.Get("client_id"),
-	}
-	res, err := f.Logout(r.Context(), f.current(), req, f.cookies.Read(r))
-	if err != nil {
-		return err
-	}
-	return f.write(c.Response(), r, res)
 }
