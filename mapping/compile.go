@@ -3,9 +3,11 @@ package mapping
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
@@ -102,8 +104,13 @@ type compiledClaim struct {
 // Compile parses and type-checks every expression of spec and returns
 // every problem at once. Each problem's Path is relative to the mapping
 // ("require[1].expr", "claims.groups", "link"; empty for the mapping as a
-// whole) and its Message names the expression and, for CEL errors, the
-// line:column. A nil Mapping is returned whenever there are problems.
+// whole). A CEL error's Message says in words what is wrong, where in the
+// expression ("column 7: ", or "line 2 of the expression, column 3: ") and
+// ends with the expression (in "..."), or for a long one the part around
+// the position (near "..."). Besides CEL's type check, arithmetic that no
+// JSON value read from claims or sources can take part in is refused (see
+// checkJSONArithmetic). A nil Mapping is returned whenever there are
+// problems.
 func Compile(spec Spec, opts CompileOptions) (*Mapping, []problem.Problem) {
 	opts = opts.withDefaults()
 	c := &compiler{opts: opts}
@@ -243,13 +250,13 @@ func (c *compiler) compile(path, expr string, tables map[string]traits.Mapper) (
 	}
 	a, iss := c.env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		for _, e := range iss.Errors() {
-			c.errf(path, "%d:%d: %s (in %q)", e.Location.Line(), e.Location.Column()+1, e.Message, expr)
+		for _, msg := range describeIssues(expr, iss.Errors()) {
+			c.errs = append(c.errs, problem.Problem{Path: path, Message: msg})
 		}
 		return nil, nil
 	}
 	ok := c.checkLookups(path, expr, a, tables)
-	if !c.checkNesting(path, expr, a) {
+	if !c.checkNesting(path, expr, a) || !c.checkJSONArithmetic(path, expr, a) {
 		return nil, nil
 	}
 	est, err := c.env.EstimateCost(a, sizeEstimator{})
@@ -303,7 +310,7 @@ func (c *compiler) checkNesting(path, expr string, a *cel.Ast) bool {
 					return
 				}
 				loc := a.NativeRep().SourceInfo().GetStartLocation(in.ID())
-				c.errf(path, "%d:%d: a loop over data inside another loop is not allowed (in %q)", loc.Line(), loc.Column()+1, expr)
+				c.errs = append(c.errs, problemAt(path, expr, loc, "a loop over data inside another loop is not allowed"))
 				ok = false
 			})
 		}
@@ -342,18 +349,40 @@ func (c *compiler) checkLookups(path, expr string, a *cel.Ast, tables map[string
 		if len(args) != 2 {
 			return
 		}
-		loc := a.NativeRep().SourceInfo().GetStartLocation(e.ID())
+		// At the function's name rather than its "(".
+		at := celPos(a.NativeRep().SourceInfo().GetStartLocation(e.ID()))
+		if p, found := funcNameAt(newSourceText(expr), at, fnLookup); found {
+			at = p
+		}
 		name, isConst := constString(args[0])
 		switch {
 		case !isConst:
-			c.errf(path, "%d:%d: lookup table name must be a string literal (in %q)", loc.Line(), loc.Column()+1, expr)
+			c.errf(path, "%s", positioned(expr, at, "lookup table name must be a string literal"))
 			ok = false
 		case tables[name] == nil:
-			c.errf(path, "%d:%d: lookup of undeclared table %q (in %q)", loc.Line(), loc.Column()+1, name, expr)
+			c.errf(path, "%s", positioned(expr, at, fmt.Sprintf("lookup of undeclared table %q%s", name, tableHint(tables))))
 			ok = false
 		}
 	})
 	return ok
+}
+
+// problemAt is a problem of expr at a cel-go location.
+func problemAt(path, expr string, loc common.Location, msg string) problem.Problem {
+	return problem.Problem{Path: path, Message: positioned(expr, celPos(loc), msg)}
+}
+
+// tableHint names the tables a mapping has, for a lookup of another one.
+func tableHint(tables map[string]traits.Mapper) string {
+	if len(tables) == 0 {
+		return ": this mapping has no tables"
+	}
+	names := make([]string, 0, len(tables))
+	for n := range tables {
+		names = append(names, strconv.Quote(n))
+	}
+	sort.Strings(names)
+	return "; this mapping's tables are " + strings.Join(names, ", ")
 }
 
 // checkLinkEmail refuses a link expression that reads claims.email without

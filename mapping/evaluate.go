@@ -20,11 +20,12 @@ const maxSubjectBytes = 255
 // Input is one upstream identity to map.
 type Input struct {
 	ConnectorID, ConnectorType, UpstreamSubject string
-	// Claims are the upstream claims as JSON values; SAML attributes are
-	// lists. Reached as `claims`.
+	// Claims are the upstream claims as JSON values, numbers as float64
+	// (Compile refuses arithmetic only an int claim could take part in);
+	// SAML attributes are lists. Reached as `claims`.
 	Claims map[string]any
-	// Sources is extra data the connector fetched (Graph groups, say).
-	// Reached as `sources`.
+	// Sources is extra data the connector fetched (Graph groups, say), as
+	// JSON values too. Reached as `sources`.
 	Sources map[string]any
 }
 

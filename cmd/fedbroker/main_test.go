@@ -117,8 +117,8 @@ connectors:
 workloads:
   - id: gh
     config: {audiences: [x]}
-`, []string{"--offline"}, 1, []string{"4 problem(s):", "  connectors[0].type: unknown connector type \"nosuchtype\" (known: azuread, google, local, oidc, saml)", "  connectors[1].config.users[0].pasword: line 12: unknown key", "  connectors[1].config.users[0].password_hash: not a bcrypt hash", "  workloads[0].config.issuer: required"}},
-		{"not YAML", "issuer: [unclosed\n", nil, 1, []string{"bad.yaml"}},
+`, []string{"--offline"}, 1, []string{"4 problem(s):", "  connectors[0].type: line 5: unknown connector type \"nosuchtype\" (known: azuread, google, local, oidc, saml)", "  connectors[1].config.users[0].pasword: line 12: unknown key", "  connectors[1].config.users[0].password_hash: line 11: not a bcrypt hash", "  workloads[0].config.issuer: line 15: required"}},
+		{"not YAML", "issuer: [unclosed\n", nil, 1, []string{"bad.yaml: 1 problem(s):\n  (yaml): line 1: did not find expected ',' or ']'\n"}},
 		{"unknown key", goodConfig + "tokenz: {}\n", nil, 1, []string{"tokenz"}},
 	}
 	for _, tt := range tests {
@@ -292,7 +292,8 @@ func TestMappingTestClaims(t *testing.T) {
 			}
 		}},
 		{"workload id is not a connector", []string{"--connector", "github", "--claims", ci}, 1, nil},
-		{"object form names its connector", []string{"--claims", full, "--connector", "corp"}, 0, func(t *testing.T, r report) {
+		{"object form and a disagreeing flag", []string{"--claims", full, "--connector", "corp"}, 1, nil},
+		{"object form names its connector", []string{"--claims", full}, 0, func(t *testing.T, r report) {
 			if r.Connector != "backup" || r.Decision != "accepted" {
 				t.Errorf("report = %+v, want backup accepted", r)
 			}
