@@ -18,7 +18,9 @@ import (
 	"math/big"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -296,6 +298,144 @@ func TestExampleConfigs(t *testing.T) {
 			// with the keys encrypted.
 			if name != "local.yaml" && (cfg.Storage.Type != "redis" || cfg.Signing.KeyEncryptionKey == "") {
 				t.Errorf("storage %q, KEK set %v: want redis with a key encryption key", cfg.Storage.Type, cfg.Signing.KeyEncryptionKey != "")
+			}
+		})
+	}
+}
+
+// exampleCommand returns the command an example documents at its top for
+// checking it: the environment variables it sets (VAR=... before the
+// command; a value may be a $(...) substitution) and the arguments after
+// `go run ./cmd/fedbroker`. A command may go on over several comment
+// lines that end in a backslash.
+func exampleCommand(t *testing.T, data []byte) (vars, args []string) {
+	t.Helper()
+	var logical []string
+	cont := false
+	for _, l := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			break // the header ends with the first line that is not a comment
+		}
+		l = strings.TrimSpace(strings.TrimPrefix(l, "#"))
+		if cont {
+			logical[len(logical)-1] += " " + l
+		} else {
+			logical = append(logical, l)
+		}
+		cont = strings.HasSuffix(l, "\\")
+		if cont {
+			logical[len(logical)-1] = strings.TrimSuffix(logical[len(logical)-1], "\\")
+		}
+	}
+	subst := regexp.MustCompile(`\$\([^)]*\)`)
+	assign := regexp.MustCompile(`^([A-Z_][A-Z0-9_]*)=\S*$`)
+	for _, l := range logical {
+		if !strings.Contains(l, "go run ./cmd/fedbroker check") {
+			continue
+		}
+		if args != nil {
+			t.Fatalf("the header documents more than one check command")
+		}
+		fields := strings.Fields(subst.ReplaceAllString(l, "X"))
+		for len(fields) > 0 && assign.MatchString(fields[0]) {
+			vars = append(vars, assign.FindStringSubmatch(fields[0])[1])
+			fields = fields[1:]
+		}
+		if len(fields) < 4 || strings.Join(fields[:3], " ") != "go run ./cmd/fedbroker" {
+			t.Fatalf("documented command %q: want VAR=... go run ./cmd/fedbroker check ...", l)
+		}
+		args = fields[3:]
+	}
+	if args == nil {
+		t.Fatal("the header documents no `go run ./cmd/fedbroker check` command")
+	}
+	sort.Strings(vars)
+	return vars, args
+}
+
+// buildFedbroker builds the fedbroker command into a temporary directory.
+func buildFedbroker(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fedbroker")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fedbroker")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/fedbroker: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestExampleCommands runs the check command each example documents at its
+// top, as written, from the root of a clone, with a value for each
+// variable it sets: it must pass, and it must set exactly the variables
+// the file needs (those it reads without a default).
+func TestExampleCommands(t *testing.T) {
+	files, err := filepath.Glob("examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	bin := buildFedbroker(t)
+	e := newEnv(t)
+	needRe := regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vars, args := exampleCommand(t, data)
+			if args[0] != "check" || args[len(args)-1] != "deploy/"+filepath.ToSlash(f) {
+				t.Fatalf("documented command checks %v, want check ... deploy/%s", args, filepath.ToSlash(f))
+			}
+			var need []string
+			for _, m := range needRe.FindAllStringSubmatch(string(data), -1) {
+				if !slices.Contains(need, m[1]) {
+					need = append(need, m[1])
+				}
+			}
+			sort.Strings(need)
+			if !slices.Equal(vars, need) {
+				t.Errorf("the documented command sets %v; the file needs %v", vars, need)
+			}
+			env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+				name, _, _ := strings.Cut(kv, "=")
+				_, known := e.values[name]
+				return known
+			})
+			for _, v := range vars {
+				value, ok := e.values[v]
+				if !ok {
+					t.Fatalf("the documented command sets %s, which the deploy test has no value for", v)
+				}
+				env = append(env, v+"="+value)
+			}
+			cmd := exec.Command(bin, args...)
+			cmd.Dir = ".."
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), args[len(args)-1]+": OK") {
+				t.Errorf("fedbroker %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			// Static workload keys are read only when the issuer is opened,
+			// which --offline skips: their default path must work from the
+			// root of a clone too.
+			cfg, err := config.Parse(data, func(name string) string {
+				if slices.Contains(vars, name) {
+					return e.values[name]
+				}
+				return ""
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range cfg.Workloads {
+				var wc workload.Config
+				if w.Decode(&wc) != nil || wc.JWKSFile == "" {
+					continue
+				}
+				if _, err := os.Stat(filepath.Join("..", wc.JWKSFile)); filepath.IsAbs(wc.JWKSFile) || err != nil {
+					t.Errorf("workload %s: jwks_file %s is not in the clone: %v", w.ID, wc.JWKSFile, err)
+				}
 			}
 		})
 	}

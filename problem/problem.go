@@ -5,10 +5,16 @@
 // relative to the block that was checked; the caller that knows where that
 // block sits in the file places them with Prefix. The package imports only
 // the standard library, so any library can report problems in this shape.
+//
+// Where the problem is in the file, when known, starts its Message:
+// "line 12: unknown key". A check that reads the YAML tree writes it there;
+// the problems of a check that knows only the path are placed afterwards
+// with Locate, by the caller that has the file.
 package problem
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -25,6 +31,35 @@ func (p Problem) Error() string {
 		return p.Message
 	}
 	return p.Path + ": " + p.Message
+}
+
+// Line returns the line the problem's Message starts with ("line 12: …"),
+// or 0 when it names none.
+func (p Problem) Line() int {
+	rest, ok := strings.CutPrefix(p.Message, "line ")
+	if !ok {
+		return 0
+	}
+	num, _, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || strconv.Itoa(n) != num {
+		return 0
+	}
+	return n
+}
+
+// AtLine returns p with "line n: " before its Message, so that it prints
+// as "path: line n: message". A problem that already names its line, or a
+// line below 1, leaves p as it is.
+func (p Problem) AtLine(n int) Problem {
+	if n < 1 || p.Line() != 0 {
+		return p
+	}
+	p.Message = fmt.Sprintf("line %d: %s", n, p.Message)
+	return p
 }
 
 // List is every problem found in one check, in the order they were found.
@@ -64,6 +99,23 @@ func Prefix(prefix string, ps []Problem) List {
 	out := make(List, len(ps))
 	for i, p := range ps {
 		out[i] = Problem{Path: Join(prefix, p.Path), Message: p.Message}
+	}
+	return out
+}
+
+// Locate returns a new List holding every problem of l placed at its line,
+// as by AtLine: line maps a problem's Path to its line in the file (0 when
+// it cannot tell). A problem that names its line already keeps it.
+func (l List) Locate(line func(path string) int) List {
+	if len(l) == 0 {
+		return nil
+	}
+	out := make(List, len(l))
+	for i, p := range l {
+		if p.Line() == 0 {
+			p = p.AtLine(line(p.Path))
+		}
+		out[i] = p
 	}
 	return out
 }

@@ -85,3 +85,66 @@ func TestMerge(t *testing.T) {
 		t.Fatalf("Merge =\n%v\nwant\n%v", got, want)
 	}
 }
+
+func TestLine(t *testing.T) {
+	for _, tt := range []struct {
+		msg  string
+		want int
+	}{
+		{"line 12: unknown key", 12},
+		{"line 1: did not find expected ',' or ']'", 1},
+		{"unknown key", 0},
+		{"line x: not a number", 0},
+		{"line 0: no such line", 0},
+		{"line 12:no space", 0},
+		{"deadline 3: not a line", 0},
+		{"line 99999999999999999999: too big", 0},
+	} {
+		if got := (Problem{Path: "p", Message: tt.msg}).Line(); got != tt.want {
+			t.Errorf("Problem{Message: %q}.Line() = %d, want %d", tt.msg, got, tt.want)
+		}
+	}
+}
+
+func TestAtLine(t *testing.T) {
+	p := Problem{Path: "issuer", Message: "required"}
+	if got, want := p.AtLine(3), (Problem{Path: "issuer", Message: "line 3: required"}); got != want {
+		t.Errorf("AtLine(3) = %#v, want %#v", got, want)
+	}
+	if got := p.AtLine(0); got != p {
+		t.Errorf("AtLine(0) = %#v, want it unchanged", got)
+	}
+	located := Problem{Path: "x", Message: "line 7: unknown key"}
+	if got := located.AtLine(3); got != located {
+		t.Errorf("AtLine on a problem with a line = %#v, want it unchanged", got)
+	}
+	if got, want := p.AtLine(3).Error(), "issuer: line 3: required"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestLocate(t *testing.T) {
+	l := List{
+		{Path: "a", Message: "m"},
+		{Path: "b", Message: "line 3: has its own"},
+		{Path: "c", Message: "nowhere"},
+		{Message: "whole file"},
+	}
+	lines := map[string]int{"a": 7, "b": 9, "": 1}
+	got := l.Locate(func(path string) int { return lines[path] })
+	want := List{
+		{Path: "a", Message: "line 7: m"},
+		{Path: "b", Message: "line 3: has its own"},
+		{Path: "c", Message: "nowhere"},
+		{Message: "line 1: whole file"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Locate (-want +got):\n%s", diff)
+	}
+	if l[0].Message != "m" {
+		t.Errorf("Locate changed its input: %q", l[0].Message)
+	}
+	if got := List(nil).Locate(func(string) int { return 1 }); got != nil {
+		t.Errorf("Locate of nil = %v, want nil", got)
+	}
+}

@@ -19,7 +19,7 @@ func TestAliasCycles(t *testing.T) {
 		{"issuer: https://a.example\nlinks: {groups: &g [*g]}\n", "line 2: alias *g is inside the value it refers to"},
 	} {
 		cfg, err := Parse([]byte(tc.yml), noEnv)
-		if cfg != nil || err == nil || err.Error() != tc.want {
+		if cfg != nil || err == nil || err.Error() != SyntaxPath+": "+tc.want {
 			t.Errorf("Parse(%q) = %v, want %q", tc.yml, err, tc.want)
 		}
 	}
@@ -47,7 +47,7 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("Parse of a %d-byte alias bomb took %s", len(bomb(2000)), d)
 	}
 	const want = "YAML aliases (here *s) expand the file by more than 100000 values"
-	if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "line ") {
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), SyntaxPath+": line ") {
 		t.Errorf("Parse(bomb) = %v, want a line and %q", err, want)
 	}
 	// A file that uses aliases modestly still loads.
@@ -77,9 +77,16 @@ func TestSyntaxErrorLines(t *testing.T) {
 		"issuer: https://a.example\nhttp: {<<: *nope}\n":            "line 2: unknown anchor 'nope' referenced",
 		"issuer: https://a.example\nx: '*b'\nhttp:\n  addr: [*b]\n": "line 4: unknown anchor 'b' referenced",
 		"issuer: [unclosed\n":                                       "line 1: did not find expected ',' or ']'",
+		// The YAML parser counts the lines of these from 0.
+		"issuer: a\nclients:\n  - id: [unclosed\n":                     "line 3: did not find expected ',' or ']'",
+		"issuer: a\nhttp: {addr: x\n":                                  "line 2: did not find expected ',' or '}'",
+		"issuer: a\nhttp:\n  addr: x\n - y\n":                          "line 4: did not find expected key",
+		"clients:\n  - id: app\n    public: true\n   secret_hash: x\n": "line 4: did not find expected '-' indicator",
+		"issuer: a\nhttp: !x!y z\n":                                    "line 2: found undefined tag handle",
+		"issuer: a\nb: 'unterminated\n\n":                              "line 2: found unexpected end of stream",
 	} {
 		_, err := Parse([]byte(yml), noEnv)
-		if err == nil || err.Error() != want {
+		if err == nil || err.Error() != SyntaxPath+": "+want {
 			t.Errorf("Parse(%q) = %v, want %q", yml, err, want)
 		}
 	}

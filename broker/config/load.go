@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -15,23 +16,33 @@ import (
 
 // Load reads the file at path, expands ${VAR} from the process environment,
 // decodes, applies defaults and validates it. Any problems come back
-// together as Errors, each with its YAML path; a file that cannot be read is
-// a plain wrapped error.
+// together as Errors, each with its YAML path and its line in the file
+// ("clients[1].id: line 14: duplicate of clients[0].id"; see Lines.Line
+// for a key that is not written); a file that cannot be read is a plain
+// wrapped error.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(data, os.Getenv)
+	cfg, ps, lines := decode(data, os.Getenv)
+	if len(ps) > 0 {
+		return nil, lines.Locate(ps)
+	}
+	return cfg, nil
 }
 
 // Parse is Load on bytes already read, with getenv standing in for the
 // environment (it returns "" for an unset variable; an empty variable
 // counts as unset). Expansion happens in scalar values only, in one pass;
 // see expandNode for the syntax. On any problem Parse returns a nil
-// *Config and an Errors listing every parse and validation problem.
+// *Config and an Errors listing every parse and validation problem, each
+// with its YAML path; only the problems found while reading the YAML
+// (syntax, unknown keys, types, ${VAR}) name their line, as data need not
+// be a file anyone can open. Load, Inspect and Lines place every problem
+// at its line.
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
-	cfg, ps := decode(data, getenv)
+	cfg, ps, _ := decode(data, getenv)
 	if len(ps) > 0 {
 		return nil, Errors(ps)
 	}
@@ -44,36 +55,45 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 // mappings) can report theirs in the same pass. The Config is nil only when
 // the file is not YAML at all or its aliases are refused (a cycle, or more
 // than maxAliasNodes values added). A Config that comes with problems must
-// never be served.
+// never be served. Every problem names its line, as with Load; a file
+// that is not YAML is one problem at SyntaxPath.
 func Inspect(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, ps := decode(data, os.Getenv)
+	cfg, ps, lines := decode(data, os.Getenv)
 	if len(ps) > 0 {
-		return cfg, Errors(ps)
+		return cfg, lines.Locate(ps)
 	}
 	return cfg, nil
 }
 
-// decode parses, expands, decodes, applies defaults and validates.
-func decode(data []byte, getenv func(string) string) (*Config, problems) {
+// decode parses, expands, decodes, applies defaults and validates. The
+// Lines it returns are those of data's tree, for placing the problems.
+func decode(data []byte, getenv func(string) string) (*Config, problems, *Lines) {
 	var ps problems
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, problems{{Message: syntaxMessage(err, data)}}
+		return nil, problems{{Path: SyntaxPath, Message: syntaxMessage(err, data)}}, nil
 	}
 	if p := checkAliases(&root); p != nil {
-		return nil, problems{*p}
+		return nil, problems{*p}, nil
 	}
+	lines := linesOfTree(&root)
 	cfg := new(Config)
 	if root.Kind != 0 {
 		expandNode(&root, "", getenv, &ps)
 		checkNode(&root, reflect.TypeFor[Config](), "", &ps)
 		if err := root.Decode(cfg); err != nil && len(ps) == 0 {
-			// checkNode found nothing yet the decoder did: report it as is.
-			ps.Add("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			// checkNode found nothing yet the decoder did: report it as is,
+			// at its line when it has one.
+			msg := strings.TrimPrefix(err.Error(), "yaml: ")
+			var te *yaml.TypeError
+			if errors.As(err, &te) && len(te.Errors) > 0 {
+				msg = te.Errors[0]
+			}
+			ps.Add("", "%s", msg)
 		}
 	}
 	cfg.SetDefaults()
@@ -83,16 +103,40 @@ func decode(data []byte, getenv func(string) string) (*Config, problems) {
 			ps = append(ps, p)
 		}
 	}
-	return cfg, ps
+	return cfg, ps, lines
 }
 
 // syntaxMessage is a YAML syntax error with its line. The YAML parser
 // leaves the line out when the error is on the first line, and for an
-// unknown anchor, whose first use is found here.
+// unknown anchor, whose first use is found here. It counts the lines of
+// its parser errors (parserProblems) from 0, and gives the line of the
+// problem instead when the construct at fault starts on the first line;
+// parsing the text again one line down gives the construct's line, counted
+// from 1, in both cases.
 func syntaxMessage(err error, data []byte) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if strings.HasPrefix(msg, "line ") {
-		return msg
+	if text := (Problem{Message: msg}).Line(); text != 0 || parserProblems[msg] {
+		_, problem, _ := strings.Cut(msg, ": ")
+		if text == 0 {
+			problem = msg
+		}
+		if !parserProblems[problem] {
+			return msg
+		}
+		if blockProblems[problem] {
+			if n := firstFailingLine(data, problem); n != 0 {
+				return fmt.Sprintf("line %d: %s", n, problem)
+			}
+		}
+		var root yaml.Node
+		err := yaml.Unmarshal(append([]byte("\n"), data...), &root)
+		if err != nil {
+			shifted := strings.TrimPrefix(err.Error(), "yaml: ")
+			if n := (Problem{Message: shifted}).Line(); n != 0 && strings.HasSuffix(shifted, ": "+problem) {
+				return fmt.Sprintf("line %d: %s", n, problem)
+			}
+		}
+		return fmt.Sprintf("line %d: %s", text+1, problem)
 	}
 	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
 		name = strings.TrimSuffix(name, "' referenced")
@@ -103,6 +147,57 @@ func syntaxMessage(err error, data []byte) string {
 		}
 	}
 	return "line 1: " + msg
+}
+
+// parserProblems are the errors of the YAML parser (as opposed to its
+// scanner), whose lines it counts from 0.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+// blockProblems are parser errors in a block mapping or list, which the
+// parser reports at the line where the mapping or list starts (often the
+// first line of the file). The line at fault is the first one that, read
+// with all the lines before it, fails the same way.
+var blockProblems = map[string]bool{
+	"did not find expected key":           true,
+	"did not find expected '-' indicator": true,
+}
+
+// firstFailingLine returns the first line n such that the first n lines
+// of data fail to parse with problem, or 0. A block construct may end at
+// any line, so every shorter prefix parses and every longer one fails: a
+// binary search finds n.
+func firstFailingLine(data []byte, problem string) int {
+	lines := strings.SplitAfter(string(data), "\n")
+	fails := func(n int) bool {
+		var root yaml.Node
+		err := yaml.Unmarshal([]byte(strings.Join(lines[:n], "")), &root)
+		return err != nil && strings.HasSuffix(err.Error(), problem)
+	}
+	if !fails(len(lines)) {
+		return 0
+	}
+	lo, hi := 1, len(lines) // fails(hi)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 // aliasUse reports whether line holds the alias *name as a whole token.
@@ -141,12 +236,12 @@ func checkAliases(root *yaml.Node) *Problem {
 		}
 		if n.Kind == yaml.AliasNode && n.Alias != nil {
 			if open[n.Alias] {
-				bad = &Problem{Message: fmt.Sprintf("line %d: alias *%s is inside the value it refers to", n.Line, n.Value)}
+				bad = &Problem{Path: SyntaxPath, Message: fmt.Sprintf("line %d: alias *%s is inside the value it refers to", n.Line, n.Value)}
 				return 0
 			}
 			s := walk(n.Alias)
 			if added += s; added > maxAliasNodes && bad == nil {
-				bad = &Problem{Message: fmt.Sprintf("line %d: YAML aliases (here *%s) expand the file by more than %d values: write the values out or use fewer aliases", n.Line, n.Value, maxAliasNodes)}
+				bad = &Problem{Path: SyntaxPath, Message: fmt.Sprintf("line %d: YAML aliases (here *%s) expand the file by more than %d values: write the values out or use fewer aliases", n.Line, n.Value, maxAliasNodes)}
 			}
 			return s
 		}

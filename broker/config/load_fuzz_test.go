@@ -148,7 +148,7 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 
 		// Inspect decodes the same way but keeps the Config.
-		icfg, ips := decode(data, getenv)
+		icfg, ips, lines := decode(data, getenv)
 		switch {
 		case err == nil && (len(ips) > 0 || icfg == nil):
 			t.Fatalf("Parse accepted what decode refuses: %v", Errors(ips))
@@ -157,5 +157,21 @@ func FuzzLoadConfig(f *testing.F) {
 		case err != nil && err.Error() != Errors(ips).Error():
 			t.Fatalf("Parse and decode disagree:\n%v\n---\n%v", err, Errors(ips))
 		}
+		// Inspect and Load place every problem at a line of the file.
+		for _, p := range lines.Locate(ips) {
+			if n := p.Line(); n < 1 || n > maxLines(data) {
+				t.Errorf("problem %q: line %d is not a line of the file", p.Error(), n)
+			}
+		}
 	})
+}
+
+// maxLines is the most lines data can have: YAML also breaks lines at a
+// lone CR and at NEL, LS and PS.
+func maxLines(data []byte) int {
+	n := 1
+	for _, sep := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
+		n += strings.Count(string(data), sep)
+	}
+	return n
 }
