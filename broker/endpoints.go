@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -14,7 +15,45 @@ import (
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/tokens"
 	"github.com/fedbroker/fedbroker/jwa"
+	"github.com/fedbroker/fedbroker/templates"
 )
+
+// defaultAdminAddr is where `fedbroker serve` starts the admin API when it
+// is enabled without admin.addr (cmd/fedbroker/serve.go).
+const defaultAdminAddr = "127.0.0.1:5557"
+
+// handleRoot serves the page at the issuer URL: what this is for a person
+// who lands there, the discovery and JWKS URLs for developers, and, when
+// the admin API is enabled, where it listens. The admin listener's
+// address is shown only when it is a loopback address; its token never.
+func (s *Server) handleRoot(cfg *config.Config) echo.HandlerFunc {
+	data := templates.RootData{
+		Page:         s.pages.Page("Sign-in service"),
+		Name:         strings.TrimPrefix(strings.TrimPrefix(s.issuer, "https://"), "http://"),
+		IssuerURL:    s.issuer,
+		DiscoveryURL: s.issuer + "/.well-known/openid-configuration",
+		JWKSURL:      s.issuer + "/keys",
+	}
+	a := cfg.Admin
+	mtls := a.TLS != nil && a.TLS.ClientCAFile != ""
+	if a.Token != "" || mtls {
+		data.AdminEnabled = true
+		addr := a.Addr
+		if addr == "" {
+			addr = defaultAdminAddr
+		}
+		scheme := "http"
+		if a.TLS != nil {
+			scheme = "https"
+		}
+		if host, _, err := net.SplitHostPort(addr); err == nil && config.IsLoopback(host) {
+			data.AdminURL = scheme + "://" + addr
+		}
+	}
+	return func(c echo.Context) error {
+		return s.pages.Render(c.Response(), http.StatusOK, "root.html", data)
+	}
+}
 
 // discovery is the OpenID Provider Metadata (OpenID Connect Discovery §3,
 // RFC 8414). It advertises exactly what the broker supports.

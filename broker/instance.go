@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,6 +74,12 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 		cancel()
 		_ = st.Close()
 		return nil, err
+	}
+	if kek == nil && cfg.Storage.Type == "memory" {
+		// Nothing outlives the process: a random key-encryption key costs
+		// nothing and spares a warning about keys stored in clear.
+		kek = make([]byte, 32)
+		_, _ = rand.Read(kek) // never fails on supported platforms (Go 1.24+)
 	}
 	var static []keys.StaticKey
 	for _, sk := range cfg.Signing.StaticKeys {

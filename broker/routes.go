@@ -28,6 +28,11 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	e.Use(recoverPanics, securityHeaders(hstsHeader(s.issuer, cfg.HTTP.HSTS())), s.observeLatency)
 
 	p, f := s.paths, s.flow
+	root := s.handleRoot(cfg)
+	e.GET(p.root+"/", root)
+	if p.root != "" {
+		e.GET(p.root, root)
+	}
 	e.GET(p.discovery, s.handleDiscovery)
 	e.GET(p.jwks, s.handleJWKS)
 	e.GET(p.authorize, f.HandleAuthorize)
@@ -38,6 +43,9 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	// login CSRF, refused. /authorize (RPs may post), /callback (SAML IdPs
 	// post cross-site) and the machine endpoints are not checked.
 	e.POST(p.login+"/:connector", f.HandlePasswordLogin, f.SameOrigin)
+	// Cancel goes back to the client with access_denied; the request must
+	// be the browser's own, with the link's token (Flow.Cancel).
+	e.GET(p.cancel, f.HandleCancel)
 	e.GET(p.callback+"/:connector", f.HandleCallback)
 	e.POST(p.callback+"/:connector", f.HandleCallback)
 	e.GET(p.saml+"/:connector/metadata", f.HandleMetadata)

@@ -87,10 +87,15 @@ type Server struct {
 type paths struct {
 	discovery, jwks, authorize, token, userinfo, revoke, logout, introspect string
 	login, callback, static, healthz, readyz, saml                          string
+	// root is the issuer's own path ("" at the host's root); cancel is the
+	// sign-in's Cancel link, outside login so no connector id can take it.
+	root, cancel string
 }
 
 func newPaths(p string) paths {
 	return paths{
+		root:       p,
+		cancel:     p + "/cancel",
 		discovery:  p + "/.well-known/openid-configuration",
 		jwks:       p + "/keys",
 		authorize:  p + "/authorize",

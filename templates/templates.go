@@ -60,11 +60,15 @@ type ChooserData struct {
 	Page
 	ClientName string
 	Connectors []Connector
+	// CancelURL gives up the sign-in and returns to the application.
+	CancelURL string
 }
 
 // PasswordData fills password.html.
 type PasswordData struct {
 	Page
+	// ClientName is the application the person signs in to.
+	ClientName    string
 	ConnectorName string
 	Action        string
 	Prompt        string
@@ -72,7 +76,10 @@ type PasswordData struct {
 	CSRF          string
 	RequestID     string
 	Invalid       bool
-	BackURL       string
+	// BackURL leads back to the chooser; CancelURL gives up the sign-in
+	// and returns to the application.
+	BackURL   string
+	CancelURL string
 }
 
 // ErrorData fills error.html. Message is shown to the person; it must never
@@ -82,6 +89,12 @@ type ErrorData struct {
 	Heading string
 	Message string
 	Code    string
+	// RetryURL and CancelURL, when set, are the ways on and back that a
+	// sign-in still in progress offers: try again, or give up and return
+	// to the application. Without them the page tells the person to go
+	// back to the application.
+	RetryURL  string
+	CancelURL string
 }
 
 // PostData fills post.html: a form the browser posts on to another site
@@ -90,6 +103,9 @@ type PostData struct {
 	Page
 	Action string
 	Fields map[string]string
+	// CancelURL, shown when the form does not post itself (no
+	// JavaScript), gives up the sign-in.
+	CancelURL string
 }
 
 // LoggedOutData fills logged_out.html.
@@ -108,6 +124,24 @@ type LogoutConfirmData struct {
 	CSRF   string
 	Fields map[string]string
 	Relay  bool
+}
+
+// RootData fills root.html, the page at the issuer URL: what the service
+// is, for people who land there, and its endpoints, for developers and
+// admins.
+type RootData struct {
+	Page
+	// Name is what the service is called on the page (the issuer's host
+	// and path).
+	Name         string
+	IssuerURL    string
+	DiscoveryURL string
+	JWKSURL      string
+	// AdminEnabled says the admin API is on; AdminURL is its listener,
+	// set only when that is a loopback address (a remote admin listener's
+	// address is not published).
+	AdminEnabled bool
+	AdminURL     string
 }
 
 // Render writes the named page ("chooser.html", ...) to w. The page is

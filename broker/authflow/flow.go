@@ -38,6 +38,7 @@ type Flow struct {
 	cookies Cookies
 	origin  *http.CrossOriginProtection
 	logout  string // path of the logout endpoint
+	cancel  string // path of the cancel endpoint (outside /login: a connector may be called "cancel")
 	limiter *loginLimiter
 	pending *pendingLimiter
 	current func() *runtime.Runtime
@@ -93,6 +94,7 @@ func New(deps Deps) *Flow {
 	f.cookies = NewCookies(deps.Issuer, deps.IssuerPath+"/", deps.BrowserKey)
 	f.origin = newOriginCheck(deps.Issuer)
 	f.logout = deps.IssuerPath + "/logout"
+	f.cancel = deps.IssuerPath + "/cancel"
 	f.limiter = newLoginLimiter(f.now)
 	f.pending = newPendingLimiter(f.now, deps.SignInLimit)
 	return f

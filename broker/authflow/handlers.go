@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fedbroker/fedbroker/broker/oauth"
+	"github.com/fedbroker/fedbroker/templates"
 )
 
 // maxFormBytes caps every form the broker parses (login forms; SAML posts
@@ -21,6 +22,21 @@ func (f *Flow) write(w http.ResponseWriter, r *http.Request, res Result) error {
 		return nil
 	}
 	return f.pages.Render(w, res.Status, res.Template, res.Data)
+}
+
+// fail writes an error page that offers ways on and back (a
+// wayBackError) with its links; every other error goes back to echo's
+// error handler, the one writer.
+func (f *Flow) fail(w http.ResponseWriter, err error) error {
+	wb, ok := errors.AsType[*wayBackError](err)
+	if !ok {
+		return err
+	}
+	pe := wb.page
+	return f.pages.Render(w, pe.Status, "error.html", templates.ErrorData{
+		Page: f.pages.Page(pe.Heading), Heading: pe.Heading, Message: pe.Message, Code: pe.Code,
+		RetryURL: wb.retry, CancelURL: wb.cancelTo,
+	})
 }
 
 // maxAuthorizeBytes caps the query and the body of a request to
@@ -97,9 +113,18 @@ func (f *Flow) HandlePasswordLogin(c echo.Context) error {
 	}
 	res, err := f.PasswordLogin(r.Context(), f.current(), c.Param("connector"), form, f.cookies.Read(r))
 	if err != nil {
-		return err
+		return f.fail(c.Response(), err)
 	}
 	return f.write(c.Response(), r, res)
+}
+
+// HandleCancel serves GET /cancel?req=…&csrf=…, the Cancel link: back to
+// the application with access_denied, written by echo's error handler like
+// every authorization error. It is outside /login, where a connector could
+// be called "cancel".
+func (f *Flow) HandleCancel(c echo.Context) error {
+	r := c.Request()
+	return f.Cancel(r.Context(), f.current(), c.QueryParam("req"), c.QueryParam("csrf"), f.cookies.Read(r))
 }
 
 // HandleCallback serves GET and POST /callback/{connector}.

@@ -79,7 +79,7 @@ func (f *Flow) Chooser(ctx context.Context, rt *runtime.Runtime, reqID string, b
 	if !ok {
 		return Result{}, errRequestGone
 	}
-	data := templates.ChooserData{Page: f.pages.Page("Sign in"), ClientName: cl.Name}
+	data := templates.ChooserData{Page: f.pages.Page("Sign in"), ClientName: cl.Name, CancelURL: f.cancelURL(b.BrowserID, req.ID)}
 	for _, conn := range rt.ConnectorsFor(cl) {
 		data.Connectors = append(data.Connectors, templates.Connector{Name: conn.Name, URL: f.loginURL(conn.ID, req.ID)})
 	}
@@ -126,7 +126,7 @@ func (f *Flow) StartLogin(ctx context.Context, rt *runtime.Runtime, connID, reqI
 		if lr.RedirectURL != "" {
 			return redirect(lr.RedirectURL), nil
 		}
-		return page(http.StatusOK, "post.html", templates.PostData{Page: f.pages.Page("Continuing sign-in"), Action: lr.PostURL, Fields: lr.Fields}), nil
+		return page(http.StatusOK, "post.html", templates.PostData{Page: f.pages.Page("Continuing sign-in"), Action: lr.PostURL, Fields: lr.Fields, CancelURL: f.cancelURL(b.BrowserID, req.ID)}), nil
 	default:
 		return Result{}, &oauth.PageError{Status: http.StatusBadRequest, Heading: "Unknown sign-in method", Message: "This way of signing in cannot be used from a browser.", Code: "unknown_connector"}
 	}
@@ -149,15 +149,18 @@ func csrfToken(browserID, reqID string) string {
 
 func (f *Flow) passwordPage(rt *runtime.Runtime, cl *runtime.Client, conn *runtime.Connector, pc connectors.PasswordConnector, req storage.AuthRequest, b Browser, username string, invalid bool) Result {
 	var res Result
+	browserID := b.ensureID(&res)
 	data := templates.PasswordData{
 		Page:          f.pages.Page("Sign in"),
+		ClientName:    cl.Name,
 		ConnectorName: conn.Name,
 		Action:        f.login + "/" + url.PathEscape(conn.ID),
 		Prompt:        pc.Prompt(),
 		Username:      username,
-		CSRF:          csrfToken(b.ensureID(&res), req.ID),
+		CSRF:          csrfToken(browserID, req.ID),
 		RequestID:     req.ID,
 		Invalid:       invalid,
+		CancelURL:     f.cancelURL(browserID, req.ID),
 	}
 	if username == "" && req.LoginHint != "" {
 		data.Username = req.LoginHint
@@ -181,7 +184,9 @@ type PasswordForm struct {
 }
 
 // errTooManyAttempts refuses a password before it is checked (limits.go).
-var errTooManyAttempts = &oauth.PageError{Status: http.StatusTooManyRequests, Heading: "Too many attempts", Message: "There were too many failed sign-in attempts. Wait a few minutes and try again.", Code: "too_many_attempts"}
+// Every budget gives an attempt back within a minute: one every 6 s per
+// address, one a minute per user at an address and per user.
+var errTooManyAttempts = &oauth.PageError{Status: http.StatusTooManyRequests, Heading: "Too many attempts", Message: "There were too many failed sign-in attempts. Wait a minute, then try again.", Code: "too_many_attempts"}
 
 // PasswordLogin checks a password connector's form. Wrong credentials show
 // the form again (401); guessing is limited per address, per user at an
@@ -216,7 +221,9 @@ func (f *Flow) PasswordLogin(ctx context.Context, rt *runtime.Runtime, connID st
 	if at == nil {
 		f.metrics.SignIn(conn.ID, "throttled")
 		f.audit.Event("login_throttled", "connector", conn.ID, "client_id", cl.ID, "remote", ip, "limit", limit)
-		return Result{}, errTooManyAttempts
+		// The request is still alive: the page leads back to the form
+		// and offers to give up.
+		return Result{}, &wayBackError{page: errTooManyAttempts, retry: f.loginURL(conn.ID, req.ID), cancelTo: f.cancelURL(b.BrowserID, req.ID)}
 	}
 	id, ok, err := pc.Login(ctx, scopesOf(req), username, form.Password)
 	if err != nil {

@@ -23,6 +23,12 @@ type LogoutRequest struct {
 	Confirm string
 }
 
+// signOutRefused is a 400 page for a sign-out request that cannot go on:
+// oauth.BadRequestPage, headed as a sign-out.
+func signOutRefused(message string) *oauth.PageError {
+	return &oauth.PageError{Status: http.StatusBadRequest, Heading: "This sign-out request cannot be completed", Message: message, Code: oauth.ErrInvalidRequest}
+}
+
 // Errors of the logout confirmation.
 var errLogoutExpired = &oauth.PageError{Status: http.StatusBadRequest, Heading: "Sign-out not confirmed", Message: "The sign-out form has expired or was not made for this browser. You are still signed in; start again from the application to sign out.", Code: "invalid_csrf"}
 
@@ -93,18 +99,18 @@ func (f *Flow) logoutTarget(rt *runtime.Runtime, req LogoutRequest, clientID str
 			reason = "id_token_hint missing"
 		}
 		f.audit.Event("logout_redirect_refused", "reason", reason)
-		return "", oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application asked to send you somewhere after signing out, but did not prove it may. You have not been redirected.")
+		return "", signOutRefused("The application asked to send you somewhere after signing out, but did not prove it may. You have not been redirected.")
 	}
 	if req.ClientID != "" && req.ClientID != clientID {
-		return "", oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-out request names two different applications.")
+		return "", signOutRefused("The sign-out request names two different applications.")
 	}
 	cl, ok := rt.Client(clientID)
 	if !ok || !cl.AllowsLogoutRedirect(req.PostLogoutRedirectURI) {
-		return "", oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application asked to send you to an address it has not registered for sign-out.")
+		return "", signOutRefused("The application asked to send you to an address it has not registered for sign-out.")
 	}
 	u, err := url.Parse(req.PostLogoutRedirectURI)
 	if err != nil {
-		return "", oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-out redirect address is not valid.")
+		return "", signOutRefused("The sign-out redirect address is not valid.")
 	}
 	if req.State != "" {
 		q := u.Query()
@@ -179,7 +185,7 @@ func (f *Flow) HandleLogout(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-out request is malformed.")
+		return signOutRefused("The sign-out request is malformed.")
 	}
 	req := LogoutRequest{
 		IDTokenHint:           r.Form.Get("id_token_hint"),

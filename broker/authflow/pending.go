@@ -28,8 +28,10 @@ const (
 // address echo cannot tell: such requests share one budget.
 const unknownAddr = "unknown"
 
-// errTooManyPending answers an address that used up its budget.
-var errTooManyPending = &oauth.PageError{Status: http.StatusTooManyRequests, Heading: "Too many sign-in requests", Message: "Too many sign-ins were started from your network in a short time. Wait a minute and try again.", Code: "too_many_requests"}
+// errTooManyPending answers an address that used up its budget. No sign-in
+// request was stored, so the way back is the application; the budget gives
+// one back every few seconds (10 s by default).
+var errTooManyPending = &oauth.PageError{Status: http.StatusTooManyRequests, Heading: "Too many sign-in requests", Message: "Too many sign-ins were started from your network in a short time. Wait a few seconds, then go back to the application and sign in again.", Code: "too_many_requests"}
 
 // pendingLimiter limits the auth requests one client address may store.
 // Its memory follows the addresses seen in the last burst × interval (10
