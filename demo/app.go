@@ -8,14 +8,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -23,32 +26,85 @@ import (
 )
 
 // App is a small OpenID Connect client (authorization code + PKCE) that
-// shows the decoded internal tokens it received and calls the demo API with
-// the access token.
+// keeps a session of its own, shows the decoded internal tokens it
+// received, calls the demo API with the access token, and signs out at the
+// broker (RP-initiated logout).
 type App struct {
 	issuer, clientID, baseURL, apiURL string
 	log                               *slog.Logger
 	client                            *http.Client
+	// cookie is the name of the app's browser cookie. It carries a digest
+	// of the app's URL: cookies do not keep ports apart, and the broker,
+	// Contoso and Fabrikam set theirs on the same host.
+	cookie string
+	// skew is added to the clock and margin overrides tokenMargin, both
+	// only in tests (atomic: they change while the app serves).
+	skew, margin atomic.Int64
 
-	once     sync.Once
-	initErr  error
-	provider *oidc.Provider
-	oauth    *oauth2.Config
-	verifier *oidc.IDTokenVerifier
+	once       sync.Once
+	initErr    error
+	provider   *oidc.Provider
+	oauth      *oauth2.Config
+	verifier   *oidc.IDTokenVerifier
+	endSession string // end_session_endpoint, "" when the broker has none
+	revocation string // revocation_endpoint, "" when the broker has none
 
-	mu      sync.Mutex
-	pending map[string]pendingLogin // by state
+	mu       sync.Mutex
+	pending  map[string]pendingLogin // by state
+	sessions map[string]*appSession  // by cookie value
+	logouts  map[string]time.Time    // state of sign-outs sent to the broker
 }
 
 type pendingLogin struct {
 	verifier, nonce string
-	created         time.Time
+	// browser is the cookie value of the browser that started the sign-in:
+	// a response carried to another browser (login CSRF) is refused.
+	browser string
+	created time.Time
 }
 
+// appSession is a signed-in browser: the tokens the app holds for it.
+type appSession struct {
+	created time.Time
+	csrf    string // the sign-out form's token
+
+	mu      sync.Mutex // serialises refreshes: the broker rotates refresh tokens
+	subject string
+	idToken string
+	token   *oauth2.Token
+}
+
+const (
+	pendingLifetime = 10 * time.Minute
+	sessionLifetime = 12 * time.Hour
+	// tokenMargin: a token with less left than this is refreshed before
+	// it is used (shown, sent to the API or as id_token_hint).
+	tokenMargin = 30 * time.Second
+)
+
 // NewApp returns the demo app for the broker at issuer. baseURL is where
-// the app itself is served; its callback is baseURL + "/callback".
+// the app itself is served; its callback is baseURL + "/callback" and its
+// post-logout redirect URI baseURL + "/".
 func NewApp(issuer, clientID, baseURL, apiURL string, client *http.Client, log *slog.Logger) *App {
-	return &App{issuer: issuer, clientID: clientID, baseURL: baseURL, apiURL: apiURL, client: client, log: log, pending: make(map[string]pendingLogin)}
+	sum := sha256.Sum256([]byte(baseURL))
+	return &App{
+		issuer: issuer, clientID: clientID, baseURL: baseURL, apiURL: apiURL, client: client, log: log,
+		cookie:   "demo_app_" + hex.EncodeToString(sum[:3]),
+		pending:  make(map[string]pendingLogin),
+		sessions: make(map[string]*appSession),
+		logouts:  make(map[string]time.Time),
+	}
+}
+
+// now is the app's clock.
+func (a *App) now() time.Time { return time.Now().Add(time.Duration(a.skew.Load())) }
+
+// refreshMargin is how close to its expiry a token is refreshed.
+func (a *App) refreshMargin() time.Duration {
+	if m := a.margin.Load(); m != 0 {
+		return time.Duration(m)
+	}
+	return tokenMargin
 }
 
 func (a *App) init(ctx context.Context) error {
@@ -58,28 +114,53 @@ func (a *App) init(ctx context.Context) error {
 		if a.initErr != nil {
 			return
 		}
+		var meta struct {
+			EndSession string `json:"end_session_endpoint"`
+			Revocation string `json:"revocation_endpoint"`
+		}
+		if a.initErr = a.provider.Claims(&meta); a.initErr != nil {
+			return
+		}
+		a.endSession, a.revocation = meta.EndSession, meta.Revocation
 		a.oauth = &oauth2.Config{
 			ClientID:    a.clientID,
 			Endpoint:    a.provider.Endpoint(),
 			RedirectURL: a.baseURL + "/callback",
 			Scopes:      []string{oidc.ScopeOpenID, "profile", "email", "groups", oidc.ScopeOfflineAccess},
 		}
-		a.verifier = a.provider.Verifier(&oidc.Config{ClientID: a.clientID})
+		a.verifier = a.provider.Verifier(&oidc.Config{ClientID: a.clientID, Now: a.now})
 	})
 	return a.initErr
 }
 
-// Handler serves the app: / (start), /login, /callback.
+// Handler serves the app: / (home: the tokens when signed in), /login,
+// /callback and /logout.
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.home)
 	mux.HandleFunc("GET /login", a.login)
 	mux.HandleFunc("GET /callback", a.callback)
+	mux.HandleFunc("POST /logout", a.logout)
 	return mux
 }
 
+// home shows the tokens of a signed-in browser, else the sign-in button
+// (with a note when the broker has just sent the browser back from
+// signing out).
 func (a *App) home(w http.ResponseWriter, r *http.Request) {
-	render(w, http.StatusOK, homePage, map[string]string{"Issuer": a.issuer})
+	if s := a.session(r); s != nil {
+		a.showTokens(w, r, s)
+		return
+	}
+	data := map[string]any{"Issuer": a.issuer}
+	if st := r.URL.Query().Get("state"); st != "" {
+		a.mu.Lock()
+		_, ok := a.logouts[st]
+		delete(a.logouts, st)
+		a.mu.Unlock()
+		data["SignedOut"] = ok
+	}
+	render(w, http.StatusOK, homePage, data)
 }
 
 func (a *App) login(w http.ResponseWriter, r *http.Request) {
@@ -87,14 +168,11 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "The broker's discovery document could not be read", err)
 		return
 	}
+	browser := a.browserID(w, r)
 	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
 	a.mu.Lock()
-	for k, p := range a.pending {
-		if time.Since(p.created) > 10*time.Minute {
-			delete(a.pending, k)
-		}
-	}
-	a.pending[state] = pendingLogin{verifier: verifier, nonce: nonce, created: time.Now()}
+	a.expire()
+	a.pending[state] = pendingLogin{verifier: verifier, nonce: nonce, browser: browser, created: a.now()}
 	a.mu.Unlock()
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
 	if c := r.URL.Query().Get("connector_id"); c != "" {
@@ -109,20 +187,20 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if e := q.Get("error"); e != "" {
-		a.fail(w, "The broker refused the sign-in: "+e, fmt.Errorf("%s: %s", e, q.Get("error_description")))
+	a.mu.Lock()
+	p, ok := a.pending[q.Get("state")]
+	delete(a.pending, q.Get("state"))
+	a.mu.Unlock()
+	if !ok || p.browser == "" || p.browser != a.cookieValue(r) {
+		a.fail(w, "This answer does not belong to a sign-in this browser started (unknown or reused state): start the sign-in again", nil)
 		return
 	}
 	if q.Get("iss") != a.issuer {
 		a.fail(w, "The authorization response came from an unexpected issuer", fmt.Errorf("iss %q", q.Get("iss")))
 		return
 	}
-	a.mu.Lock()
-	p, ok := a.pending[q.Get("state")]
-	delete(a.pending, q.Get("state"))
-	a.mu.Unlock()
-	if !ok {
-		a.fail(w, "Unknown or reused state: start the sign-in again", nil)
+	if e := q.Get("error"); e != "" {
+		a.refused(w, e, q.Get("error_description"))
 		return
 	}
 	ctx := oidc.ClientContext(r.Context(), a.client)
@@ -141,17 +219,176 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "The ID token's nonce does not match", nil)
 		return
 	}
+	// A new cookie value for the signed-in browser: a value set before the
+	// sign-in (perhaps planted by another site on this host) never becomes
+	// a session.
+	id := randomString()
+	a.mu.Lock()
+	a.expire()
+	old := a.sessions[p.browser]
+	delete(a.sessions, p.browser)
+	a.sessions[id] = &appSession{created: a.now(), csrf: randomString(), subject: idt.Subject, idToken: rawID, token: tok}
+	a.mu.Unlock()
+	a.setCookie(w, id, sessionLifetime)
+	if old != nil {
+		// Signed in again: the tokens of the session this one replaces
+		// are of no more use.
+		old.mu.Lock()
+		a.revoke(r.Context(), old.token.RefreshToken)
+		old.mu.Unlock()
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// showTokens renders the signed-in home page: the decoded tokens, the raw
+// access token with a curl line for the demo API, and the API's answer.
+func (a *App) showTokens(w http.ResponseWriter, r *http.Request, s *appSession) {
+	if err := a.init(r.Context()); err != nil {
+		a.fail(w, "The broker's discovery document could not be read", err)
+		return
+	}
+	subject, rawID, tok, refreshErr := a.fresh(r.Context(), s)
+	if refreshErr != nil {
+		a.log.Warn("demo app: refresh", "err", refreshErr)
+	}
 	apiStatus, apiBody := a.callAPI(r.Context(), tok.AccessToken)
+	whoami := a.apiURL + "/whoami"
 	render(w, http.StatusOK, tokensPage, map[string]any{
-		"Issuer":      a.issuer,
-		"Subject":     idt.Subject,
-		"IDToken":     decodeJWT(rawID),
-		"AccessToken": decodeJWT(tok.AccessToken),
-		"HasRefresh":  tok.RefreshToken != "",
-		"APIStatus":   apiStatus,
-		"APIBody":     apiBody,
-		"APIURL":      a.apiURL,
+		"Issuer":         a.issuer,
+		"Subject":        subject,
+		"IDToken":        decodeJWT(rawID),
+		"AccessToken":    decodeJWT(tok.AccessToken),
+		"RawAccessToken": tok.AccessToken,
+		"AccessExpiry":   tok.Expiry.Format("15:04:05 MST"),
+		"Curl":           fmt.Sprintf("curl -H \"Authorization: Bearer %s\" %s", tok.AccessToken, whoami),
+		"HasRefresh":     tok.RefreshToken != "",
+		"RefreshFailed":  refreshErr != nil,
+		"APIStatus":      apiStatus,
+		"APIBody":        apiBody,
+		"APIURL":         whoami,
+		"CSRF":           s.csrf,
 	})
+}
+
+// fresh returns the session's tokens, refreshed first when the access token
+// or the ID token is about to expire and there is a refresh token. On a
+// failed refresh it returns the tokens as they were, and the error.
+func (a *App) fresh(ctx context.Context, s *appSession) (subject, idToken string, tok *oauth2.Token, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, margin := a.now(), a.refreshMargin()
+	if s.token.RefreshToken == "" || (s.token.Expiry.Sub(now) > margin && jwtExpiry(s.idToken).Sub(now) > margin) {
+		return s.subject, s.idToken, s.token, nil
+	}
+	ctx = oidc.ClientContext(ctx, a.client)
+	next, err := a.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: s.token.RefreshToken}).Token()
+	if err != nil {
+		return s.subject, s.idToken, s.token, err
+	}
+	rawID, _ := next.Extra("id_token").(string)
+	idt, err := a.verifier.Verify(ctx, rawID)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("the refreshed ID token did not verify: %w", err)
+	case idt.Subject != s.subject:
+		err = fmt.Errorf("the refreshed ID token is of %q, not %q", idt.Subject, s.subject)
+	}
+	if err != nil {
+		// The refresh token was rotated: keep the new one, and the
+		// access token, which the API checks on its own.
+		s.token = next
+		return s.subject, s.idToken, s.token, err
+	}
+	s.token, s.idToken = next, rawID
+	return s.subject, s.idToken, s.token, nil
+}
+
+// logout signs the browser out: the app forgets its session at once, then
+// sends the browser to the broker's end_session_endpoint (RP-initiated
+// logout) with the ID token as id_token_hint, the registered
+// post_logout_redirect_uri (the home page) and a state. With a valid hint
+// of the browser's own broker session the broker ends it at once and sends
+// the browser back here; an ID token close to expiry is refreshed first.
+// Without a valid hint (no refresh token, or the refresh failed) the broker
+// asks for confirmation and then shows its own "signed out" page: it may
+// only redirect with a valid hint.
+func (a *App) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		a.failSignOut(w, http.StatusBadRequest, "The sign-out request is malformed", err)
+		return
+	}
+	id := a.cookieValue(r)
+	a.mu.Lock()
+	s := a.sessions[id]
+	if s != nil && r.PostForm.Get("csrf") != s.csrf {
+		a.mu.Unlock()
+		a.failSignOut(w, http.StatusForbidden, "The sign-out form has expired or was not made by this app: you are still signed in.", nil)
+		return
+	}
+	delete(a.sessions, id)
+	a.mu.Unlock()
+	a.setCookie(w, "", -1)
+	if s == nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	if err := a.init(r.Context()); err != nil || a.endSession == "" {
+		// Nothing to sign out of at the broker, or no way to: the app's
+		// session is gone, which is all the app can do.
+		a.log.Warn("demo app: no end_session_endpoint: signed out of the app only", "err", err)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	_, hint, tok, err := a.fresh(r.Context(), s)
+	if err != nil {
+		a.log.Warn("demo app: refresh for id_token_hint", "err", err)
+	}
+	a.revoke(r.Context(), tok.RefreshToken)
+
+	q := url.Values{"client_id": {a.clientID}}
+	if hint != "" && jwtExpiry(hint).After(a.now()) {
+		state := randomString()
+		a.mu.Lock()
+		a.expire()
+		a.logouts[state] = a.now()
+		a.mu.Unlock()
+		q.Set("id_token_hint", hint)
+		q.Set("post_logout_redirect_uri", a.baseURL+"/")
+		q.Set("state", state)
+	}
+	target, err := url.Parse(a.endSession)
+	if err != nil {
+		a.failSignOut(w, http.StatusBadGateway, "The broker's end_session_endpoint is not a URL: you are signed out of the app only", err)
+		return
+	}
+	target.RawQuery = q.Encode()
+	http.Redirect(w, r, target.String(), http.StatusSeeOther)
+}
+
+// revoke revokes a refresh token at the broker (RFC 7009), so that it
+// does not outlive the sign-out. It is best effort: a failure is logged.
+func (a *App) revoke(ctx context.Context, refreshToken string) {
+	if refreshToken == "" || a.revocation == "" {
+		return
+	}
+	form := url.Values{"token": {refreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {a.clientID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.revocation, strings.NewReader(form.Encode()))
+	if err != nil {
+		a.log.Warn("demo app: revoke", "err", err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		a.log.Warn("demo app: revoke", "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		a.log.Warn("demo app: revoke", "status", resp.Status)
+	}
 }
 
 // callAPI calls the demo API with the access token, as a service would.
@@ -170,11 +407,131 @@ func (a *App) callAPI(ctx context.Context, accessToken string) (string, string) 
 	return resp.Status, indentJSON(body)
 }
 
+// session returns the browser's signed-in session, or nil.
+func (a *App) session(r *http.Request) *appSession {
+	id := a.cookieValue(r)
+	if id == "" {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.sessions[id]
+	if s != nil && a.now().Sub(s.created) > sessionLifetime {
+		delete(a.sessions, id)
+		return nil
+	}
+	return s
+}
+
+// browserID returns the browser's cookie value, setting a new one when it
+// has none.
+func (a *App) browserID(w http.ResponseWriter, r *http.Request) string {
+	if v := a.cookieValue(r); v != "" {
+		return v
+	}
+	v := randomString()
+	a.setCookie(w, v, sessionLifetime)
+	return v
+}
+
+func (a *App) cookieValue(r *http.Request) string {
+	c, err := r.Cookie(a.cookie)
+	if err != nil || len(c.Value) > 64 {
+		return ""
+	}
+	return c.Value
+}
+
+// setCookie sets the app's cookie; a negative maxAge clears it.
+func (a *App) setCookie(w http.ResponseWriter, value string, maxAge time.Duration) {
+	c := &http.Cookie{Name: a.cookie, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(a.baseURL, "https:")}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(maxAge.Seconds())
+	}
+	http.SetCookie(w, c)
+}
+
+// expire drops pending sign-ins, sign-outs and sessions past their time.
+// a.mu is held.
+func (a *App) expire() {
+	now := a.now()
+	for k, p := range a.pending {
+		if now.Sub(p.created) > pendingLifetime {
+			delete(a.pending, k)
+		}
+	}
+	for k, t := range a.logouts {
+		if now.Sub(t) > pendingLifetime {
+			delete(a.logouts, k)
+		}
+	}
+	for k, s := range a.sessions {
+		if now.Sub(s.created) > sessionLifetime {
+			delete(a.sessions, k)
+		}
+	}
+}
+
+// errorData is the error page's content.
+type errorData struct {
+	Heading, Message string
+	Error, Detail    string // the broker's error and error_description
+	Retry, RetryText string // a link onward
+}
+
+// refused shows an error response of the broker (RFC 6749 §4.1.2.1), its
+// error_description included: access_denied when the person cancelled at
+// the broker (or an upstream refused them), anything else as a failure.
+func (a *App) refused(w http.ResponseWriter, code, description string) {
+	a.log.Info("demo app: the broker answered with an error", "error", code, "error_description", description)
+	d := errorData{Heading: "Sign-in failed", Message: "The broker did not sign you in.", Error: code, Detail: description, Retry: "/login", RetryText: "Try again"}
+	if code == "access_denied" {
+		d.Heading, d.Message = "Sign-in cancelled", "You are not signed in: the sign-in was cancelled, or refused."
+	}
+	render(w, http.StatusBadRequest, errorPage, d)
+}
+
+// fail shows a failed sign-in and logs why. The message is the log
+// line's own: no attribute is named msg.
 func (a *App) fail(w http.ResponseWriter, msg string, err error) {
 	if err != nil {
-		a.log.Warn("demo app", "msg", msg, "err", err)
+		a.log.Warn("demo app: "+msg, "err", err)
 	}
-	render(w, http.StatusBadGateway, errorPage, map[string]string{"Message": msg})
+	render(w, http.StatusBadGateway, errorPage, errorData{Heading: "Sign-in failed", Message: msg, Retry: "/login", RetryText: "Try again"})
+}
+
+// failSignOut shows a failed sign-out and logs why.
+func (a *App) failSignOut(w http.ResponseWriter, status int, msg string, err error) {
+	if err != nil {
+		a.log.Warn("demo app: "+msg, "err", err)
+	}
+	render(w, status, errorPage, errorData{Heading: "Sign-out failed", Message: msg, Retry: "/", RetryText: "Back to the app"})
+}
+
+// jwtExpiry reads a JWT's exp claim without verifying anything (the zero
+// time when there is none).
+func jwtExpiry(tok string) time.Time {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return time.Time{}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}
+	}
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return time.Time{}
+	}
+	n, err := c.Exp.Int64()
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
 }
 
 // decodeJWT shows a JWT's header and payload, pretty-printed. It does not
@@ -212,33 +569,73 @@ func randomString() string {
 func render(w http.ResponseWriter, status int, t *template.Template, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
 	_ = t.Execute(w, data)
 }
 
-const pageStyle = `<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2330}pre{background:#f4f5f7;padding:1rem;overflow:auto;border-radius:6px}a.button{display:inline-block;padding:.6rem 1.2rem;background:#2456c9;color:#fff;border-radius:4px;text-decoration:none;margin-right:.5rem}.ok{color:#17693a}.bad{color:#a3161a}</style>`
+// pageHead opens every page of the app: the mobile viewport and the style.
+const pageHead = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo app</title><style>
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;color:#1d2330;margin:0;line-height:1.45}
+main{max-width:60rem;margin:2rem auto;padding:0 1rem}
+.card{background:#fff;padding:1.5rem;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.12);margin-bottom:1rem}
+h1{font-size:1.4rem;margin-top:0}h2{font-size:1.1rem;margin:1.2rem 0 .5rem}
+code{overflow-wrap:anywhere}
+pre{background:#f4f5f7;padding:.8rem;overflow:auto;border-radius:6px;font-size:.85rem;margin:.4rem 0}
+pre.wrap{white-space:pre-wrap;word-break:break-all;user-select:all}
+.button,button{display:inline-block;margin:.3rem .5rem .3rem 0;padding:.6rem 1.2rem;background:#2456c9;color:#fff;border:1px solid #2456c9;border-radius:4px;text-decoration:none;cursor:pointer;font:inherit}
+.button.secondary{background:#fff;color:#2456c9}
+form.inline{display:inline}
+.notice{background:#e7f4ec;color:#17693a;padding:.6rem .8rem;border-radius:4px}
+.hint{color:#5c6475;font-size:.9rem}
+.ok{color:#17693a}.bad,.error{color:#a3161a}
+</style></head><body><main>`
 
-var homePage = template.Must(template.New("home").Parse(`<!doctype html><html><head><meta charset="utf-8"><title>Demo app</title>` + pageStyle + `</head><body>
+const pageFoot = `</main></body></html>`
+
+var homePage = template.Must(template.New("home").Parse(pageHead + `
+<div class="card">
 <h1>Demo app</h1>
+{{if .SignedOut}}<p class="notice" id="signed-out" role="status">You have signed out of the demo app and of the broker.</p>{{end}}
 <p>This application trusts one issuer: <code>{{.Issuer}}</code>. Sign in through the broker with any upstream identity provider.</p>
 <p><a class="button" id="signin" href="/login">Sign in</a></p>
-</body></html>`))
+</div>` + pageFoot))
 
-var tokensPage = template.Must(template.New("tokens").Parse(`<!doctype html><html><head><meta charset="utf-8"><title>Signed in</title>` + pageStyle + `</head><body>
+var tokensPage = template.Must(template.New("tokens").Parse(pageHead + `
+<div class="card">
 <h1 id="signed-in">Signed in as <code>{{.Subject}}</code></h1>
-<p>Issuer: <code>{{.Issuer}}</code>. Refresh token received: {{.HasRefresh}}.</p>
+<p>Issuer: <code>{{.Issuer}}</code>. Refresh token held: {{.HasRefresh}}.{{if .RefreshFailed}} <span class="bad">The last refresh failed: sign in again.</span>{{end}}</p>
+<div><form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit" id="signout">Sign out</button></form>
+<a class="button secondary" id="signin-again" href="/login">Sign in again</a></div>
+<p class="hint">"Sign in again" uses your session at the broker (single sign-on): no password is asked. "Sign out" ends it, at the broker too.</p>
+</div>
+<div class="card">
 <h2>ID token</h2>
 <pre id="id-token-header">{{index .IDToken "Header"}}</pre>
 <pre id="id-token">{{index .IDToken "Payload"}}</pre>
 <h2>Access token</h2>
 <pre id="access-token-header">{{index .AccessToken "Header"}}</pre>
 <pre id="access-token">{{index .AccessToken "Payload"}}</pre>
-<h2>Demo API (<code>{{.APIURL}}/whoami</code>), verifying the access token locally</h2>
+</div>
+<div class="card">
+<h2>Call the demo API yourself</h2>
+<p>The raw access token (valid until {{.AccessExpiry}}; reload this page for a fresh one):</p>
+<pre class="wrap" id="access-token-raw">{{.RawAccessToken}}</pre>
+<p>Paste this in a terminal:</p>
+<pre class="wrap" id="curl">{{.Curl}}</pre>
+</div>
+<div class="card">
+<h2>Demo API (<code>{{.APIURL}}</code>), verifying the access token locally</h2>
 <p id="api-status">{{.APIStatus}}</p>
 <pre id="api-body">{{.APIBody}}</pre>
-<p><a class="button" href="/login">Sign in again</a></p>
-</body></html>`))
+</div>` + pageFoot))
 
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html><html><head><meta charset="utf-8"><title>Sign-in failed</title>` + pageStyle + `</head><body>
-<h1 class="bad">Sign-in failed</h1><p id="error">{{.Message}}</p><p><a class="button" href="/">Start again</a></p>
-</body></html>`))
+var errorPage = template.Must(template.New("error").Parse(pageHead + `
+<div class="card">
+<h1 class="bad" id="error-heading">{{.Heading}}</h1>
+<p id="error">{{.Message}}</p>
+{{if .Error}}<p>Error: <code id="error-code">{{.Error}}</code></p>{{end}}
+{{if .Detail}}<p>The broker says: <span id="error-description">{{.Detail}}</span></p>{{end}}
+<p>{{if .Retry}}<a class="button" id="retry" href="{{.Retry}}">{{.RetryText}}</a>{{end}}<a class="button secondary" href="/">Home</a></p>
+</div>` + pageFoot))

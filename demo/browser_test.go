@@ -15,9 +15,10 @@ import (
 // TestBrowserSignIn drives the demo in a real chromium: Alice signs in at
 // the demo app through the broker's chooser, once at Contoso (OpenID
 // Connect, Contoso's own login form) and once, in a fresh browser context,
-// at Fabrikam (SAML: redirect-binding AuthnRequest, POST-binding response
-// posted by Fabrikam's page script to the broker's ACS). Both logins end on
-// the demo app with the same internal subject.
+// at Fabrikam (SAML: redirect-binding AuthnRequest, Fabrikam's styled login
+// page, POST-binding response posted by Fabrikam's page script to the
+// broker's ACS). Both logins end on the demo app with the same internal
+// subject, and each upstream's groups reach the tokens.
 func TestBrowserSignIn(t *testing.T) {
 	browser := newBrowser(t)
 	d, err := Start(context.Background(), Options{Host: "127.0.0.1"})
@@ -34,11 +35,8 @@ func TestBrowserSignIn(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`input[name="password"]`)))
 	at := run(contoso, "Contoso login form location", chromedp.Location())
 	contoso.check("Contoso login form", unlessPrefix(at, d.ContosoURL+"/", "the login form is not Contoso's own page"))
-	contoso.step("submit Contoso login",
-		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), "alice"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "contoso-alice-pw"),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)))
-	viaContoso := assertSignedIn(contoso, d)
+	signInAtContoso(contoso, "alice", "contoso-alice-pw")
+	viaContoso := assertSignedIn(contoso, d, "alice@example.com", "contoso-staff")
 
 	fabrikam := newTab(t, browser, "fabrikam")
 	openChooser(fabrikam, d)
@@ -48,11 +46,13 @@ func TestBrowserSignIn(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`input[name="password"]`)))
 	at = run(fabrikam, "Fabrikam login form location", chromedp.Location())
 	fabrikam.check("Fabrikam login form", unlessPrefix(at, d.FabrikamURL+"/", "the login form is not Fabrikam's page"))
-	fabrikam.step("submit Fabrikam login",
-		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "alice"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "fabrikam-alice-pw"),
-		chromedp.Click(chromedp.CSS(`input[type="submit"]`)))
-	viaFabrikam := assertSignedIn(fabrikam, d)
+	look := lookOf(fabrikam, "Fabrikam login page")
+	fabrikam.check("Fabrikam viewport", unlessContains(look.Viewport, "width=device-width", "Fabrikam's viewport meta"))
+	fabrikam.check("Fabrikam heading", unlessEqual(look.Heading, "Sign in to Fabrikam", "Fabrikam's heading"))
+	fabrikam.check("Fabrikam labels", unlessEqual(fmt.Sprint(look.Labels), "2", "Fabrikam's labelled fields"))
+	fabrikam.check("Fabrikam card", unlessNonEmpty(strings.TrimPrefix(look.CardShadow, "none"), "the box shadow of Fabrikam's card (its style)"))
+	signInAtFabrikam(fabrikam, "alice", "fabrikam-alice-pw")
+	viaFabrikam := assertSignedIn(fabrikam, d, "alice@example.com", "fabrikam-staff")
 	fabrikam.check("SAML POST binding", samlPostedByScript(fabrikam.documentRequests(), d.BrokerURL+"/callback/fabrikam"))
 
 	if viaFabrikam != viaContoso {
@@ -90,12 +90,27 @@ func TestBrowserWrongPassword(t *testing.T) {
 	tb.check("error shown", unlessContains(msg, "not correct", "the error message"))
 	at := run(tb, "still at Contoso", chromedp.Location())
 	tb.check("still at Contoso", unlessPrefix(at, d.ContosoURL+"/", "after a wrong password"))
-	tb.step("submit the right password",
-		chromedp.Clear(chromedp.CSS(`input[name="login"]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), "alice"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "contoso-alice-pw"),
+	tb.step("clear the name", chromedp.Clear(chromedp.CSS(`input[name="login"]`)))
+	signInAtContoso(tb, "alice", "contoso-alice-pw")
+	assertSignedIn(tb, d, "alice@example.com", "contoso-staff")
+}
+
+// signInAtContoso fills and submits Contoso's login form.
+func signInAtContoso(tb *tab, login, password string) {
+	tb.t.Helper()
+	tb.step("submit Contoso login",
+		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), login),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), password),
 		chromedp.Click(chromedp.CSS(`button[type="submit"]`)))
-	assertSignedIn(tb, d)
+}
+
+// signInAtFabrikam fills and submits Fabrikam's login form.
+func signInAtFabrikam(tb *tab, user, password string) {
+	tb.t.Helper()
+	tb.step("submit Fabrikam login",
+		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), user),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), password),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)))
 }
 
 // openChooser goes from the demo app's home page through "Sign in" to the
@@ -126,19 +141,23 @@ func connectorLink(name string) chromedp.Search {
 	return chromedp.Search(fmt.Sprintf(`//ul[@class="connectors"]//a[normalize-space()=%q]`, name))
 }
 
-// assertSignedIn waits for the demo app's tokens page and checks the claims,
-// the access token's type and the demo API's answer. It returns the
-// subject.
-func assertSignedIn(tb *tab, d *Demo) string {
+// assertSignedIn waits for the demo app's tokens page (its home page, once
+// the callback has kept the tokens in the app's session) and checks the
+// claims, the upstream's group in both tokens, the access token's type and
+// the demo API's answer. It returns the subject.
+func assertSignedIn(tb *tab, d *Demo, email, group string) string {
 	tb.t.Helper()
 	tb.step("back at the demo app", chromedp.WaitVisible(chromedp.ID("signed-in")))
 	at := run(tb, "demo app location", chromedp.Location())
-	tb.check("demo app location", unlessPrefix(at, d.AppURL+"/callback?", "the tokens page"))
+	tb.check("demo app location", unlessEqual(at, d.AppURL+"/", "the tokens page"))
 	subject := run(tb, "subject", chromedp.Text(chromedp.CSS(`#signed-in code`)))
 	tb.check("subject", unlessNonEmpty(subject, "the subject"))
 	idToken := run(tb, "ID token", chromedp.Text(chromedp.ID("id-token")))
-	tb.check("ID token", unlessContains(idToken, `"email": "alice@example.com"`, "the decoded ID token"))
+	tb.check("ID token", unlessContains(idToken, fmt.Sprintf(`"email": %q`, email), "the decoded ID token"))
 	tb.check("ID token", unlessContains(idToken, fmt.Sprintf(`"sub": %q`, subject), "the decoded ID token"))
+	tb.check("ID token groups", unlessContains(idToken, fmt.Sprintf("\"groups\": [\n    %q\n  ]", group), "the decoded ID token"))
+	accessToken := run(tb, "access token", chromedp.Text(chromedp.ID("access-token")))
+	tb.check("access token groups", unlessContains(accessToken, fmt.Sprintf("\"groups\": [\n    %q\n  ]", group), "the decoded access token"))
 	atHeader := run(tb, "access token header", chromedp.Text(chromedp.ID("access-token-header")))
 	tb.check("access token header", unlessContains(atHeader, `"typ": "at+jwt"`, "the access token header"))
 	status := run(tb, "API status", chromedp.Text(chromedp.ID("api-status")))

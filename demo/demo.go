@@ -63,6 +63,7 @@ type Demo struct {
 
 	Broker  *broker.Instance
 	Contoso *broker.Instance
+	app     *App
 	servers []*http.Server
 	closers []func()
 }
@@ -139,7 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, fmt.Errorf("demo: contoso: %w", err)
 	}
 	d.closers = append(d.closers, d.Contoso.Close)
-	d.serve(contosoLn, d.Contoso.Server.Handler(), log)
+	d.serve(contosoLn, askEveryTime(d.Contoso.Server.Handler()), log)
 
 	// Fabrikam: crewjam/saml's IdP.
 	idp, err := newFabrikam(fabrikamURL)
@@ -180,8 +181,8 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	d.closers = append(d.closers, v.Close)
 	d.serve(apiLn, APIHandler(v), log)
 
-	app := NewApp(brokerURL, "demo-app", appURL, apiURL, client, log)
-	d.serve(appLn, app.Handler(), log)
+	d.app = NewApp(brokerURL, "demo-app", appURL, apiURL, client, log)
+	d.serve(appLn, d.app.Handler(), log)
 	return d, nil
 }
 
@@ -213,6 +214,9 @@ Accounts:
 	fmt.Fprint(w, `
 Alice exists at both Contoso and Fabrikam with the same verified email: sign
 in through either and the demo app shows the same internal subject.
+"Sign out" in the demo app ends the session at the broker too. Contoso and
+Fabrikam keep no session of their own here: every sign-in through them asks
+for the password, so you can switch between accounts.
 Press Ctrl-C to stop.
 `)
 }
@@ -280,6 +284,8 @@ connectors:
       issuer: %s
       client_id: fedbroker
       client_secret: %s
+      # Contoso releases groups only for the groups scope.
+      scopes: [openid, profile, email, groups]
   - id: fabrikam
     type: saml
     name: Fabrikam (SAML)
@@ -310,7 +316,8 @@ clients:
   - id: demo-app
     name: Demo app
     public: true
-    redirect_uris: [%s/callback]
+    redirect_uris: [%[6]s/callback]
+    post_logout_redirect_uris: [%[6]s/]
     audiences: [demo-api]
 `, brokerURL, randomKEK(), contosoURL, contosoSecret, fabrikamMetadata, appURL)
 }
@@ -341,10 +348,11 @@ func newFabrikam(baseURL string) (*samlidp.Server, error) {
 		return nil, err
 	}
 	store := &samlidp.MemoryStore{}
-	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: store, Logger: stdlog.New(io.Discard, "", 0)})
+	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: store, Logger: stdlog.New(io.Discard, "", 0), LoginFormTemplate: fabrikamLoginPage})
 	if err != nil {
 		return nil, fmt.Errorf("demo: fabrikam: %w", err)
 	}
+	idp.IDP.SessionProvider = fabrikamSessions{idp}
 	for _, du := range Users {
 		if !strings.HasPrefix(du.IdP, "Fabrikam") {
 			continue

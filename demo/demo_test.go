@@ -85,22 +85,39 @@ func startDemo(t *testing.T) *Demo {
 	return d
 }
 
-// TestDemoContoso signs in through the broker at Contoso (OpenID Connect),
-// and the demo API accepts the access token.
+// TestDemoContoso signs in through the broker at Contoso (OpenID Connect):
+// the app keeps the tokens in its session and shows them on its home page,
+// Contoso's groups are in them, and the demo API accepts the access token.
 func TestDemoContoso(t *testing.T) {
 	d := startDemo(t)
 	b := newTestBrowser(t)
+	page := signInContoso(t, b, d)
+	if !strings.Contains(page, "200 OK") || !strings.Contains(page, "alice@example.com") || !strings.Contains(page, `&#34;typ&#34;: &#34;at&#43;jwt&#34;`) {
+		t.Fatalf("app page lacks the verified API call or claims: %s", page)
+	}
+	if n := strings.Count(page, `&#34;contoso-staff&#34;`); n != 3 {
+		t.Errorf("Contoso's group appears %d times on the app page, want 3 (ID token, access token, API answer): %s", n, page)
+	}
+	// The page survives a reload: the tokens are in the app's session.
+	again, _ := b.do(http.MethodGet, d.AppURL+"/", nil)
+	if m := subjectRE.FindStringSubmatch(again); m == nil || m[1] != subjectRE.FindStringSubmatch(page)[1] {
+		t.Errorf("the home page after a reload is not signed in as before: %s", again)
+	}
+}
+
+// signInContoso signs Alice in at Contoso through the app and returns the
+// app's signed-in home page.
+func signInContoso(t *testing.T, b *testBrowser, d *Demo) string {
+	t.Helper()
 	page, at := b.do(http.MethodGet, d.AppURL+"/login?connector_id=contoso", nil)
 	if !strings.HasPrefix(at.String(), d.ContosoURL) {
 		t.Fatalf("sign-in did not reach Contoso: at %s", at)
 	}
 	page, at = b.submit(page, at, url.Values{"login": {"alice"}, "password": {"contoso-alice-pw"}})
-	if !strings.HasPrefix(at.String(), d.AppURL+"/callback") {
+	if at.String() != d.AppURL+"/" || !subjectRE.MatchString(page) {
 		t.Fatalf("after Contoso login at %s: %s", at, page)
 	}
-	if !strings.Contains(page, "200 OK") || !strings.Contains(page, "alice@example.com") || !strings.Contains(page, `&#34;typ&#34;: &#34;at&#43;jwt&#34;`) {
-		t.Fatalf("app page lacks the verified API call or claims: %s", page)
-	}
+	return page
 }
 
 // TestDemoLinking: Alice through Fabrikam (SAML) gets the same internal
@@ -125,7 +142,7 @@ func TestDemoLinking(t *testing.T) {
 	if strings.Contains(page, "SAMLResponse") {
 		page, at = b2.submit(page, at, nil)
 	}
-	if !strings.HasPrefix(at.String(), d.AppURL+"/callback") {
+	if at.String() != d.AppURL+"/" {
 		t.Fatalf("after Fabrikam login at %s: %s", at, page)
 	}
 	viaFabrikam := subjectRE.FindStringSubmatch(page)

@@ -55,7 +55,7 @@ func TestBrowserSAMLPostBindingRequest(t *testing.T) {
 	tb.step("submit Fabrikam login",
 		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "alice"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "fabrikam-alice-pw"),
-		chromedp.Click(chromedp.CSS(`input[type="submit"]`)),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
 		// The demo app did not start this request: it shows its error page
 		// at its callback, with the code in the URL.
 		chromedp.WaitVisible(chromedp.ID("error")))
