@@ -96,8 +96,9 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 
 // notCurrent answers a refresh token that is not the current token of a
 // live family. Rotating it issues nothing (the new token is thrown away):
-// the store answers ErrReused for a token already rotated, having revoked
-// its family, and ErrNotFound for one unknown, expired or revoked.
+// the store answers ErrReused for any token of a live family other than
+// its current one (already rotated, or never issued), having revoked the
+// family, and ErrNotFound for a family unknown, expired or revoked.
 func (g *Grants) notCurrent(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, famID, old string) error {
 	_, err := g.store.RotateRefresh(ctx, old, famID+"."+oauth.RandomToken(32), g.now(), rt.Tokens.RefreshIdle)
 	switch {

@@ -25,8 +25,10 @@ var (
 	// the returned AuthCode is still filled so the caller can revoke the
 	// refresh family issued from it.
 	ErrAlreadyUsed = errors.New("storage: already used")
-	// ErrReused is returned by RotateRefresh when an already-rotated token is
-	// presented; the whole family has been revoked by then.
+	// ErrReused is returned by RotateRefresh when a token of a live family
+	// other than its current one is presented (an already-rotated token,
+	// or one the family never issued); the whole family has been revoked
+	// by then.
 	ErrReused = errors.New("storage: refresh token reused")
 	// ErrConflict is returned by PutKeys when the stored version moved on.
 	ErrConflict = errors.New("storage: conflict")
@@ -155,9 +157,12 @@ type Storage interface {
 	CreateRefresh(ctx context.Context, f RefreshFamily, token string) error
 	// RotateRefresh atomically replaces the family's current token `old`
 	// with `next`, sets LastUsed=now and IdleExpiry=now+idle (capped at the
-	// absolute expiry), and returns the updated family. Presenting a token
-	// that was already rotated revokes the family and returns ErrReused.
-	// Unknown, expired or revoked: ErrNotFound.
+	// absolute expiry), and returns the updated family. Presenting any
+	// other token of a live family (one already rotated, or one it never
+	// issued: the family id is known only to holders of its tokens)
+	// revokes the family and returns ErrReused; a family keeps only its
+	// current token and a generation, never the tokens it rotated.
+	// Unknown family, expired, revoked or malformed: ErrNotFound.
 	RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (RefreshFamily, error)
 	// UpdateRefreshGrant replaces the grant of the family whose current
 	// token is token (after a rotation: the new token), atomically with

@@ -7,13 +7,19 @@
 // results are always fresh copies and claims decode the same way in both
 // backends (numbers as float64). Secrets (codes, refresh tokens, session ids)
 // are kept only as storage.Hash of the secret. Expired records behave as
-// absent at once and are swept from memory at most every sweep interval
-// (one minute by default) during writes. Deleting an absent session or link
+// absent at once; every kind is swept from memory by the first operation
+// (read or write) after each sweep interval (one minute by default), so an
+// idle store holds expired records until it is used again, and a busy one
+// holds at most one interval's worth. Pending auth requests are also capped
+// (WithMaxAuthRequests, 100,000 by default): a login abandoned at the
+// upstream keeps its request until it expires, and past the cap creating a
+// request evicts the one that expires first. Deleting an absent session or link
 // returns storage.ErrNotFound. After Close every method returns an error
 // wrapping storage.ErrUnavailable.
 package memory
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,16 +42,29 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // from memory (default one minute).
 func WithSweepInterval(d time.Duration) Option { return func(s *Store) { s.sweepEvery = d } }
 
+// DefaultMaxAuthRequests is how many pending auth requests a Store keeps
+// unless WithMaxAuthRequests says otherwise.
+const DefaultMaxAuthRequests = 100_000
+
+// WithMaxAuthRequests caps the pending auth requests the store keeps (n < 1
+// means DefaultMaxAuthRequests). Creating one past the cap evicts the
+// request that expires first: all pending requests wait for the same kind
+// of step, so the one nearest its end is the likeliest abandoned, and the
+// per-address sign-in limiter already bounds what one client can create.
+func WithMaxAuthRequests(n int) Option { return func(s *Store) { s.maxAuthReqs = n } }
+
 // Store is an in-memory storage.Storage. Its zero value is not usable; call
 // New.
 type Store struct {
-	now        func() time.Time
-	sweepEvery time.Duration
+	now         func() time.Time
+	sweepEvery  time.Duration
+	maxAuthReqs int
 
 	mu         sync.Mutex
 	closed     bool
 	lastSweep  time.Time
-	authReqs   map[string]record     // by request id
+	authReqs   map[string]*areqEntry // by request id
+	areqByExp  areqHeap              // the same, earliest expiry first
 	codes      map[string]*codeEntry // by Hash(code)
 	families   map[string]*famEntry  // by family id
 	tombstones map[string]time.Time  // revoked family id → until
@@ -65,6 +84,54 @@ type record struct {
 	subject string
 }
 
+// areqEntry is a pending auth request, also held in Store.areqByExp.
+type areqEntry struct {
+	record
+	id  string
+	idx int // index in areqByExp
+}
+
+// areqHeap is a container/heap of auth requests by expiry.
+type areqHeap []*areqEntry
+
+func (h areqHeap) Len() int           { return len(h) }
+func (h areqHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
+func (h areqHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *areqHeap) Push(x any) {
+	e := x.(*areqEntry)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *areqHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// addAuthReq stores e, first evicting the earliest-expiring requests while
+// the store is at its cap; s.mu is held and e.id is not stored.
+func (s *Store) addAuthReq(e *areqEntry) {
+	for len(s.authReqs) >= s.maxAuthReqs && len(s.areqByExp) > 0 {
+		old := heap.Pop(&s.areqByExp).(*areqEntry)
+		delete(s.authReqs, old.id)
+	}
+	s.authReqs[e.id] = e
+	heap.Push(&s.areqByExp, e)
+}
+
+// removeAuthReq deletes the request id if stored; s.mu is held.
+func (s *Store) removeAuthReq(id string) {
+	if e, ok := s.authReqs[id]; ok {
+		delete(s.authReqs, id)
+		heap.Remove(&s.areqByExp, e.idx)
+	}
+}
+
 type codeEntry struct {
 	record
 	used bool
@@ -73,8 +140,8 @@ type codeEntry struct {
 type famEntry struct {
 	data           []byte // JSON of the family as created
 	subject        string
-	current        string          // Hash of the current token
-	rotated        map[string]bool // Hashes of rotated tokens
+	current        string // Hash of the current token
+	generation     uint64 // rotations so far
 	lastUsed       time.Time
 	idleExpiry     time.Time
 	absoluteExpiry time.Time
@@ -92,7 +159,7 @@ func New(opts ...Option) *Store {
 	s := &Store{
 		now:        time.Now,
 		sweepEvery: time.Minute,
-		authReqs:   map[string]record{},
+		authReqs:   map[string]*areqEntry{},
 		codes:      map[string]*codeEntry{},
 		families:   map[string]*famEntry{},
 		tombstones: map[string]time.Time{},
@@ -103,6 +170,9 @@ func New(opts ...Option) *Store {
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.maxAuthReqs < 1 {
+		s.maxAuthReqs = DefaultMaxAuthRequests
 	}
 	s.lastSweep = s.now()
 	return s
@@ -130,10 +200,9 @@ func live(now, expiry time.Time) bool { return now.Before(expiry) }
 
 // sweep removes every expired record; s.mu is held.
 func (s *Store) sweep(now time.Time) {
-	for k, r := range s.authReqs {
-		if !live(now, r.expiry) {
-			delete(s.authReqs, k)
-		}
+	for len(s.areqByExp) > 0 && !live(now, s.areqByExp[0].expiry) {
+		e := heap.Pop(&s.areqByExp).(*areqEntry)
+		delete(s.authReqs, e.id)
 	}
 	for k, c := range s.codes {
 		if !live(now, c.expiry) {
@@ -193,13 +262,14 @@ func decode[T any](b []byte) (T, error) {
 }
 
 // familyOf returns the family id of a refresh token "<familyID>.<secret>",
-// or false when the token does not have that form.
+// or false when the token does not have that form (both parts non-empty,
+// exactly one '.').
 func familyOf(token string) (string, bool) {
-	i := strings.IndexByte(token, '.')
-	if i <= 0 || i == len(token)-1 {
+	id, secret, ok := strings.Cut(token, ".")
+	if !ok || id == "" || secret == "" || strings.IndexByte(secret, '.') >= 0 {
 		return "", false
 	}
-	return token[:i], true
+	return id, true
 }
 
 // Ping reports an error after Close.
@@ -216,7 +286,8 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.authReqs, s.codes, s.families, s.sessions, s.links = nil, nil, nil, nil, nil
+	s.authReqs, s.areqByExp = nil, nil
+	s.codes, s.families, s.sessions, s.links = nil, nil, nil, nil
 	s.tombstones, s.leases, s.seen, s.keys = nil, nil, nil, nil
 	return nil
 }

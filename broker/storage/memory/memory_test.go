@@ -35,7 +35,7 @@ func (s *Store) dump() string {
 		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
 	}
 	for k, v := range s.families {
-		fmt.Fprintf(&b, "%s=%s %s %v\n", k, v.data, v.current, v.rotated)
+		fmt.Fprintf(&b, "%s=%s %s %d\n", k, v.data, v.current, v.generation)
 	}
 	for k, v := range s.sessions {
 		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
@@ -128,4 +128,87 @@ func TestClockAndSweep(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	storagetest.Bench(b, func(*testing.B) storage.Storage { return New() })
+}
+
+// familySize is what the store holds for family id, in bytes of stored
+// values (record, current token hash and any per-token state).
+func (s *Store) familySize(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.families[id]
+	if !ok {
+		return -1
+	}
+	return len(f.data) + len(f.current) + 8 // + generation
+}
+
+// TestRefreshFamilySizeConstant: 1,000 rotations leave a family's stored
+// size where one rotation left it; reuse detection keeps no per-token set.
+func TestRefreshFamilySizeConstant(t *testing.T) {
+	s := New()
+	f1, _ := storagetest.RotateMany(t, s, 1)
+	f1000, _ := storagetest.RotateMany(t, s, 1000)
+	one, many := s.familySize(f1.ID), s.familySize(f1000.ID)
+	t.Logf("memory: bytes per refresh family after 1 rotation: %d, after 1000: %d", one, many)
+	// The stored JSON differs by a byte or two between families (times).
+	if one <= 0 || many > one+16 {
+		t.Fatalf("family size after 1 rotation = %d, after 1000 = %d; want the same", one, many)
+	}
+}
+
+// TestAuthRequestCap: past the cap, creating a request evicts the one that
+// expires first (an abandoned login), never refuses the new one.
+func TestAuthRequestCap(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := New(WithClock(clock.now), WithMaxAuthRequests(3))
+	ctx := context.Background()
+	// Expiries out of creation order: "b" expires first, then "a", "c".
+	for _, r := range []struct {
+		id  string
+		exp time.Duration
+	}{{"a", 2 * time.Minute}, {"b", time.Minute}, {"c", 3 * time.Minute}, {"d", 10 * time.Minute}, {"e", 10 * time.Minute}} {
+		if err := s.CreateAuthRequest(ctx, storage.AuthRequest{ID: r.id, Expiry: clock.t.Add(r.exp)}); err != nil {
+			t.Fatalf("CreateAuthRequest(%s) = %v", r.id, err)
+		}
+	}
+	for id, want := range map[string]bool{"a": false, "b": false, "c": true, "d": true, "e": true} {
+		_, err := s.GetAuthRequest(ctx, id)
+		if got := err == nil; got != want {
+			t.Errorf("GetAuthRequest(%s) after the cap: present = %v, want %v (err %v)", id, got, want, err)
+		}
+	}
+	if got := s.Len(); got != 3 {
+		t.Errorf("Len() = %d, want 3", got)
+	}
+	// Taking one frees a slot: the next create evicts nothing.
+	if _, err := s.TakeAuthRequest(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAuthRequest(ctx, storage.AuthRequest{ID: "f", Expiry: clock.t.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"d", "e", "f"} {
+		if _, err := s.GetAuthRequest(ctx, id); err != nil {
+			t.Errorf("GetAuthRequest(%s) = %v, want present", id, err)
+		}
+	}
+	// Expired requests are dropped before anything live is evicted.
+	clock.t = clock.t.Add(2 * time.Second) // "f" expired
+	if err := s.CreateAuthRequest(ctx, storage.AuthRequest{ID: "g", Expiry: clock.t.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"d", "e", "g"} {
+		if _, err := s.GetAuthRequest(ctx, id); err != nil {
+			t.Errorf("GetAuthRequest(%s) = %v, want present", id, err)
+		}
+	}
+	// Many more than the cap stay bounded.
+	for i := 0; i < 1000; i++ {
+		if err := s.CreateAuthRequest(ctx, storage.AuthRequest{ID: fmt.Sprint("x", i), Expiry: clock.t.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Len(); got != 3 {
+		t.Errorf("Len() after 1000 more = %d, want 3", got)
+	}
 }

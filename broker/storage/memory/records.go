@@ -24,7 +24,8 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r storage.AuthRequest) er
 	if old, ok := s.authReqs[r.ID]; ok && live(now, old.expiry) {
 		return fmt.Errorf("memory: auth request: %w", storage.ErrAlreadyExists)
 	}
-	s.authReqs[r.ID] = record{data: b, expiry: r.Expiry}
+	s.removeAuthReq(r.ID) // an expired request of that id, if any
+	s.addAuthReq(&areqEntry{record: record{data: b, expiry: r.Expiry}, id: r.ID})
 	return nil
 }
 
@@ -57,7 +58,7 @@ func (s *Store) UpdateAuthRequest(ctx context.Context, r storage.AuthRequest) er
 	if !ok || !live(now, old.expiry) {
 		return fmt.Errorf("memory: auth request: %w", storage.ErrNotFound)
 	}
-	s.authReqs[r.ID] = record{data: b, expiry: old.expiry}
+	old.data = b // same id, same expiry: its place in areqByExp holds
 	return nil
 }
 
@@ -69,7 +70,7 @@ func (s *Store) TakeAuthRequest(ctx context.Context, id string) (storage.AuthReq
 	}
 	defer s.mu.Unlock()
 	r, ok := s.authReqs[id]
-	delete(s.authReqs, id)
+	s.removeAuthReq(id)
 	if !ok || !live(now, r.expiry) {
 		return storage.AuthRequest{}, fmt.Errorf("memory: auth request: %w", storage.ErrNotFound)
 	}

@@ -49,7 +49,6 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 		data:           b,
 		subject:        f.Grant.Subject,
 		current:        storage.Hash(token),
-		rotated:        map[string]bool{},
 		lastUsed:       f.LastUsed,
 		idleExpiry:     f.IdleExpiry,
 		absoluteExpiry: f.AbsoluteExpiry,
@@ -58,6 +57,19 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 }
 
 // RotateRefresh replaces old with next atomically; see storage.Storage.
+//
+// Reuse detection in O(1): a family keeps only its current token's hash
+// and a rotation count, never the tokens it rotated away, so its state
+// stays the same size however long it lives (one family once held 12,247 rotated hashes for a
+// day). RotateRefresh therefore treats every well-formed token of a live
+// family that is not the current one as reuse, and revokes the family: it
+// is either a token rotated away, or a forgery by someone who knows the
+// family id. The family id is the first half of the family's tokens and
+// leaves the broker nowhere else (access tokens carry only a hash of it,
+// tokens.FamilyRef), so knowing it means having held one of the family's
+// tokens: revoking then is what reuse detection is for. A forger without
+// the id cannot name a live family. Tokens whose secret is malformed (empty
+// or containing a '.') are unknown, not reuse.
 func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (storage.RefreshFamily, error) {
 	id, ok := familyOf(old)
 	if !ok {
@@ -75,17 +87,14 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	if !ok || !f.alive(clock) || !f.alive(now) {
 		return storage.RefreshFamily{}, errToken
 	}
-	h := storage.Hash(old)
-	if f.current != h {
-		if !f.rotated[h] {
-			return storage.RefreshFamily{}, errToken
-		}
+	if f.current != storage.Hash(old) {
+		// Any token of a live family other than the current one is reuse.
 		delete(s.families, id)
 		s.tombstones[id] = f.absoluteExpiry
 		return storage.RefreshFamily{}, fmt.Errorf("memory: family %s revoked: %w", id, storage.ErrReused)
 	}
-	f.rotated[h] = true
 	f.current = storage.Hash(next)
+	f.generation++
 	f.lastUsed = now
 	f.idleExpiry = now.Add(idle)
 	if f.idleExpiry.After(f.absoluteExpiry) {

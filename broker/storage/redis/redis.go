@@ -45,6 +45,8 @@ type Options struct {
 	// '}'. Several brokers can share a database with different prefixes.
 	KeyPrefix string
 	// Logger receives warnings such as corrupt records (default: discard).
+	// When set, Open also routes go-redis's own log lines through it (see
+	// SetLogger), so that they are JSON like the broker's.
 	Logger *slog.Logger
 }
 
@@ -79,6 +81,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := parseURL(url)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Logger != nil {
+		SetLogger(opts.Logger)
 	}
 	s := New(cfg.newClient(), opts)
 	if err := s.Ping(ctx); err != nil {
@@ -158,6 +163,8 @@ func (s *Store) linkKey(key string) string     { return "{" + s.prefix + ":links
 func (s *Store) linkIndexKey() string          { return "{" + s.prefix + ":links}:idx" }
 
 // famKeys returns the family record, rotated-token set and tombstone keys.
+// No version since the O(1) reuse detection writes the rotated-token set;
+// scripts delete what an earlier version left there.
 func (s *Store) famKeys(id string) []string {
 	tag := "{" + s.prefix + ":fam:" + id + "}"
 	return []string{tag + ":f", tag + ":r", tag + ":t"}

@@ -14,13 +14,14 @@ import (
 var errWrongFamily = errors.New("redis: refresh token does not belong to the family")
 
 // familyOf returns the family id of a refresh token "<familyID>.<secret>",
-// or false when the token does not have that form.
+// or false when the token does not have that form (both parts non-empty,
+// exactly one '.').
 func familyOf(token string) (string, bool) {
-	i := strings.IndexByte(token, '.')
-	if i <= 0 || i == len(token)-1 {
+	id, secret, ok := strings.Cut(token, ".")
+	if !ok || id == "" || secret == "" || strings.IndexByte(secret, '.') >= 0 {
 		return "", false
 	}
-	return token[:i], true
+	return id, true
 }
 
 // ns is t as 20-digit zero-padded Unix nanoseconds, clamped to what int64
@@ -72,6 +73,19 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 }
 
 // RotateRefresh replaces old with next atomically; see storage.Storage.
+//
+// Reuse detection in O(1): a family keeps only its current token's hash
+// and a rotation count, never the tokens it rotated away, so its state
+// stays the same size however long it lives (one family once held 12,247
+// rotated hashes for a day). Every well-formed token of a live family that
+// is not the current one is therefore reuse, and revokes the family: it is
+// either a token rotated away, or a forgery by someone who knows the family
+// id. The family id is the first half of the family's tokens and leaves the
+// broker nowhere else (access tokens carry only a hash of it,
+// tokens.FamilyRef), so knowing it means having held one of the family's
+// tokens: revoking then is what reuse detection is for. A forger without
+// the id cannot name a live family. Tokens whose secret is malformed (empty
+// or containing a '.') are unknown, not reuse.
 func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (storage.RefreshFamily, error) {
 	id, ok := familyOf(old)
 	if !ok {

@@ -21,7 +21,7 @@ if not rec then return false end
 local n = redis.call('HINCRBY', KEYS[1], 'used', 1)
 return {rec, n}`)
 
-// createRefresh: KEYS fam, rotated, tomb; ARGV rec, current hash,
+// createRefresh: KEYS fam, legacy rotated set, tomb; ARGV rec, current hash,
 // idle expiry ns, absolute expiry ns, absolute expiry ms, expire-at ms.
 // -1 revoked, 0 exists, 1 created.
 var createRefreshScript = goredis.NewScript(`
@@ -31,32 +31,34 @@ redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'cur', ARGV[2], 'ien', ARGV[3], 'aen
 redis.call('PEXPIREAT', KEYS[1], ARGV[6])
 return 1`)
 
-// rotateRefresh: KEYS fam, rotated, tomb; ARGV old hash, next hash, now ns,
-// last-used (RFC 3339), idle expiry (RFC 3339), idle expiry ns, idle expiry ms.
+// rotateRefresh: KEYS fam, legacy rotated set, tomb; ARGV old hash, next
+// hash, now ns, last-used (RFC 3339), idle expiry (RFC 3339), idle expiry
+// ns, idle expiry ms.
 // {-1} unknown or expired, {-2} reuse (family revoked), else
 // {1, rec, last used, idle expiry or "" when capped at the absolute expiry}.
+// A family is one hash of constant size: the current token's hash and a
+// rotation count ('gen'), no set of rotated tokens; any other token of a
+// live family is reuse (see RotateRefresh). A set of rotated hashes left by
+// an earlier version (KEYS[2]) is deleted at the first rotation.
 var rotateRefreshScript = goredis.NewScript(`
 local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems')
 if not f[1] then return {-1} end
 if ARGV[3] >= f[3] or ARGV[3] >= f[4] then return {-1} end
 if f[2] ~= ARGV[1] then
-  if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
-    redis.call('DEL', KEYS[1], KEYS[2])
-    redis.call('SET', KEYS[3], '1', 'PXAT', f[5])
-    return {-2}
-  end
-  return {-1}
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('SET', KEYS[3], '1', 'PXAT', f[5])
+  return {-2}
 end
 local ie, ien, iems = ARGV[5], ARGV[6], ARGV[7]
 if ien >= f[4] then ie, ien, iems = '', f[4], f[5] end
 redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'lu', ARGV[4], 'ie', ie, 'ien', ien)
-redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIREAT', KEYS[1], iems)
-redis.call('PEXPIREAT', KEYS[2], iems)
+redis.call('DEL', KEYS[2])
 return {1, f[1], ARGV[4], ie}`)
 
-// revokeFamily: KEYS fam, rotated, tomb; ARGV tombstone until ms ("" for the
-// family's absolute expiry), now ms. Returns 1 if a family was deleted.
+// revokeFamily: KEYS fam, legacy rotated set, tomb; ARGV tombstone until ms
+// ("" for the family's absolute expiry), now ms. Returns 1 if a family was deleted.
 var revokeFamilyScript = goredis.NewScript(`
 local tomb = ARGV[1]
 if tomb == '' then tomb = redis.call('HGET', KEYS[1], 'aems') end

@@ -38,6 +38,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"CodeConsumeConcurrent", testCodeConcurrent},
 		{"Refresh", testRefresh},
 		{"RefreshReuse", testRefreshReuse},
+		{"RefreshUnknownSecret", testRefreshUnknownSecret},
+		{"RefreshManyRotations", testRefreshManyRotations},
 		{"UpdateRefreshGrant", testUpdateRefreshGrant},
 		{"RefreshRotateConcurrent", testRefreshConcurrent},
 		{"RefreshRevokeBeforeCreate", testRevokeBeforeCreate},

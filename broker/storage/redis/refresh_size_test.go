@@ -1,0 +1,70 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/storage/redis/redistest"
+	"github.com/fedbroker/fedbroker/broker/storage/storagetest"
+)
+
+// familyBytes sums MEMORY USAGE (SAMPLES 0: every element counted) over
+// the keys of family id, and counts those keys.
+func familyBytes(t *testing.T, s *Store, id string) (bytes int64, keys int) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range s.famKeys(id) {
+		n, err := s.c.MemoryUsage(ctx, k, 0).Result()
+		if isNil(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("MEMORY USAGE %s: %v", k, err)
+		}
+		bytes += n
+		keys++
+	}
+	return bytes, keys
+}
+
+// TestRefreshFamilySizeConstant: 1,000 rotations leave a family's Redis
+// footprint where one rotation left it (no set of rotated tokens). Run with
+// -v to print the bytes per family recorded in BENCHMARKS.md.
+func TestRefreshFamilySizeConstant(t *testing.T) {
+	s := open(t, redistest.Start(t), Options{KeyPrefix: "size"})
+	defer s.Close()
+	f1, _ := storagetest.RotateMany(t, s, 1)
+	f1000, _ := storagetest.RotateMany(t, s, 1000)
+	one, k1 := familyBytes(t, s, f1.ID)
+	many, k1000 := familyBytes(t, s, f1000.ID)
+	t.Logf("redis: bytes per refresh family (MEMORY USAGE, %d keys) after 1 rotation: %d; after 1000 rotations (%d keys): %d", k1, one, k1000, many)
+	if k1000 != k1 || many > one+64 {
+		t.Fatalf("after 1000 rotations: %d keys, %d bytes; after 1: %d keys, %d bytes; want the same", k1000, many, k1, one)
+	}
+}
+
+// TestLegacyRotatedSetDropped: a set of rotated token hashes written by an
+// earlier version is deleted at the family's next rotation, and a token in
+// it is still reuse.
+func TestLegacyRotatedSetDropped(t *testing.T) {
+	s := open(t, redistest.Start(t), Options{KeyPrefix: "legacy"})
+	defer s.Close()
+	ctx := context.Background()
+	f, toks := storagetest.RotateMany(t, s, 1)
+	set := s.famKeys(f.ID)[1]
+	if err := s.c.SAdd(ctx, set, "h1", "h2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateRefresh(ctx, toks[1], f.ID+".next", time.Now(), time.Hour); err != nil {
+		t.Fatalf("RotateRefresh = %v", err)
+	}
+	if n, err := s.c.Exists(ctx, set).Result(); err != nil || n != 0 {
+		t.Fatalf("legacy rotated set after a rotation: EXISTS = %d, %v; want 0", n, err)
+	}
+	if _, err := s.RotateRefresh(ctx, toks[0], f.ID+".again", time.Now(), time.Hour); !errors.Is(err, storage.ErrReused) {
+		t.Fatalf("RotateRefresh of a rotated token = %v, want ErrReused", err)
+	}
+}
