@@ -212,6 +212,9 @@ func (s *Server) handleHealthz(c echo.Context) error {
 }
 
 func (s *Server) handleReadyz(c echo.Context) error {
+	if s.Draining() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining: shutting down"})
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,13 +76,29 @@ type Server struct {
 	// deps compile every configuration; KeySets in it outlives reloads.
 	deps runtime.Deps
 	rt   atomic.Pointer[runtime.Runtime]
+	// running is the configuration this server runs: New's, with the
+	// reloadable sections of the last reload. Reloads diff against it, one
+	// at a time under reloadMu.
+	reloadMu sync.Mutex
+	running  *config.Config
 
 	tokens  *tokens.Authority
 	clients *clientauth.Authenticator
 	flow    *authflow.Flow
 	token   *grants.Endpoint
 	echo    *echo.Echo
+
+	// draining is set by Drain: /readyz answers 503 from then on.
+	draining atomic.Bool
 }
+
+// Drain makes /readyz answer 503 from now on while everything else keeps
+// being served, so that load balancers stop sending new requests before the
+// listener closes. fedbroker serve calls it on SIGTERM; it cannot be undone.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // paths are the broker's endpoints below the issuer's path.
 type paths struct {
@@ -192,6 +209,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.rt.Store(rt)
+	s.running = cfg
 
 	s.tokens = tokens.New(tokens.Deps{Issuer: s.issuer, Keys: s.keys, Store: s.store, Now: now, Audit: s.audit})
 	s.clients = clientauth.New(clientauth.Deps{Issuer: s.issuer, Replay: s.store, Now: now, Audit: s.audit})
@@ -230,21 +248,65 @@ func browserBindingKey(kek []byte, storageType string, log *slog.Logger) ([]byte
 	}
 }
 
-// Reload compiles cfg and, only if everything compiles, swaps it in
-// atomically. Logins in flight keep working: their state is in storage and
-// refers to clients and connectors by id.
+// reloadable are the top-level sections Reload swaps in: what
+// runtime.Compile reads. The others are read once, by New, Start or
+// `fedbroker serve` — the issuer, the listeners and their middleware
+// (http: addr, tls, trusted_proxies, hsts_max_age, sign_in_limit), the
+// storage, the signing keys and the key-encryption key (signing), the
+// admin listener (admin) — and take a restart. A section added to Config
+// needs a restart until it is listed here.
+var reloadable = map[string]bool{
+	"tokens": true, "connectors": true, "mappings": true, "clients": true, "links": true, "workloads": true,
+}
+
+// Reload is ReloadWithReport without the report.
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+	_, err := s.ReloadWithReport(ctx, cfg)
+	return err
+}
+
+// ReloadWithReport compiles cfg and, only if everything compiles, swaps it
+// in atomically. Logins in flight keep working: their state is in storage
+// and refers to clients and connectors by id.
+//
+// The report lists every field that differs from the running
+// configuration: applied (clients, connectors, mappings, workloads, links,
+// tokens) or needing a restart (http, storage, signing, admin); the old
+// values of the latter keep running, and every later reload reports them
+// again until a restart. Applying only the reloadable part leaves a
+// consistent server, since nothing reloadable is derived from a
+// non-reloadable section except through what the running server has: a
+// client asking for an id_token_signed_response_alg that only the new
+// signing.algorithms would add is refused with its path (the running keys
+// lack it), and connectors use the running storage. A changed issuer
+// refuses the whole reload. The connectors are opened again even when
+// nothing changed, so files they read (SAML metadata, JWKS files) are read
+// again.
+func (s *Server) ReloadWithReport(ctx context.Context, cfg *config.Config) (config.ReloadReport, error) {
+	var rep config.ReloadReport
 	if strings.TrimSuffix(cfg.Issuer, "/") != s.issuer {
-		return config.Errors{{Path: "issuer", Message: "cannot change while running; restart instead"}}
+		return rep, config.Errors{{Path: "issuer", Message: "cannot change while running; restart instead"}}
 	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	rt, err := runtime.Compile(ctx, cfg, s.deps)
 	if err != nil {
-		return err
+		return rep, err
 	}
+	next := *cfg
+	next.Issuer = s.running.Issuer // the same issuer, perhaps with a trailing slash
+	for _, c := range config.Diff(s.running, &next) {
+		if reloadable[c.Section()] {
+			rep.Applied = append(rep.Applied, c)
+		} else {
+			rep.RestartRequired = append(rep.RestartRequired, c)
+		}
+	}
+	s.running = config.WithSections(s.running, &next, func(section string) bool { return reloadable[section] })
 	old := s.rt.Swap(rt)
 	old.Close()
 	s.log.Info("configuration reloaded", "connectors", len(rt.Connectors()))
-	return nil
+	return rep, nil
 }
 
 // Check opens and compiles everything in cfg the way New would, without

@@ -584,6 +584,47 @@ func TestKubernetes(t *testing.T) {
 	if !strings.HasPrefix(cfg.Issuer, "https://") {
 		t.Errorf("issuer %s: want https in production", cfg.Issuer)
 	}
+	checkDrain(t, get(dep, "spec", "template", "spec"), c, cfg)
+}
+
+// serveShutdownTimeout is how long fedbroker serve waits for requests in
+// flight once its listener is closed (cmd/fedbroker/serve.go).
+const serveShutdownTimeout = 20 * time.Second
+
+// checkDrain: on SIGTERM a pod answers /readyz with 503 for
+// http.drain_period, then closes its listener and finishes requests in
+// flight for up to serveShutdownTimeout. Kubernetes must not kill it
+// before that (terminationGracePeriodSeconds), and the drain must last
+// long enough for the readiness probe to see the 503 (its period times
+// its failure threshold), since the image has no shell for a preStop
+// sleep.
+func checkDrain(t *testing.T, podSpec, container any, cfg *config.Config) {
+	t.Helper()
+	drain := cfg.HTTP.Drain()
+	if cfg.HTTP.DrainPeriod == nil {
+		t.Errorf("the ConfigMap does not set http.drain_period; set it next to terminationGracePeriodSeconds")
+	}
+	grace, ok := get(podSpec, "terminationGracePeriodSeconds").(int)
+	if !ok {
+		t.Fatalf("terminationGracePeriodSeconds = %v, want a number of seconds", get(podSpec, "terminationGracePeriodSeconds"))
+	}
+	if g := time.Duration(grace) * time.Second; g <= drain+serveShutdownTimeout {
+		t.Errorf("terminationGracePeriodSeconds %d must exceed http.drain_period %s + the shutdown timeout %s", grace, drain, serveShutdownTimeout)
+	}
+	period, _ := get(container, "readinessProbe", "periodSeconds").(int)
+	failures, _ := get(container, "readinessProbe", "failureThreshold").(int)
+	if period == 0 {
+		period = 10 // Kubernetes' defaults
+	}
+	if failures == 0 {
+		failures = 3
+	}
+	if seen := time.Duration(period*failures) * time.Second; drain < seen {
+		t.Errorf("http.drain_period %s is shorter than the %s the readiness probe (every %ds, %d failures) takes to see the 503", drain, seen, period, failures)
+	}
+	if cmd := get(container, "lifecycle", "preStop", "exec"); cmd != nil {
+		t.Errorf("preStop exec %v: the distroless image has no shell or sleep; rely on http.drain_period", cmd)
+	}
 }
 
 // TestCompose checks deploy/compose.yaml against the configuration it

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
@@ -33,8 +34,13 @@ type Options struct {
 	// ClientCertOK accepts requests whose TLS connection presented a client
 	// certificate verified by the listener's ClientCAs.
 	ClientCertOK bool
-	// Reload loads, validates and compiles the configuration again and
-	// swaps it in; its error lists the problems.
+	// ReloadWithReport loads, validates and compiles the configuration
+	// again and swaps in what a running server can take; its report lists
+	// each changed field as applied or needing a restart, its error the
+	// problems of a refused configuration.
+	ReloadWithReport func(ctx context.Context) (config.ReloadReport, error)
+	// Reload is the older form of ReloadWithReport, without a report;
+	// used only when ReloadWithReport is nil.
 	Reload func(ctx context.Context) error
 	// Gatherer serves /metrics; nil means no metrics endpoint.
 	Gatherer prometheus.Gatherer

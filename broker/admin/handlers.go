@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -91,16 +92,42 @@ func (a *api) handleMappingTest(c echo.Context) error {
 	return c.JSON(http.StatusOK, rep)
 }
 
+// reloadResponse is the answer to a reload that was not refused. Both
+// lists are always present; they carry paths, never values.
+type reloadResponse struct {
+	Status          string          `json:"status"` // no changes | reloaded | restart required
+	Applied         []config.Change `json:"applied"`
+	RestartRequired []config.Change `json:"restart_required"`
+}
+
 func (a *api) handleReload(c echo.Context) error {
-	if a.opts.Reload == nil {
+	reload := a.opts.ReloadWithReport
+	if reload == nil && a.opts.Reload != nil {
+		reload = func(ctx context.Context) (config.ReloadReport, error) {
+			return config.ReloadReport{}, a.opts.Reload(ctx)
+		}
+	}
+	if reload == nil {
 		return &apiError{http.StatusNotImplemented, "reload is not available"}
 	}
-	if err := a.opts.Reload(c.Request().Context()); err != nil {
+	rep, err := reload(c.Request().Context())
+	if err != nil {
 		a.deps.Audit.Event("admin_reload", "outcome", "refused")
 		return c.JSON(http.StatusUnprocessableEntity, map[string]any{"error": "configuration refused; the previous one keeps serving", "problems": strings.Split(err.Error(), "\n")})
 	}
-	a.deps.Audit.Event("admin_reload", "outcome", "applied")
-	return c.JSON(http.StatusOK, map[string]string{"status": "reloaded"})
+	resp := reloadResponse{Status: rep.Status(), Applied: rep.Applied, RestartRequired: rep.RestartRequired}
+	if a.opts.ReloadWithReport == nil {
+		resp.Status = "reloaded" // the older Reload says nothing about changes
+	}
+	if resp.Applied == nil {
+		resp.Applied = []config.Change{}
+	}
+	if resp.RestartRequired == nil {
+		resp.RestartRequired = []config.Change{}
+	}
+	a.deps.Audit.Event("admin_reload", "outcome", "applied", "status", resp.Status,
+		"applied", resp.Applied, "restart_required", resp.RestartRequired)
+	return c.JSON(http.StatusOK, resp)
 }
 
 func (a *api) handleRotate(c echo.Context) error {

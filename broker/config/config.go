@@ -55,6 +55,11 @@ type HTTP struct {
 	// SignInLimit bounds the sign-ins (pending auth requests) one client
 	// address may start, per replica; unset: DefaultSignInLimit.
 	SignInLimit *RateLimit `yaml:"sign_in_limit"`
+	// DrainPeriod is how long serve keeps the listener open after SIGTERM
+	// with /readyz answering 503, so that load balancers stop sending
+	// before it closes (Go duration syntax); unset: DefaultDrainPeriod,
+	// 0s: close at once. Read it with Drain.
+	DrainPeriod *time.Duration `yaml:"drain_period"`
 }
 
 // RateLimit is a token bucket: Burst at once, then one more every Every.
@@ -86,6 +91,18 @@ func (h HTTP) HSTS() time.Duration {
 		return DefaultHSTSMaxAge
 	}
 	return *h.HSTSMaxAge
+}
+
+// DefaultDrainPeriod is http.drain_period when unset.
+const DefaultDrainPeriod = 5 * time.Second
+
+// Drain returns the drain period: DefaultDrainPeriod when unset, 0 when
+// turned off.
+func (h HTTP) Drain() time.Duration {
+	if h.DrainPeriod == nil {
+		return DefaultDrainPeriod
+	}
+	return *h.DrainPeriod
 }
 
 // TLS serves the public listener over TLS 1.2+.

@@ -202,6 +202,9 @@ func validateHTTP(c *Config, ps *problems) {
 			ps.Add("http.hsts_max_age", "must be at least 1s, not %s (0s turns HSTS off)", *d)
 		}
 	}
+	if d := c.HTTP.DrainPeriod; d != nil && *d < 0 {
+		ps.Add("http.drain_period", "must not be negative, not %s (0s turns the drain off)", *d)
+	}
 	if l := c.HTTP.SignInLimit; l != nil {
 		if l.Burst < 1 || l.Burst > 1_000_000 {
 			ps.Add("http.sign_in_limit.burst", "must be from 1 to 1000000, not %d", l.Burst)

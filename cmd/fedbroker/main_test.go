@@ -419,7 +419,7 @@ func TestServeReloadThroughAdminAPI(t *testing.T) {
 	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	const token = "serve-test-admin-token-0123456789"
 	base := strings.Replace(goodConfig, "issuer: http://127.0.0.1:5556", "issuer: http://"+httpAddr, 1) +
-		"http:\n  addr: " + httpAddr + "\nadmin:\n  addr: " + adminAddr + "\n  token: " + token + "\n"
+		"http:\n  addr: " + httpAddr + "\n  drain_period: 0s\nadmin:\n  addr: " + adminAddr + "\n  token: " + token + "\n"
 	path := writeFile(t, dir, "config.yaml", base)
 
 	ctx, cancel := context.WithCancel(context.Background())

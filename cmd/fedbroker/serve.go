@@ -67,7 +67,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	}
 	defer in.Close()
 
-	srv := newMainServer(in.Server.Handler(), logger)
+	srv := newMainServer(closeWhileDraining(in.Server, in.Server.Handler()), logger)
 	srv.Addr = cfg.HTTP.Addr
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -86,13 +86,13 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	}
 	logger.Info("fedbroker serving", "issuer", cfg.Issuer, "addr", ln.Addr().String(), "storage", cfg.Storage.Type)
 
-	doReload := func(ctx context.Context) error { return reload(ctx, cfgPath, in, logger) }
+	doReload := func(ctx context.Context) (config.ReloadReport, error) { return reload(ctx, cfgPath, in, logger) }
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			_ = doReload(ctx)
+			_, _ = doReload(ctx)
 		}
 	}()
 
@@ -105,37 +105,125 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 		defer adminSrv.Close()
 	}
 
+	// main cancels ctx on SIGTERM and SIGINT; sigc receives the same
+	// signals, so that a second one can end the drain.
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigc)
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// pending counts signals on their way to sigc that are the one which
+	// started the drain: a signal cancels ctx and reaches sigc, in either
+	// order.
+	pending := 0
 	select {
 	case err := <-errc:
 		return err
+	case <-sigc:
 	case <-ctx.Done():
+		if cancelledBySignal(ctx) {
+			pending = 1
+		}
 	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return shutdown(srv, in.Server, cfg.HTTP.Drain(), sigc, pending, errc, logger)
 }
 
-// reload loads, validates and compiles the configuration again and swaps it
-// in; an invalid configuration is refused and the old one keeps serving.
-func reload(ctx context.Context, cfgPath string, in *broker.Instance, logger *slog.Logger) error {
+// shutdownTimeout bounds how long serve waits for requests in flight once
+// its listener is closed.
+const shutdownTimeout = 20 * time.Second
+
+// shutdown drains, then stops srv: /readyz answers 503 at once while every
+// request is still served for drain (so that load balancers stop sending
+// new requests here), or until a second signal arrives on sigc (pending
+// signals there belong to the first); then the listener closes and the
+// requests in flight finish, for shutdownTimeout at most.
+func shutdown(srv *http.Server, b *broker.Server, drain time.Duration, sigc <-chan os.Signal, pending int, errc <-chan error, logger *slog.Logger) error {
+	b.Drain()
+	logger.Info("draining: /readyz answers 503, requests are still served", "drain_period", drain.String())
+	if drain > 0 {
+		timer := time.NewTimer(drain)
+		defer timer.Stop()
+	wait:
+		for {
+			select {
+			case err := <-errc:
+				return err
+			case <-timer.C:
+				break wait
+			case sig := <-sigc:
+				if pending > 0 {
+					pending--
+					continue
+				}
+				logger.Info("second signal: drain ended early", "signal", sig.String())
+				break wait
+			}
+		}
+	}
+	logger.Info("listener closed: finishing requests in flight", "timeout", shutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Error("stopped with requests still in flight", "err", err)
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// cancelledBySignal reports whether ctx was cancelled by
+// signal.NotifyContext (whose cause names the signal) rather than by its
+// caller or a deadline.
+func cancelledBySignal(ctx context.Context) bool {
+	cause := context.Cause(ctx)
+	return cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded)
+}
+
+// closeWhileDraining asks clients to close their connection after each
+// answer once the broker drains, so that keep-alive connections move to
+// other replicas before the listener closes.
+func closeWhileDraining(b *broker.Server, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.Draining() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// reload loads, validates and compiles the configuration again and swaps
+// in what the running server can take; an invalid configuration is refused
+// and the old one keeps serving. It logs one line listing each changed
+// field (its path, never its value) as applied or needing a restart.
+func reload(ctx context.Context, cfgPath string, in *broker.Instance, logger *slog.Logger) (config.ReloadReport, error) {
 	cfg, err := config.Load(cfgPath)
+	var rep config.ReloadReport
 	if err == nil {
-		err = in.Server.Reload(ctx, cfg)
+		rep, err = in.Server.ReloadWithReport(ctx, cfg)
 	}
 	if err != nil {
 		logger.Error("reload refused; the previous configuration keeps serving", "err", err)
-		return err
+		return rep, err
 	}
-	logger.Info("reload applied")
-	return nil
+	applied := rep.Applied
+	if applied == nil {
+		applied = []config.Change{} // logged as [], not null
+	}
+	switch {
+	case len(rep.RestartRequired) > 0:
+		logger.Warn("reload applied; some changes need a restart", "applied", applied, "restart_required", rep.RestartRequired)
+	case len(rep.Applied) > 0:
+		logger.Info("reload applied", "applied", rep.Applied, "restart_required", []config.Change{})
+	default:
+		logger.Info("reload: no changes")
+	}
+	return rep, nil
 }
 
 // startAdmin starts the admin API on its own listener when admin.token or
 // admin.tls.client_ca_file is configured (loopback by default).
-func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.Context) error, logger *slog.Logger) (*http.Server, error) {
+func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.Context) (config.ReloadReport, error), logger *slog.Logger) (*http.Server, error) {
 	a := cfg.Admin
 	mtls := a.TLS != nil && a.TLS.ClientCAFile != ""
 	if a.Token == "" && !mtls {
@@ -149,10 +237,10 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 		addr = "127.0.0.1:5557"
 	}
 	srv := newAdminServer(in.Server.AdminHandler(broker.AdminOptions{
-		Token:        a.Token,
-		ClientCertOK: mtls,
-		Reload:       doReload,
-		Gatherer:     in.Server.Gatherer(),
+		Token:            a.Token,
+		ClientCertOK:     mtls,
+		ReloadWithReport: doReload,
+		Gatherer:         in.Server.Gatherer(),
 	}), logger)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
