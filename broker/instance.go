@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/fedbroker/fedbroker/broker/admin"
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -32,12 +33,24 @@ func (in *Instance) Close() {
 // OpenStorage opens the configured backend. For Redis it refuses to start
 // (or warns, per config) under an evicting maxmemory-policy, because
 // eviction silently deletes codes and refresh tokens.
+//
+// It also reads Redis's persistence (see redisstore.Store.Durability), logs
+// what a Redis outage would cost (INFO under AOF, WARN otherwise, with a
+// durability attribute) and refuses to start when Redis is less durable
+// than storage.redis.require_durability.
 func OpenStorage(ctx context.Context, cfg *config.Config, logger *slog.Logger) (storage.Storage, error) {
+	st, _, err := openStorage(ctx, cfg, logger)
+	return st, err
+}
+
+// openStorage is OpenStorage that also returns Redis's durability (nil for
+// the memory store).
+func openStorage(ctx context.Context, cfg *config.Config, logger *slog.Logger) (storage.Storage, *admin.Durability, error) {
 	switch cfg.Storage.Type {
 	case "redis":
 		st, err := redisstore.Open(ctx, cfg.Storage.Redis.URL, redisstore.Options{KeyPrefix: cfg.Storage.Redis.KeyPrefix, Logger: logger})
 		if err != nil {
-			return nil, fmt.Errorf("storage.redis: %w", err)
+			return nil, nil, fmt.Errorf("storage.redis: %w", err)
 		}
 		policy, err := st.MaxmemoryPolicy(ctx)
 		switch {
@@ -49,14 +62,24 @@ func OpenStorage(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 				logger.Warn(msg)
 			} else {
 				_ = st.Close()
-				return nil, errors.New("storage.redis: " + msg + " (or storage.redis.eviction_policy: warn)")
+				return nil, nil, errors.New("storage.redis: " + msg + " (or storage.redis.eviction_policy: warn)")
 			}
 		case policy != "noeviction":
 			logger.Warn("Redis maxmemory-policy " + policy + " may evict broker keys under memory pressure; noeviction is recommended")
 		}
-		return st, nil
+		d := st.Durability(ctx)
+		level := slog.LevelWarn
+		if d.Mode == redisstore.DurabilityAOF {
+			level = slog.LevelInfo
+		}
+		logger.Log(ctx, level, "Redis persistence: "+d.Loss, "durability", d.Mode, "loss", d.Loss, "redis", d.Reported)
+		if err := d.Require(cfg.Storage.Redis.RequireDurability); err != nil {
+			_ = st.Close()
+			return nil, nil, fmt.Errorf("storage.redis.require_durability: %w; turn on Redis persistence (appendonly yes) or lower the requirement", err)
+		}
+		return st, &admin.Durability{Mode: d.Mode, Loss: d.Loss}, nil
 	default:
-		return memory.New(), nil
+		return memory.New(), nil, nil
 	}
 }
 
@@ -64,7 +87,7 @@ func OpenStorage(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 // and builds the broker: what `fedbroker serve` runs before it listens.
 func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Instance, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := OpenStorage(ctx, cfg, logger)
+	st, durability, err := openStorage(ctx, cfg, logger)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -115,5 +138,6 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 		_ = st.Close()
 		return nil, err
 	}
+	b.storageStatus.Durability = durability
 	return &Instance{Server: b, Store: st, Keys: km, cancel: cancel}, nil
 }

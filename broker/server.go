@@ -90,6 +90,9 @@ type Server struct {
 
 	// draining is set by Drain: /readyz answers 503 from then on.
 	draining atomic.Bool
+	// storageStatus is GET /admin/status's storage: the type, and Redis's
+	// durability as Start read it.
+	storageStatus admin.StorageStatus
 }
 
 // Drain makes /readyz answer 503 from now on while everything else keeps
@@ -210,6 +213,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s.rt.Store(rt)
 	s.running = cfg
+	s.storageStatus = admin.StorageStatus{Type: cfg.Storage.Type}
 
 	s.tokens = tokens.New(tokens.Deps{Issuer: s.issuer, Keys: s.keys, Store: s.store, Now: now, Audit: s.audit})
 	s.clients = clientauth.New(clientauth.Deps{Issuer: s.issuer, Replay: s.store, Now: now, Audit: s.audit})
@@ -352,6 +356,6 @@ type AdminOptions = admin.Options
 func (s *Server) AdminHandler(opts AdminOptions) http.Handler {
 	return admin.Handler(admin.Deps{
 		Store: s.store, Keys: s.keys, Health: s.health, Audit: s.audit, Logger: s.log,
-		Runtime: s.rt.Load, Recover: recoverPanics,
+		Runtime: s.rt.Load, Storage: s.storageStatus, Recover: recoverPanics,
 	}, opts)
 }

@@ -548,6 +548,13 @@ func TestKubernetes(t *testing.T) {
 	}
 	e := newEnv(t)
 	cfg, used := loadConfig(t, e, "ConfigMap fedbroker config.yaml", []byte(data))
+	// Redis keeps AOF on, and the broker refuses to start if it is not.
+	if !hasArg(args, "--appendonly", "yes") {
+		t.Errorf("Redis args %v, want --appendonly yes", args)
+	}
+	if cfg.Storage.Redis.RequireDurability != "aof" {
+		t.Errorf("ConfigMap fedbroker: storage.redis.require_durability %q, want aof", cfg.Storage.Redis.RequireDurability)
+	}
 
 	// Every variable comes from the Secret the pods read, and the Secret
 	// holds nothing the configuration does not use.
@@ -662,6 +669,13 @@ func TestCompose(t *testing.T) {
 	if cmd := fmtList(get(docs, "services", "redis", "command")); !slices.Contains(cmd, "noeviction") {
 		t.Errorf("compose redis command %v, want --maxmemory-policy noeviction", cmd)
 	}
+	// Redis keeps AOF on, and the broker refuses to start if it is not.
+	if cmd := fmtList(get(docs, "services", "redis", "command")); !hasArg(cmd, "--appendonly", "yes") {
+		t.Errorf("compose redis command %v, want --appendonly yes", cmd)
+	}
+	if cfg.Storage.Redis.RequireDurability != "aof" {
+		t.Errorf("%s: storage.redis.require_durability %q, want aof", mounted, cfg.Storage.Redis.RequireDurability)
+	}
 	if host, _, _ := strings.Cut(cfg.HTTP.Addr, ":"); host == "127.0.0.1" || host == "localhost" {
 		t.Errorf("http.addr %s is loopback inside the container: the published port cannot reach it", cfg.HTTP.Addr)
 	}
@@ -705,4 +719,10 @@ func keys(m map[string]map[string]any) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// hasArg reports whether args holds name followed by value.
+func hasArg(args []string, name, value string) bool {
+	i := slices.Index(args, name)
+	return i >= 0 && i+1 < len(args) && args[i+1] == value
 }

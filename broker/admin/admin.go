@@ -54,6 +54,8 @@ type Deps struct {
 	Audit   observe.Audit
 	Logger  *slog.Logger
 	Runtime func() *runtime.Runtime
+	// Storage is what GET /admin/status reports about storage.
+	Storage StorageStatus
 	// Recover wraps every handler so a panic is an error, never a crash.
 	Recover echo.MiddlewareFunc
 }
@@ -88,6 +90,7 @@ func Handler(deps Deps, opts Options) http.Handler {
 		e.Use(deps.Recover)
 	}
 	e.Use(a.authenticate)
+	e.GET("/admin/status", a.handleStatus)
 	e.GET("/admin/connectors", a.handleConnectors)
 	e.POST("/admin/mapping/test", a.handleMappingTest)
 	e.POST("/admin/reload", a.handleReload)

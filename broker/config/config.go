@@ -129,6 +129,11 @@ type Redis struct {
 	// EvictionPolicy decides what happens when Redis runs with an evicting
 	// maxmemory-policy: "refuse" (default) or "warn".
 	EvictionPolicy string `yaml:"eviction_policy"`
+	// RequireDurability refuses to start when Redis persists less than
+	// this: "aof" (append-only file on), "rdb" (snapshots or AOF) or
+	// "none" (default, empty: accept anything). Unknown persistence
+	// (INFO and CONFIG refused) meets only none.
+	RequireDurability string `yaml:"require_durability"`
 }
 
 // Signing configures the broker's signing keys.
@@ -160,6 +165,29 @@ type Tokens struct {
 	AuthCode        time.Duration `yaml:"auth_code"`        // default 60s
 	AuthRequest     time.Duration `yaml:"auth_request"`     // default 10m
 	Session         time.Duration `yaml:"session"`          // default 12h
+	// RefreshRetryWindow is how long after a refresh the refresh token it
+	// replaced may be presented again by the same client and answered
+	// with the same new refresh token (a response lost to a replica that
+	// died), rather than revoking the family as reuse (Go duration
+	// syntax); unset: DefaultRefreshRetryWindow, 0s: never. Read it with
+	// RefreshRetry.
+	RefreshRetryWindow *time.Duration `yaml:"refresh_retry_window"`
+}
+
+// DefaultRefreshRetryWindow is tokens.refresh_retry_window when unset.
+const DefaultRefreshRetryWindow = 5 * time.Second
+
+// MaxRefreshRetryWindow bounds tokens.refresh_retry_window: a retry is a
+// client resending a request at once, not a token replayed later.
+const MaxRefreshRetryWindow = time.Minute
+
+// RefreshRetry returns the refresh retry window: DefaultRefreshRetryWindow
+// when unset, 0 when turned off.
+func (t Tokens) RefreshRetry() time.Duration {
+	if t.RefreshRetryWindow == nil {
+		return DefaultRefreshRetryWindow
+	}
+	return *t.RefreshRetryWindow
 }
 
 // Connector is one upstream. Config holds the type-specific block as

@@ -236,6 +236,9 @@ func validateStorage(c *Config, ps *problems) {
 	if p := c.Storage.Redis.EvictionPolicy; p != "refuse" && p != "warn" {
 		ps.Add("storage.redis.eviction_policy", "must be refuse or warn, not %q", p)
 	}
+	if d := c.Storage.Redis.RequireDurability; d != "" && d != "aof" && d != "rdb" && d != "none" {
+		ps.Add("storage.redis.require_durability", "must be aof, rdb or none, not %q", d)
+	}
 }
 
 func validateSigning(c *Config, ps *problems) {
@@ -323,6 +326,14 @@ func validateTokens(c *Config, ps *problems) {
 	}
 	if t.RefreshIdle > 0 && t.RefreshAbsolute > 0 && t.RefreshIdle > t.RefreshAbsolute {
 		ps.Add("tokens.refresh_idle", "must not exceed tokens.refresh_absolute (%s)", t.RefreshAbsolute)
+	}
+	if d := t.RefreshRetryWindow; d != nil {
+		switch {
+		case *d < 0:
+			ps.Add("tokens.refresh_retry_window", "must not be negative, not %s (0s turns refresh retries off)", *d)
+		case *d > MaxRefreshRetryWindow:
+			ps.Add("tokens.refresh_retry_window", "must be at most %s, not %s", MaxRefreshRetryWindow, *d)
+		}
 	}
 }
 

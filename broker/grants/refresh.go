@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -20,8 +21,12 @@ import (
 // Refresh rotates a refresh token (RFC 6749 §6). Every use returns a new
 // refresh token; presenting one that was already rotated revokes the whole
 // family and its access tokens (reuse detection), whatever else the
-// request says. A refresh token is bound to its client and never widens
-// its scope; a request that fails leaves a current token unrotated.
+// request says — except a retry: the token the family's last rotation
+// replaced, presented within tokens.refresh_retry_window of it while its
+// successor is unused, is answered with that same successor and fresh
+// access and ID tokens (see retried). A refresh token is bound to its
+// client and never widens its scope; a request that fails leaves a
+// current token unrotated.
 func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (*tokens.Response, error) {
 	old := req.RefreshToken
 	if old == "" || len(old) > 256 {
@@ -36,7 +41,7 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	case errors.Is(err, storage.ErrNotFound):
 		// Not a current token: tell reuse from unknown before anything
 		// else of the request is looked at.
-		return nil, g.notCurrent(ctx, rt, cl, famID, old)
+		return g.notCurrent(ctx, rt, cl, req, famID, old)
 	case err != nil:
 		return nil, err
 	}
@@ -44,14 +49,9 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 		g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
 		return nil, oauth.InvalidGrant("the refresh token was issued to another client")
 	}
-	scopes := fam.Grant.Scopes
-	if len(req.Scope) > 0 {
-		for _, sc := range req.Scope {
-			if !slices.Contains(fam.Grant.Scopes, sc) {
-				return nil, oauth.InvalidScope("scope %q was not granted", sc)
-			}
-		}
-		scopes = req.Scope
+	scopes, err := requestedScopes(fam.Grant, req)
+	if err != nil {
+		return nil, err
 	}
 	grant, upstreamData, err := g.refreshUpstream(ctx, rt, fam)
 	if err != nil {
@@ -59,8 +59,13 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	}
 	now := g.now()
 	next := famID + "." + oauth.RandomToken(32)
-	fam, err = g.store.RotateRefresh(ctx, old, next, now, rt.Tokens.RefreshIdle)
+	fam, sealed, err := g.store.RotateRefresh(ctx, old, next, now, rt.Tokens.RefreshIdle, g.retryState(rt, famID, next))
 	switch {
+	case errors.Is(err, storage.ErrRetry):
+		// A concurrent request with the same token rotated it since
+		// GetRefresh: answer as its retry (what this request got from
+		// the upstream is dropped; the family keeps what the other kept).
+		return g.retried(ctx, rt, cl, req, famID, fam, sealed)
 	case errors.Is(err, storage.ErrReused):
 		// Rotated by a concurrent request since GetRefresh.
 		return nil, g.reused(ctx, rt, cl, famID)
@@ -82,6 +87,31 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 			g.log.Error("refresh: keep the upstream's new connector data", "client_id", cl.ID, "err", err)
 		}
 	}
+	resp, err := g.issue(cl, grant, scopes, famID, next, now)
+	if err != nil {
+		return nil, err
+	}
+	g.audit.Event("token", "grant_type", config.GrantRefreshToken, "client_id", cl.ID, "sub", grant.Subject)
+	return resp, nil
+}
+
+// requestedScopes returns the scopes a refresh asks for: the granted ones,
+// or a subset of them named in the request (never more).
+func requestedScopes(gr storage.Grant, req Request) ([]string, error) {
+	if len(req.Scope) == 0 {
+		return gr.Scopes, nil
+	}
+	for _, sc := range req.Scope {
+		if !slices.Contains(gr.Scopes, sc) {
+			return nil, oauth.InvalidScope("scope %q was not granted", sc)
+		}
+	}
+	return req.Scope, nil
+}
+
+// issue mints the access and ID tokens of a refresh from grant, with next
+// as the refresh token of the response.
+func (g *Grants) issue(cl *runtime.Client, grant storage.Grant, scopes []string, famID, next string, now time.Time) (*tokens.Response, error) {
 	grant.Scopes = scopes
 	grant.Nonce = ""
 	grant.FamilyRef = tokens.FamilyRef(famID)
@@ -90,32 +120,94 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 		return nil, err
 	}
 	resp.RefreshToken = next
-	g.audit.Event("token", "grant_type", config.GrantRefreshToken, "client_id", cl.ID, "sub", grant.Subject)
+	return resp, nil
+}
+
+// retryAD binds a sealed successor to its family: it opens for no other.
+func retryAD(famID string) string { return "refresh-retry\x00" + famID }
+
+// retryState is what a rotation to next asks the store to keep for a
+// retry: next sealed by the broker's sealer, and the window. Without a
+// key-encryption key the sealer seals nothing, and a clear refresh token
+// must never reach storage: the rotation then keeps nothing, and a retry
+// is reuse as before. The window of the retry itself is what counts, so
+// turning it off on reload stops retries at once.
+func (g *Grants) retryState(rt *runtime.Runtime, famID, next string) storage.Retry {
+	w := rt.Tokens.RefreshRetry()
+	if w <= 0 {
+		return storage.Retry{}
+	}
+	sealed := g.sealer.Seal([]byte(next), retryAD(famID))
+	if bytes.Equal(sealed, []byte(next)) {
+		return storage.Retry{Window: w}
+	}
+	return storage.Retry{Window: w, SealedNext: sealed}
+}
+
+// retried answers a retry (storage.ErrRetry): the token the family's last
+// rotation replaced, presented again within the window while its successor
+// is unused — a client whose response was lost, most often because the
+// replica that rotated died before answering. It is given the successor
+// it lost, with fresh access and ID tokens; nothing in the family
+// changes. Someone else replaying a stolen token within the window gets
+// the same successor the victim got, no capability the victim's own
+// request did not create; the victim's next refresh with it, or the
+// thief's, then makes the other one's reuse. Another client is refused
+// without revoking. A successor that does not open (the key-encryption
+// key changed in between) leaves the family held by no one: it is revoked.
+func (g *Grants) retried(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request, famID string, fam storage.RefreshFamily, sealed []byte) (*tokens.Response, error) {
+	if fam.Grant.ClientID != cl.ID {
+		g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
+		return nil, oauth.InvalidGrant("the refresh token was issued to another client")
+	}
+	scopes, err := requestedScopes(fam.Grant, req)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := rt.Connector(fam.Grant.ConnectorID); !ok {
+		return nil, oauth.InvalidGrant("the sign-in method of this token was removed")
+	}
+	plain, err := g.sealer.Open(sealed, retryAD(famID))
+	next := string(plain)
+	if err != nil || !strings.HasPrefix(next, famID+".") {
+		g.log.Error("refresh: retry: the kept successor does not open", "client_id", cl.ID, "err", err)
+		return nil, g.reused(ctx, rt, cl, famID)
+	}
+	now := g.now()
+	resp, err := g.issue(cl, fam.Grant, scopes, famID, next, now)
+	if err != nil {
+		return nil, err
+	}
+	g.audit.Event("refresh_retried", "client_id", cl.ID, "sub", fam.Grant.Subject, "family", tokens.FamilyRef(famID))
 	return resp, nil
 }
 
 // notCurrent answers a refresh token that is not the current token of a
-// live family. Rotating it issues nothing (the new token is thrown away):
-// the store answers ErrReused for any token of a live family other than
-// its current one (already rotated, or never issued), having revoked the
-// family, and ErrNotFound for a family unknown, expired or revoked.
-func (g *Grants) notCurrent(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, famID, old string) error {
-	_, err := g.store.RotateRefresh(ctx, old, famID+"."+oauth.RandomToken(32), g.now(), rt.Tokens.RefreshIdle)
+// live family. Rotating it issues nothing new (the new token is thrown
+// away, and no successor is kept for it): the store answers ErrRetry for
+// the token the last rotation replaced within the retry window (see
+// retried), ErrReused for any other token of a live family (already
+// rotated, or never issued), having revoked the family, and ErrNotFound
+// for a family unknown, expired or revoked.
+func (g *Grants) notCurrent(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request, famID, old string) (*tokens.Response, error) {
+	fam, sealed, err := g.store.RotateRefresh(ctx, old, famID+"."+oauth.RandomToken(32), g.now(), rt.Tokens.RefreshIdle, storage.Retry{Window: rt.Tokens.RefreshRetry()})
 	switch {
+	case errors.Is(err, storage.ErrRetry):
+		return g.retried(ctx, rt, cl, req, famID, fam, sealed)
 	case errors.Is(err, storage.ErrReused):
-		return g.reused(ctx, rt, cl, famID)
+		return nil, g.reused(ctx, rt, cl, famID)
 	case errors.Is(err, storage.ErrNotFound):
-		return oauth.InvalidGrant("the refresh token is invalid or expired")
+		return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
 	case err != nil:
-		return err
+		return nil, err
 	}
 	// It was current after all (it cannot become so between the two
 	// reads), and is now rotated to a token no one holds: the family is
 	// lost to its client, so revoke it rather than leave it half alive.
 	if err := g.tokens.RevokeFamily(ctx, famID, g.now().Add(rt.Tokens.RefreshAbsolute)); err != nil {
-		return err
+		return nil, err
 	}
-	return oauth.InvalidGrant("the refresh token is invalid or expired")
+	return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
 }
 
 // reused completes reuse detection: the store has revoked the family of

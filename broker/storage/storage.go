@@ -27,9 +27,15 @@ var (
 	ErrAlreadyUsed = errors.New("storage: already used")
 	// ErrReused is returned by RotateRefresh when a token of a live family
 	// other than its current one is presented (an already-rotated token,
-	// or one the family never issued); the whole family has been revoked
-	// by then.
+	// or one the family never issued) and it is not a retry (ErrRetry);
+	// the whole family has been revoked by then.
 	ErrReused = errors.New("storage: refresh token reused")
+	// ErrRetry is returned by RotateRefresh, with the family (unchanged)
+	// and the sealed successor its last rotation kept, when the token
+	// presented is the one that rotation replaced and the rotation is
+	// within the retry window (see Retry): a client retrying a refresh
+	// whose response was lost.
+	ErrRetry = errors.New("storage: refresh retried")
 	// ErrConflict is returned by PutKeys when the stored version moved on.
 	ErrConflict = errors.New("storage: conflict")
 	// ErrUnavailable wraps every backend failure (connection refused,
@@ -108,6 +114,19 @@ type RefreshFamily struct {
 	AbsoluteExpiry time.Time `json:"absolute_expiry"` // never extended
 }
 
+// Retry is what RotateRefresh keeps of a rotation so that a client that
+// lost its response can present the rotated token again and be given the
+// same successor (see Storage.RotateRefresh).
+type Retry struct {
+	// Window is how long after a rotation the token it replaced is a
+	// retry rather than reuse; 0 answers no retry and keeps nothing.
+	Window time.Duration
+	// SealedNext is the successor token encrypted by the broker; a backend
+	// stores it as given and never sees the clear token. Empty keeps
+	// nothing.
+	SealedNext []byte
+}
+
 // Session is a browser SSO session. ID is the cookie secret (stored hashed);
 // PublicID is the `sid` claim.
 type Session struct {
@@ -163,7 +182,17 @@ type Storage interface {
 	// revokes the family and returns ErrReused; a family keeps only its
 	// current token and a generation, never the tokens it rotated.
 	// Unknown family, expired, revoked or malformed: ErrNotFound.
-	RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (RefreshFamily, error)
+	//
+	// With retry.Window > 0 and retry.SealedNext set, the family also keeps,
+	// until its next rotation, the hash of `old`, the rotation time (now)
+	// and retry.SealedNext: one of each, so its size stays constant.
+	// Presenting that `old` again while the family's current token is still
+	// `next`, with now before the rotation time plus the window of that
+	// later call, changes nothing and returns the family, the sealed
+	// successor and ErrRetry, as often as it is presented; after the
+	// window, or once `next` was rotated in turn, it is reuse. A zero
+	// window keeps nothing and answers no retry.
+	RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration, retry Retry) (RefreshFamily, []byte, error)
 	// UpdateRefreshGrant replaces the grant of the family whose current
 	// token is token (after a rotation: the new token), atomically with
 	// respect to rotation; ErrNotFound when token is not current. The

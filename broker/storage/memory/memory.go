@@ -145,6 +145,8 @@ type famEntry struct {
 	lastUsed       time.Time
 	idleExpiry     time.Time
 	absoluteExpiry time.Time
+
+	retry retryState // the last rotation, for a retry (see RotateRefresh)
 }
 
 type lease struct {

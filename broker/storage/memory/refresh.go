@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,29 +70,42 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 // tokens.FamilyRef), so knowing it means having held one of the family's
 // tokens: revoking then is what reuse detection is for. A forger without
 // the id cannot name a live family. Tokens whose secret is malformed (empty
-// or containing a '.') are unknown, not reuse.
-func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (storage.RefreshFamily, error) {
+// or containing a '.') are unknown, not reuse. The one exception is a
+// retry: the token the last rotation replaced, within the window (see
+// storage.Retry), answered under the same lock with the kept successor.
+func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration, retry storage.Retry) (storage.RefreshFamily, []byte, error) {
 	id, ok := familyOf(old)
 	if !ok {
-		return storage.RefreshFamily{}, errToken
+		return storage.RefreshFamily{}, nil, errToken
 	}
 	if nid, ok := familyOf(next); !ok || nid != id {
-		return storage.RefreshFamily{}, errWrongFamily
+		return storage.RefreshFamily{}, nil, errWrongFamily
 	}
 	clock, err := s.lock()
 	if err != nil {
-		return storage.RefreshFamily{}, err
+		return storage.RefreshFamily{}, nil, err
 	}
 	defer s.mu.Unlock()
 	f, ok := s.families[id]
 	if !ok || !f.alive(clock) || !f.alive(now) {
-		return storage.RefreshFamily{}, errToken
+		return storage.RefreshFamily{}, nil, errToken
 	}
 	if f.current != storage.Hash(old) {
-		// Any token of a live family other than the current one is reuse.
+		if f.retry.answers(storage.Hash(old), now, retry.Window) {
+			fam, err := f.family()
+			if err != nil {
+				return storage.RefreshFamily{}, nil, err
+			}
+			return fam, bytes.Clone(f.retry.sealedNext), fmt.Errorf("memory: family %s: %w", id, storage.ErrRetry)
+		}
+		// Any other token of a live family than the current one is reuse.
 		delete(s.families, id)
 		s.tombstones[id] = f.absoluteExpiry
-		return storage.RefreshFamily{}, fmt.Errorf("memory: family %s revoked: %w", id, storage.ErrReused)
+		return storage.RefreshFamily{}, nil, fmt.Errorf("memory: family %s revoked: %w", id, storage.ErrReused)
+	}
+	f.retry = retryState{}
+	if retry.Window > 0 && len(retry.SealedNext) > 0 {
+		f.retry = retryState{previous: f.current, rotated: now, sealedNext: bytes.Clone(retry.SealedNext)}
 	}
 	f.current = storage.Hash(next)
 	f.generation++
@@ -100,7 +114,23 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	if f.idleExpiry.After(f.absoluteExpiry) {
 		f.idleExpiry = f.absoluteExpiry
 	}
-	return f.family()
+	fam, err := f.family()
+	return fam, nil, err
+}
+
+// retryState is what a family keeps of its last rotation so that the
+// token it replaced can be answered again (storage.Retry): one hash, one
+// time and one sealed token, replaced at every rotation.
+type retryState struct {
+	previous   string    // Hash of the token the last rotation replaced
+	rotated    time.Time // when (the caller's now)
+	sealedNext []byte    // the successor, sealed by the broker
+}
+
+// answers reports whether the token hashed h, presented at now, is a retry
+// of the last rotation within window.
+func (r retryState) answers(h string, now time.Time, window time.Duration) bool {
+	return window > 0 && r.previous != "" && r.previous == h && now.Before(r.rotated.Add(window))
 }
 
 // UpdateRefreshGrant replaces the grant of the family whose current token

@@ -244,10 +244,10 @@ func TestReplicas(t *testing.T) {
 	if err := a.CreateRefresh(ctx, f, "fam1.one"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.RotateRefresh(ctx, "fam1.one", "fam1.two", now, time.Hour); err != nil {
+	if _, _, err := b.RotateRefresh(ctx, "fam1.one", "fam1.two", now, time.Hour, storage.Retry{}); err != nil {
 		t.Fatalf("replica b RotateRefresh = %v", err)
 	}
-	if _, err := a.RotateRefresh(ctx, "fam1.one", "fam1.three", now, time.Hour); !errors.Is(err, storage.ErrReused) {
+	if _, _, err := a.RotateRefresh(ctx, "fam1.one", "fam1.three", now, time.Hour, storage.Retry{}); !errors.Is(err, storage.ErrReused) {
 		t.Fatalf("replica a RotateRefresh of the rotated token: error = %v, want ErrReused", err)
 	}
 	if _, err := b.GetRefresh(ctx, "fam1.two"); !errors.Is(err, storage.ErrNotFound) {

@@ -85,33 +85,46 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 // tokens.FamilyRef), so knowing it means having held one of the family's
 // tokens: revoking then is what reuse detection is for. A forger without
 // the id cannot name a live family. Tokens whose secret is malformed (empty
-// or containing a '.') are unknown, not reuse.
-func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration) (storage.RefreshFamily, error) {
+// or containing a '.') are unknown, not reuse. The one exception is a
+// retry: the token the last rotation replaced, within the window (see
+// storage.Retry), answered in the same script with the kept successor.
+// The window is measured on the callers' clock (now), as the expiries are.
+func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Time, idle time.Duration, retry storage.Retry) (storage.RefreshFamily, []byte, error) {
 	id, ok := familyOf(old)
 	if !ok {
-		return storage.RefreshFamily{}, notFound("refresh token")
+		return storage.RefreshFamily{}, nil, notFound("refresh token")
 	}
 	if nid, ok := familyOf(next); !ok || nid != id {
-		return storage.RefreshFamily{}, errWrongFamily
+		return storage.RefreshFamily{}, nil, errWrongFamily
 	}
 	ie := now.Add(idle)
+	var sealed, cutoff string
+	if retry.Window > 0 {
+		sealed, cutoff = string(retry.SealedNext), ns(now.Add(-retry.Window))
+	}
 	res, err := rotateRefreshScript.Run(ctx, s.c, s.famKeys(id),
 		storage.Hash(old), storage.Hash(next), ns(now),
-		now.Format(time.RFC3339Nano), ie.Format(time.RFC3339Nano), ns(ie), ms(ie)).Slice()
+		now.Format(time.RFC3339Nano), ie.Format(time.RFC3339Nano), ns(ie), ms(ie), sealed, cutoff).Slice()
 	if err != nil {
-		return storage.RefreshFamily{}, unavailable("rotate refresh", err)
+		return storage.RefreshFamily{}, nil, unavailable("rotate refresh", err)
 	}
-	switch code, _ := res[0].(int64); code {
+	code, _ := res[0].(int64)
+	switch code {
 	case -2:
-		return storage.RefreshFamily{}, fmt.Errorf("redis: family %s revoked: %w", id, storage.ErrReused)
-	case 1:
+		return storage.RefreshFamily{}, nil, fmt.Errorf("redis: family %s revoked: %w", id, storage.ErrReused)
+	case 1, 2:
 	default:
-		return storage.RefreshFamily{}, notFound("refresh token")
+		return storage.RefreshFamily{}, nil, notFound("refresh token")
 	}
 	rec, _ := res[1].(string)
 	lu, _ := res[2].(string)
 	ies, _ := res[3].(string)
-	return s.family(rec, lu, ies)
+	fam, err := s.family(rec, lu, ies)
+	if err != nil || code == 1 {
+		return fam, nil, err
+	}
+	nx, _ := res[4].(string)
+	return fam, []byte(nx), fmt.Errorf("redis: family %s: %w", id, storage.ErrRetry)
 }
 
 // family decodes a stored family and applies the rotated LastUsed and

@@ -58,13 +58,13 @@ func TestLegacyRotatedSetDropped(t *testing.T) {
 	if err := s.c.SAdd(ctx, set, "h1", "h2").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefresh(ctx, toks[1], f.ID+".next", time.Now(), time.Hour); err != nil {
+	if _, _, err := s.RotateRefresh(ctx, toks[1], f.ID+".next", time.Now(), time.Hour, storage.Retry{}); err != nil {
 		t.Fatalf("RotateRefresh = %v", err)
 	}
 	if n, err := s.c.Exists(ctx, set).Result(); err != nil || n != 0 {
 		t.Fatalf("legacy rotated set after a rotation: EXISTS = %d, %v; want 0", n, err)
 	}
-	if _, err := s.RotateRefresh(ctx, toks[0], f.ID+".again", time.Now(), time.Hour); !errors.Is(err, storage.ErrReused) {
+	if _, _, err := s.RotateRefresh(ctx, toks[0], f.ID+".again", time.Now(), time.Hour, storage.Retry{}); !errors.Is(err, storage.ErrReused) {
 		t.Fatalf("RotateRefresh of a rotated token = %v, want ErrReused", err)
 	}
 }

@@ -33,18 +33,26 @@ return 1`)
 
 // rotateRefresh: KEYS fam, legacy rotated set, tomb; ARGV old hash, next
 // hash, now ns, last-used (RFC 3339), idle expiry (RFC 3339), idle expiry
-// ns, idle expiry ms.
-// {-1} unknown or expired, {-2} reuse (family revoked), else
+// ns, idle expiry ms, sealed successor ("" keeps none), retry cutoff ns
+// (now minus the retry window; "" answers no retry).
+// {-1} unknown or expired, {-2} reuse (family revoked), {2, rec, last
+// used, idle expiry, sealed successor} a retry (nothing changed), else
 // {1, rec, last used, idle expiry or "" when capped at the absolute expiry}.
 // A family is one hash of constant size: the current token's hash and a
 // rotation count ('gen'), no set of rotated tokens; any other token of a
-// live family is reuse (see RotateRefresh). A set of rotated hashes left by
-// an earlier version (KEYS[2]) is deleted at the first rotation.
+// live family is reuse (see RotateRefresh), but the token the last
+// rotation replaced ('prev', rotated at 'rot', successor sealed in 'nx')
+// while 'rot' is after the cutoff, which is a retry. A set of rotated
+// hashes left by an earlier version (KEYS[2]) is deleted at the first
+// rotation.
 var rotateRefreshScript = goredis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems')
+local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems', 'prev', 'rot', 'nx', 'lu', 'ie')
 if not f[1] then return {-1} end
 if ARGV[3] >= f[3] or ARGV[3] >= f[4] then return {-1} end
 if f[2] ~= ARGV[1] then
+  if ARGV[9] ~= '' and f[6] == ARGV[1] and f[7] and f[7] > ARGV[9] and f[8] then
+    return {2, f[1], f[9] or '', f[10] or '', f[8]}
+  end
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('SET', KEYS[3], '1', 'PXAT', f[5])
   return {-2}
@@ -52,6 +60,11 @@ end
 local ie, ien, iems = ARGV[5], ARGV[6], ARGV[7]
 if ien >= f[4] then ie, ien, iems = '', f[4], f[5] end
 redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'lu', ARGV[4], 'ie', ie, 'ien', ien)
+if ARGV[8] == '' then
+  redis.call('HDEL', KEYS[1], 'prev', 'rot', 'nx')
+else
+  redis.call('HSET', KEYS[1], 'prev', ARGV[1], 'rot', ARGV[3], 'nx', ARGV[8])
+end
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIREAT', KEYS[1], iems)
 redis.call('DEL', KEYS[2])

@@ -44,7 +44,7 @@ func Bench(b *testing.B, newStore func(b *testing.B) storage.Storage) {
 		now := time.Now()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if _, err := s.RotateRefresh(c, toks[i], toks[i+1], now, time.Hour); err != nil {
+			if _, _, err := s.RotateRefresh(c, toks[i], toks[i+1], now, time.Hour, storage.Retry{}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -60,7 +60,7 @@ func testExpireRefresh(t *testing.T, s storage.Storage) func(t *testing.T) {
 	wantErr(t, "GetRefresh before expiry", err, nil)
 	// Rotation extends the idle lifetime, not past the absolute one.
 	ta2 := token(t, abs.ID)
-	got, err := s.RotateRefresh(c, ta, ta2, time.Now(), time.Hour)
+	got, _, err := s.RotateRefresh(c, ta, ta2, time.Now(), time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh", err, nil)
 	if !got.IdleExpiry.Equal(abs.AbsoluteExpiry) {
 		t.Fatalf("RotateRefresh() IdleExpiry = %v, want the absolute expiry %v", got.IdleExpiry, abs.AbsoluteExpiry)
@@ -71,7 +71,7 @@ func testExpireRefresh(t *testing.T, s storage.Storage) func(t *testing.T) {
 		wantErr(t, "GetRefresh after idle expiry", err, storage.ErrNotFound)
 		_, err = s.GetRefresh(c, ta2)
 		wantErr(t, "GetRefresh after absolute expiry", err, storage.ErrNotFound)
-		_, err = s.RotateRefresh(c, ti, token(t, idle.ID), time.Now(), time.Hour)
+		_, _, err = s.RotateRefresh(c, ti, token(t, idle.ID), time.Now(), time.Hour, storage.Retry{})
 		wantErr(t, "RotateRefresh after idle expiry", err, storage.ErrNotFound)
 	}
 }

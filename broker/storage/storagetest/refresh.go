@@ -1,7 +1,10 @@
 package storagetest
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,10 +32,10 @@ func testRefresh(t *testing.T, s storage.Storage) {
 
 	now := time.Now().Add(time.Minute).Round(0)
 	second := token(t, f.ID)
-	if _, err := s.RotateRefresh(c, first, token(t, "other"), now, time.Hour); err == nil {
+	if _, _, err := s.RotateRefresh(c, first, token(t, "other"), now, time.Hour, storage.Retry{}); err == nil {
 		t.Fatalf("RotateRefresh to a token of another family = nil, want an error")
 	}
-	got, err = s.RotateRefresh(c, first, second, now, time.Hour)
+	got, _, err = s.RotateRefresh(c, first, second, now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh", err, nil)
 	want := f
 	want.LastUsed, want.IdleExpiry = now, now.Add(time.Hour)
@@ -50,7 +53,7 @@ func testRefresh(t *testing.T, s storage.Storage) {
 	// Idle lifetime is capped at the absolute expiry.
 	third := token(t, f.ID)
 	later := now.Add(time.Hour / 2)
-	got, err = s.RotateRefresh(c, second, third, later, 1000*time.Hour)
+	got, _, err = s.RotateRefresh(c, second, third, later, 1000*time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh with a long idle lifetime", err, nil)
 	if !got.IdleExpiry.Equal(f.AbsoluteExpiry) || !got.LastUsed.Equal(later) {
 		t.Fatalf("RotateRefresh() LastUsed, IdleExpiry = %v, %v, want %v, %v", got.LastUsed, got.IdleExpiry, later, f.AbsoluteExpiry)
@@ -59,7 +62,7 @@ func testRefresh(t *testing.T, s storage.Storage) {
 	wantErr(t, "RevokeFamily", s.RevokeFamily(c, f.ID, f.AbsoluteExpiry), nil)
 	_, err = s.GetRefresh(c, third)
 	wantErr(t, "GetRefresh after revoke", err, storage.ErrNotFound)
-	_, err = s.RotateRefresh(c, third, token(t, f.ID), later, time.Hour)
+	_, _, err = s.RotateRefresh(c, third, token(t, f.ID), later, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh after revoke", err, storage.ErrNotFound)
 	wantErr(t, "CreateRefresh after revoke", s.CreateRefresh(c, f, token(t, f.ID)), storage.ErrNotFound)
 	wantErr(t, "RevokeFamily of an unknown family", s.RevokeFamily(c, random(t), time.Now().Add(time.Hour)), nil)
@@ -71,17 +74,17 @@ func testRefreshReuse(t *testing.T, s storage.Storage) {
 	first, second, third := token(t, f.ID), token(t, f.ID), token(t, f.ID)
 	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
 	now := time.Now()
-	_, err := s.RotateRefresh(c, first, second, now, time.Hour)
+	_, _, err := s.RotateRefresh(c, first, second, now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh", err, nil)
-	_, err = s.RotateRefresh(c, second, third, now, time.Hour)
+	_, _, err = s.RotateRefresh(c, second, third, now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh again", err, nil)
 
 	// An attacker replays the first token: the family dies.
-	_, err = s.RotateRefresh(c, first, token(t, f.ID), now, time.Hour)
+	_, _, err = s.RotateRefresh(c, first, token(t, f.ID), now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh of a rotated token", err, storage.ErrReused)
 	_, err = s.GetRefresh(c, third)
 	wantErr(t, "GetRefresh of the current token after reuse", err, storage.ErrNotFound)
-	_, err = s.RotateRefresh(c, third, token(t, f.ID), now, time.Hour)
+	_, _, err = s.RotateRefresh(c, third, token(t, f.ID), now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh of the current token after reuse", err, storage.ErrNotFound)
 	wantErr(t, "CreateRefresh of a family revoked by reuse", s.CreateRefresh(c, f, token(t, f.ID)), storage.ErrNotFound)
 }
@@ -98,7 +101,7 @@ func testRefreshUnknownSecret(t *testing.T, s storage.Storage) {
 	f := family(t, "sub-"+random(t))
 	first := token(t, f.ID)
 	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
-	_, err := s.RotateRefresh(c, token(t, f.ID), token(t, f.ID), time.Now(), time.Hour)
+	_, _, err := s.RotateRefresh(c, token(t, f.ID), token(t, f.ID), time.Now(), time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh of a secret the store never issued", err, storage.ErrReused)
 	_, err = s.GetRefresh(c, first)
 	wantErr(t, "GetRefresh of the current token after reuse", err, storage.ErrNotFound)
@@ -116,7 +119,7 @@ func testRefreshManyRotations(t *testing.T, s storage.Storage) {
 		t.Run(name, func(t *testing.T) {
 			c := ctx(t)
 			f, toks := RotateMany(t, s, 200)
-			_, err := s.RotateRefresh(c, pick(toks), token(t, f.ID), time.Now(), time.Hour)
+			_, _, err := s.RotateRefresh(c, pick(toks), token(t, f.ID), time.Now(), time.Hour, storage.Retry{})
 			wantErr(t, "RotateRefresh of the "+name+" token", err, storage.ErrReused)
 			_, err = s.GetRefresh(c, toks[len(toks)-1])
 			wantErr(t, "GetRefresh of the current token after reuse", err, storage.ErrNotFound)
@@ -124,8 +127,9 @@ func testRefreshManyRotations(t *testing.T, s storage.Storage) {
 	}
 }
 
-// RotateMany creates a family and rotates its token n times; it returns
-// the family and its n+1 tokens in order (the last is current).
+// RotateMany creates a family and rotates its token n times, each time
+// keeping a sealed successor for a retry (see retryOf) as the broker does;
+// it returns the family and its n+1 tokens in order (the last is current).
 func RotateMany(t testing.TB, s storage.Storage, n int) (storage.RefreshFamily, []string) {
 	t.Helper()
 	c := ctx(t)
@@ -135,7 +139,8 @@ func RotateMany(t testing.TB, s storage.Storage, n int) (storage.RefreshFamily, 
 	now := time.Now()
 	for i := 0; i < n; i++ {
 		next := token(t, f.ID)
-		if _, err := s.RotateRefresh(c, toks[len(toks)-1], next, now, time.Hour); err != nil {
+		// As the broker rotates: keeping the sealed successor for a retry.
+		if _, _, err := s.RotateRefresh(c, toks[len(toks)-1], next, now, time.Hour, retryOf(t, next)); err != nil {
 			t.Fatalf("RotateRefresh #%d: %v", i+1, err)
 		}
 		toks = append(toks, next)
@@ -154,7 +159,7 @@ func testRefreshConcurrent(t *testing.T, s storage.Storage) {
 	}
 	now := time.Now()
 	errs := concurrently(50, func(i int) error {
-		_, err := s.RotateRefresh(c, first, next[i], now, time.Hour)
+		_, _, err := s.RotateRefresh(c, first, next[i], now, time.Hour, storage.Retry{})
 		return err
 	})
 	ok, reused := 0, 0
@@ -202,18 +207,18 @@ func testRefreshExpiry(t *testing.T, s storage.Storage) {
 		{"idle", f.IdleExpiry.Add(time.Second)},
 		{"absolute", f.AbsoluteExpiry.Add(time.Second)},
 	} {
-		_, err := s.RotateRefresh(c, tok, token(t, f.ID), tc.now, time.Hour)
+		_, _, err := s.RotateRefresh(c, tok, token(t, f.ID), tc.now, time.Hour, storage.Retry{})
 		wantErr(t, "RotateRefresh past the "+tc.name+" expiry", err, storage.ErrNotFound)
 	}
 	// Renewing keeps the family alive past the first idle expiry, but never
 	// past the absolute one.
 	now, next := f.IdleExpiry.Add(-time.Second), token(t, f.ID)
-	got, err := s.RotateRefresh(c, tok, next, now, time.Hour)
+	got, _, err := s.RotateRefresh(c, tok, next, now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh before idle expiry", err, nil)
 	if want := now.Add(time.Hour); !got.IdleExpiry.Equal(want) {
 		t.Fatalf("RotateRefresh() IdleExpiry = %v, want %v", got.IdleExpiry, want)
 	}
-	_, err = s.RotateRefresh(c, next, token(t, f.ID), f.AbsoluteExpiry, time.Hour)
+	_, _, err = s.RotateRefresh(c, next, token(t, f.ID), f.AbsoluteExpiry, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh at the absolute expiry", err, storage.ErrNotFound)
 }
 
@@ -225,7 +230,7 @@ func testRefreshMalformed(t *testing.T, s storage.Storage) {
 	for _, bad := range []string{"", ".", "nodot", "." + random(t), f.ID + ".", f.ID, "." + f.ID, storage.Hash(tok), f.ID + ".." + random(t)} {
 		_, err := s.GetRefresh(c, bad)
 		wantErr(t, "GetRefresh("+bad+")", err, storage.ErrNotFound)
-		_, err = s.RotateRefresh(c, bad, token(t, f.ID), time.Now(), time.Hour)
+		_, _, err = s.RotateRefresh(c, bad, token(t, f.ID), time.Now(), time.Hour, storage.Retry{})
 		wantErr(t, "RotateRefresh("+bad+")", err, storage.ErrNotFound)
 	}
 	if _, err := s.GetRefresh(c, tok); err != nil {
@@ -311,7 +316,7 @@ func testUpdateRefreshGrant(t *testing.T, s storage.Storage) {
 	first, second, third := token(t, f.ID), token(t, f.ID), token(t, f.ID)
 	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
 	now := time.Now()
-	_, err := s.RotateRefresh(c, first, second, now, time.Hour)
+	_, _, err := s.RotateRefresh(c, first, second, now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh", err, nil)
 	g := f.Grant
 	g.ConnectorData = []byte("sealed upstream refresh token v2")
@@ -323,12 +328,188 @@ func testUpdateRefreshGrant(t *testing.T, s storage.Storage) {
 	if string(got.Grant.ConnectorData) != string(g.ConnectorData) {
 		t.Errorf("GetRefresh() connector data = %q, want %q", got.Grant.ConnectorData, g.ConnectorData)
 	}
-	rotated, err := s.RotateRefresh(c, second, third, now, time.Hour)
+	rotated, _, err := s.RotateRefresh(c, second, third, now, time.Hour, storage.Retry{})
 	wantErr(t, "RotateRefresh after update", err, nil)
 	if string(rotated.Grant.ConnectorData) != string(g.ConnectorData) {
 		t.Errorf("RotateRefresh() connector data = %q, want %q", rotated.Grant.ConnectorData, g.ConnectorData)
 	}
 	if !rotated.LastUsed.Equal(now) && rotated.LastUsed.Sub(now).Abs() > time.Millisecond {
 		t.Errorf("RotateRefresh() LastUsed = %v, want %v", rotated.LastUsed, now)
+	}
+}
+
+// retryWindow is the retry window of the retry tests.
+const retryWindow = 5 * time.Second
+
+// retryOf is a storage.Retry for a rotation to next, with a stand-in for
+// the broker's sealed successor: as long as a sealed token (version byte,
+// 12-byte nonce, the token, 16-byte tag) and never containing the token.
+func retryOf(t testing.TB, next string) storage.Retry {
+	b := make([]byte, 1+12+len(next)+16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return storage.Retry{Window: retryWindow, SealedNext: b}
+}
+
+// testRefreshRetry: the token a rotation replaced, presented again within
+// the window of a later call, is answered with the family and the same
+// sealed successor, as often as it comes, without changing the family;
+// the successor stays current.
+func testRefreshRetry(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first, second := token(t, f.ID), token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	now := time.Now().Round(0)
+	r := retryOf(t, second)
+	rotated, sealed, err := s.RotateRefresh(c, first, second, now, time.Hour, r)
+	wantErr(t, "RotateRefresh", err, nil)
+	if sealed != nil {
+		t.Errorf("RotateRefresh() sealed successor = %x, want nil on a rotation", sealed)
+	}
+	for i, at := range []time.Duration{0, time.Second, retryWindow - time.Millisecond} {
+		got, sealed, err := s.RotateRefresh(c, first, token(t, f.ID), now.Add(at), time.Hour, storage.Retry{Window: retryWindow, SealedNext: retryOf(t, "x").SealedNext})
+		wantErr(t, fmt.Sprintf("retry #%d, %s after the rotation", i+1, at), err, storage.ErrRetry)
+		if !bytes.Equal(sealed, r.SealedNext) {
+			t.Fatalf("retry #%d: sealed successor = %x, want %x", i+1, sealed, r.SealedNext)
+		}
+		if diff := cmp.Diff(rotated, got, cmpOpts...); diff != "" {
+			t.Fatalf("retry #%d: family mismatch (-want +got):\n%s", i+1, diff)
+		}
+	}
+	// The retries changed nothing: the successor is current and rotates.
+	got, err := s.GetRefresh(c, second)
+	wantErr(t, "GetRefresh of the successor after retries", err, nil)
+	if diff := cmp.Diff(rotated, got, cmpOpts...); diff != "" {
+		t.Fatalf("GetRefresh() after retries mismatch (-want +got):\n%s", diff)
+	}
+	// A zero window in the retrying call answers no retry: reuse.
+	g := family(t, "sub-"+random(t))
+	a, b := token(t, g.ID), token(t, g.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, g, a), nil)
+	_, _, err = s.RotateRefresh(c, a, b, now, time.Hour, retryOf(t, b))
+	wantErr(t, "RotateRefresh", err, nil)
+	_, _, err = s.RotateRefresh(c, a, token(t, g.ID), now, time.Hour, storage.Retry{})
+	wantErr(t, "retry with a zero window", err, storage.ErrReused)
+	// A rotation that kept no successor answers no retry either.
+	h := family(t, "sub-"+random(t))
+	a, b = token(t, h.ID), token(t, h.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, h, a), nil)
+	_, _, err = s.RotateRefresh(c, a, b, now, time.Hour, storage.Retry{Window: retryWindow})
+	wantErr(t, "RotateRefresh without a sealed successor", err, nil)
+	_, _, err = s.RotateRefresh(c, a, token(t, h.ID), now, time.Hour, storage.Retry{Window: retryWindow})
+	wantErr(t, "retry of a rotation that kept nothing", err, storage.ErrReused)
+	_, err = s.GetRefresh(c, b)
+	wantErr(t, "GetRefresh after reuse", err, storage.ErrNotFound)
+}
+
+// testRefreshRetryAfterWindow: past the window the replaced token is
+// reuse, and the family is revoked.
+func testRefreshRetryAfterWindow(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first, second := token(t, f.ID), token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	now := time.Now().Round(0)
+	_, _, err := s.RotateRefresh(c, first, second, now, time.Hour, retryOf(t, second))
+	wantErr(t, "RotateRefresh", err, nil)
+	_, sealed, err := s.RotateRefresh(c, first, token(t, f.ID), now.Add(retryWindow), time.Hour, retryOf(t, "x"))
+	wantErr(t, "retry at the end of the window", err, storage.ErrReused)
+	if sealed != nil {
+		t.Errorf("reuse returned a sealed successor %x, want nil", sealed)
+	}
+	_, err = s.GetRefresh(c, second)
+	wantErr(t, "GetRefresh of the successor after reuse", err, storage.ErrNotFound)
+	_, _, err = s.RotateRefresh(c, second, token(t, f.ID), now, time.Hour, retryOf(t, "x"))
+	wantErr(t, "RotateRefresh of the successor after reuse", err, storage.ErrNotFound)
+	wantErr(t, "CreateRefresh of a family revoked by reuse", s.CreateRefresh(c, f, token(t, f.ID)), storage.ErrNotFound)
+}
+
+// testRefreshRetryAfterSuccessorUsed: only the token the last rotation
+// replaced is a retry; once the successor was rotated in turn, the older
+// token is reuse even within the window.
+func testRefreshRetryAfterSuccessorUsed(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first, second, third := token(t, f.ID), token(t, f.ID), token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	now := time.Now().Round(0)
+	_, _, err := s.RotateRefresh(c, first, second, now, time.Hour, retryOf(t, second))
+	wantErr(t, "RotateRefresh", err, nil)
+	r3 := retryOf(t, third)
+	_, _, err = s.RotateRefresh(c, second, third, now.Add(time.Second), time.Hour, r3)
+	wantErr(t, "RotateRefresh of the successor", err, nil)
+	// The token just replaced is still a retry...
+	_, sealed, err := s.RotateRefresh(c, second, token(t, f.ID), now.Add(2*time.Second), time.Hour, retryOf(t, "x"))
+	wantErr(t, "retry of the token just replaced", err, storage.ErrRetry)
+	if !bytes.Equal(sealed, r3.SealedNext) {
+		t.Fatalf("retry: sealed successor = %x, want %x", sealed, r3.SealedNext)
+	}
+	// ...the one before it is reuse.
+	_, _, err = s.RotateRefresh(c, first, token(t, f.ID), now.Add(2*time.Second), time.Hour, retryOf(t, "x"))
+	wantErr(t, "retry of a token whose successor was rotated", err, storage.ErrReused)
+	_, err = s.GetRefresh(c, third)
+	wantErr(t, "GetRefresh of the current token after reuse", err, storage.ErrNotFound)
+}
+
+// testRefreshRetryConcurrent: 50 concurrent retries all get the same
+// successor, and so do the losers of 50 concurrent rotations of one
+// current token: one rotates, the others are its retries.
+func testRefreshRetryConcurrent(t *testing.T, s storage.Storage) {
+	c := ctx(t)
+	f := family(t, "sub-"+random(t))
+	first, second := token(t, f.ID), token(t, f.ID)
+	wantErr(t, "CreateRefresh", s.CreateRefresh(c, f, first), nil)
+	now := time.Now()
+	r := retryOf(t, second)
+	_, _, err := s.RotateRefresh(c, first, second, now, time.Hour, r)
+	wantErr(t, "RotateRefresh", err, nil)
+	sealed := make([][]byte, 50)
+	errs := concurrently(50, func(i int) error {
+		var err error
+		_, sealed[i], err = s.RotateRefresh(c, first, token(t, f.ID), now, time.Hour, retryOf(t, "x"))
+		return err
+	})
+	for i, err := range errs {
+		if !errors.Is(err, storage.ErrRetry) || !bytes.Equal(sealed[i], r.SealedNext) {
+			t.Fatalf("concurrent retry #%d = %x, %v; want %x, ErrRetry", i, sealed[i], err, r.SealedNext)
+		}
+	}
+	if _, err := s.GetRefresh(c, second); err != nil {
+		t.Fatalf("GetRefresh of the successor after concurrent retries: %v", err)
+	}
+
+	// 50 concurrent rotations of the (now) current token.
+	next := make([]string, 50)
+	retries := make([]storage.Retry, 50)
+	for i := range next {
+		next[i] = token(t, f.ID)
+		retries[i] = retryOf(t, next[i])
+	}
+	errs = concurrently(50, func(i int) error {
+		var err error
+		_, sealed[i], err = s.RotateRefresh(c, second, next[i], now, time.Hour, retries[i])
+		return err
+	})
+	winner := -1
+	for i, err := range errs {
+		if err == nil {
+			if winner >= 0 {
+				t.Fatalf("concurrent rotations: #%d and #%d both rotated", winner, i)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("concurrent rotations: none rotated: %v", errs)
+	}
+	for i, err := range errs {
+		if i != winner && (!errors.Is(err, storage.ErrRetry) || !bytes.Equal(sealed[i], retries[winner].SealedNext)) {
+			t.Fatalf("concurrent rotation #%d = %x, %v; want the winner's successor %x, ErrRetry", i, sealed[i], err, retries[winner].SealedNext)
+		}
+	}
+	if _, err := s.GetRefresh(c, next[winner]); err != nil {
+		t.Fatalf("GetRefresh of the winner's token: %v", err)
 	}
 }

@@ -42,6 +42,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"RefreshManyRotations", testRefreshManyRotations},
 		{"UpdateRefreshGrant", testUpdateRefreshGrant},
 		{"RefreshRotateConcurrent", testRefreshConcurrent},
+		{"RefreshRetry", testRefreshRetry},
+		{"RefreshRetryAfterWindow", testRefreshRetryAfterWindow},
+		{"RefreshRetryAfterSuccessorUsed", testRefreshRetryAfterSuccessorUsed},
+		{"RefreshRetryConcurrent", testRefreshRetryConcurrent},
 		{"RefreshRevokeBeforeCreate", testRevokeBeforeCreate},
 		{"RefreshExpiry", testRefreshExpiry},
 		{"RefreshMalformed", testRefreshMalformed},
@@ -217,7 +221,7 @@ func WriteSecrets(t *testing.T, s storage.Storage) []string {
 	if err := s.CreateRefresh(c, f, first); err != nil {
 		t.Fatalf("CreateRefresh: %v", err)
 	}
-	if _, err := s.RotateRefresh(c, first, second, time.Now(), time.Hour); err != nil {
+	if _, _, err := s.RotateRefresh(c, first, second, time.Now(), time.Hour, retryOf(t, second)); err != nil {
 		t.Fatalf("RotateRefresh: %v", err)
 	}
 	sess := session(t, "secret-subject")
@@ -252,7 +256,7 @@ func RunUnavailable(t *testing.T, s storage.Storage) {
 		{"ConsumeCode", func() error { _, err := s.ConsumeCode(c, "c"); return err }},
 		{"CreateRefresh", func() error { return s.CreateRefresh(c, f, token(t, f.ID)) }},
 		{"RotateRefresh", func() error {
-			_, err := s.RotateRefresh(c, token(t, f.ID), token(t, f.ID), time.Now(), time.Hour)
+			_, _, err := s.RotateRefresh(c, token(t, f.ID), token(t, f.ID), time.Now(), time.Hour, storage.Retry{})
 			return err
 		}},
 		{"GetRefresh", func() error { _, err := s.GetRefresh(c, token(t, f.ID)); return err }},

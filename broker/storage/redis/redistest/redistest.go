@@ -69,7 +69,9 @@ func Binary(t testing.TB, name string) string {
 
 // StartServer starts a private redis-server (never $REDIS_URL, since the
 // test will stop and restart it) with extra command-line arguments, and
-// stops it in t.Cleanup.
+// stops it in t.Cleanup. The arguments come after the defaults (no
+// persistence) and so override them, e.g. "--appendonly", "yes" or
+// "--save", "3600 1"; "--save", "" is a separate, empty argument.
 func StartServer(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
 	bin := Binary(t, "redis-server")
@@ -113,8 +115,10 @@ func (s *Server) Stop() {
 	s.proc, s.exited = nil, nil
 }
 
-// Restart stops the server if it runs and starts it again on the same port,
-// empty.
+// Restart stops the server if it runs (SIGKILL: a crash) and starts it
+// again on the same port, with the same arguments and working directory:
+// empty by default, or with what an AOF or RDB file kept when
+// StartServer's arguments turned persistence on.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
