@@ -101,7 +101,7 @@ workloads:
 		}},
 		{"connector config unknown key and invalid together", checkIssuer + "connectors:\n  - id: x\n    type: local\n    config: {users: [{username: a, pasword_hash: x}]}\n", []config.Problem{
 			{Path: "connectors[0].config.users[0].pasword_hash", Message: "line 5: unknown key (did you mean password_hash?)"},
-			{Path: "connectors[0].config.users[0].password_hash", Message: "required (a bcrypt hash, e.g. from htpasswd -nbBC 12)"},
+			{Path: "connectors[0].config.users[0].password_hash", Message: "required (a bcrypt hash, e.g. from fedbroker hash-secret --password)"},
 		}},
 		{"connector config invalid", checkIssuer + "connectors:\n  - id: x\n    type: local\n    config: {users: [{username: a, password_hash: plain}, {username: A, password_hash: PWHASH, email: nope}]}\n", []config.Problem{
 			{Path: "connectors[0].config.users[0].password_hash", Message: "not a bcrypt hash"},

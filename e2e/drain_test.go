@@ -105,8 +105,9 @@ func waitClosed(addr string, timeout time.Duration) time.Time {
 }
 
 // waitDraining polls /readyz until it answers 503 and returns when it did.
-func waitDraining(t *testing.T, base string, timeout time.Duration) (time.Time, string) {
+func waitDraining(t *testing.T, r *replica, timeout time.Duration) (time.Time, string) {
 	t.Helper()
+	base := r.URL
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
@@ -117,7 +118,8 @@ func waitDraining(t *testing.T, base string, timeout time.Duration) (time.Time, 
 		last = fmt.Sprintf("%d %q %v", status, body, err)
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("/readyz did not answer 503 within %s of SIGTERM (last: %s)", timeout, last)
+	code, _ := r.waitExit(0)
+	t.Fatalf("/readyz did not answer 503 within %s of SIGTERM (last: %s; exit code %d, -1: still running)", timeout, last, code)
 	return time.Time{}, ""
 }
 
@@ -183,7 +185,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 
 	sigAt := time.Now()
 	r.signal(t, syscall.SIGTERM)
-	at, body := waitDraining(t, r.URL, time.Second)
+	at, body := waitDraining(t, r, time.Second)
 	if d := at.Sub(sigAt); d > 200*time.Millisecond {
 		t.Errorf("/readyz answered 503 %s after SIGTERM, want within 200ms", d)
 	}
@@ -248,7 +250,7 @@ func TestDrainSecondSignal(t *testing.T) {
 
 	first := time.Now()
 	r.signal(t, syscall.SIGTERM)
-	waitDraining(t, r.URL, time.Second)
+	waitDraining(t, r, time.Second)
 	time.Sleep(300 * time.Millisecond)
 	if !listening(addr) {
 		t.Fatalf("the listener closed %s after the first SIGTERM of a 30s drain", time.Since(first))

@@ -43,7 +43,7 @@ func TestConnectorDecode(t *testing.T) {
 		{"unknown key and invalid together", Connector{ID: "x", Type: "local", Config: node(t, "users: [{username: a, pasword_hash: x, email_verified: nah}]")}, []Problem{
 			{Path: "config.users[0].pasword_hash", Message: "line 1: unknown key (did you mean password_hash?)"},
 			{Path: "config.users[0].email_verified", Message: "line 1: cannot unmarshal !!str `nah` into bool"},
-			{Path: "config.users[0].password_hash", Message: "required (a bcrypt hash, e.g. from htpasswd -nbBC 12)"},
+			{Path: "config.users[0].password_hash", Message: "required (a bcrypt hash, e.g. from fedbroker hash-secret --password)"},
 		}, true},
 		{"duplicate key", Connector{ID: "x", Type: "local", Config: node(t, "users: []\nusers: []")}, []Problem{
 			{Path: "config.users", Message: "line 2: duplicate key (first at line 1)"},

@@ -73,7 +73,7 @@ func (c *Config) Validate() []problem.Problem {
 			}
 		}
 		if u.PasswordHash == "" {
-			add(p+".password_hash", "required (a bcrypt hash, e.g. from htpasswd -nbBC 12)")
+			add(p+".password_hash", "required (a bcrypt hash, e.g. from fedbroker hash-secret --password)")
 		} else if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil || len(u.PasswordHash) != 60 {
 			add(p+".password_hash", "not a bcrypt hash")
 		}
@@ -148,14 +148,22 @@ type Connector struct {
 // Prompt labels the username field.
 func (c *Connector) Prompt() string { return "Username" }
 
+// maxBcryptPassword is the longest password bcrypt reads in full.
+const maxBcryptPassword = 72
+
 // Login checks username (case-insensitively) and password. It returns
 // ok=false with a nil error for an unknown user or a wrong password, and
 // runs one bcrypt comparison either way.
 func (c *Connector) Login(_ context.Context, _ connectors.Scopes, username, password string) (connectors.Identity, bool, error) {
 	u, found := c.users[strings.ToLower(username)]
 	hash := c.dummyHash
-	if found {
+	// bcrypt reads only the first 72 bytes: a longer password would match
+	// on its prefix alone, so it never matches (after the same one
+	// comparison, against the dummy hash).
+	if found && len(password) <= maxBcryptPassword {
 		hash = []byte(u.PasswordHash)
+	} else {
+		found = false
 	}
 	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
 	if !found || !match {

@@ -165,3 +165,23 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginBeyondBcryptLimit: bcrypt reads only the first 72 bytes of a
+// password, so a longer one would match on its prefix alone. A password
+// over 72 bytes never signs in.
+func TestLoginBeyondBcryptLimit(t *testing.T) {
+	pw := strings.Repeat("p", 72)
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := open(t, &Config{Users: []User{{Username: "long", PasswordHash: string(hash), Email: "long@example.com"}}})
+	if _, ok, err := conn.Login(context.Background(), connectors.Scopes{}, "long", pw); err != nil || !ok {
+		t.Fatalf("Login with the 72-byte password = %v, %v; want ok", ok, err)
+	}
+	for _, extra := range []string{"x", strings.Repeat("y", 100)} {
+		if _, ok, err := conn.Login(context.Background(), connectors.Scopes{}, "long", pw+extra); err != nil || ok {
+			t.Errorf("Login with the password plus %d bytes = %v, %v; want refused", len(extra), ok, err)
+		}
+	}
+}

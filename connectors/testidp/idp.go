@@ -1,5 +1,6 @@
 // Package testidp is a real OpenID Connect provider on an httptest.Server,
-// for connector tests, broker flow tests and the demo. It serves discovery,
+// for connector and broker flow tests (the demo runs its own upstreams,
+// see demo/). It serves discovery,
 // JWKS, authorize (auto-approving one configured user), token
 // (authorization_code with PKCE S256, refresh_token, JWT-bearer for service
 // accounts), userinfo, a Microsoft Graph transitiveMemberOf endpoint and the
@@ -48,8 +49,8 @@ type Options struct {
 	Now func() time.Time
 	// PageSize of Graph and Directory group listings (default 100).
 	PageSize int
-	// Listener, when set, is where the server listens (a fixed address for
-	// the demo); default a fresh loopback port.
+	// Listener, when set, is where the server listens (a fixed address);
+	// default a fresh loopback port.
 	Listener net.Listener
 }
 
