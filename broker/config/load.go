@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -114,6 +115,19 @@ func decode(data []byte, getenv func(string) string) (*Config, problems, *Lines)
 // parsing the text again one line down gives the construct's line, counted
 // from 1, in both cases.
 func syntaxMessage(err error, data []byte) string {
+	msg := syntaxMessageAt(err, data)
+	// An error at the end of the input (an unclosed "[" on the last line)
+	// is counted by the parser on the line after it: it belongs to the
+	// last line of the file.
+	p := Problem{Message: msg}
+	if n, last := p.Line(), bytes.Count(data, []byte("\n"))+1; n > last {
+		_, rest, _ := strings.Cut(msg, ": ")
+		return fmt.Sprintf("line %d: %s", last, rest)
+	}
+	return msg
+}
+
+func syntaxMessageAt(err error, data []byte) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if text := (Problem{Message: msg}).Line(); text != 0 || parserProblems[msg] {
 		_, problem, _ := strings.Cut(msg, ": ")
