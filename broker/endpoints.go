@@ -100,7 +100,7 @@ func (s *Server) handleDiscovery(c echo.Context) error {
 		ResponseModes:            []string{"query"},
 		GrantTypes:               []string{config.GrantAuthorizationCode, config.GrantRefreshToken, config.GrantClientCredentials, config.GrantTokenExchange},
 		SubjectTypes:             []string{"public"},
-		IDTokenAlgs:              s.keys.Algorithms(),
+		IDTokenAlgs:              s.keys.PublishedAlgorithms(), // the shared set's, the same on every replica
 		ScopesSupported:          []string{"openid", "profile", "email", "groups", "offline_access"},
 		TokenAuthMethods:         append(authMethods, oauth.AuthNone),
 		TokenAuthSigningAlgs:     jwa.Names(),
@@ -119,8 +119,14 @@ func (s *Server) handleDiscovery(c echo.Context) error {
 // handleJWKS publishes the public signing keys from memory: it keeps
 // answering while storage is down.
 func (s *Server) handleJWKS(c echo.Context) error {
-	body, etag := s.keys.JWKS()
 	h := c.Response().Header()
+	if err := s.keys.Readiness(); err != nil {
+		// A replica that refuses to sign has no key set to publish; an
+		// empty one would make verifiers drop the keys they cached.
+		h.Set("Cache-Control", "no-store")
+		return oauth.NewError(http.StatusServiceUnavailable, oauth.ErrTemporarilyUnavailable, "the signing keys are not usable on this replica")
+	}
+	body, etag := s.keys.JWKS()
 	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, must-revalidate", int(s.keys.MaxAge().Seconds())))
 	if etag != "" {
 		h.Set("ETag", etag)

@@ -221,8 +221,10 @@ func (s *Server) handleReadyz(c echo.Context) error {
 		s.log.Warn("readiness: storage", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "storage unavailable"})
 	}
-	if !s.keys.Ready() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "signing keys not loaded"})
+	if err := s.keys.Readiness(); err != nil {
+		// The Manager logs the reason at ERROR when it changes; the
+		// status names it for whoever looks at the probe.
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "signing keys not usable: " + err.Error()})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

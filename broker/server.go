@@ -180,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.metrics = observe.NewMetrics(reg)
 	client = s.metrics.Instrument(client)
 	observe.RegisterKeyRotations(reg, s.keys.Rotations)
+	observe.RegisterKeyRegressions(reg, s.keys.Regressions)
 	tmpl, err := templates.New()
 	if err != nil {
 		return nil, err

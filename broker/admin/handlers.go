@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/keys"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -130,12 +131,30 @@ func (a *api) handleReload(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+// handleRotate answers what the rotation did: 200 rotated, or 409
+// already_rotated when another replica rotated since this one last loaded
+// the keys (two operators, or one retrying on another replica). Both carry
+// the key set's generation as version; the audit line records the outcome.
 func (a *api) handleRotate(c echo.Context) error {
-	if err := a.deps.Keys.RotateNow(c.Request().Context()); err != nil {
+	r, err := a.deps.Keys.Rotate(c.Request().Context())
+	switch {
+	case errors.Is(err, keys.ErrStatic):
+		return &apiError{http.StatusConflict, "signing keys are static (signing.static_keys): rotate them yourself"}
+	case errors.Is(err, keys.ErrBusy):
+		c.Response().Header().Set("Retry-After", "5")
+		return &apiError{http.StatusServiceUnavailable, "the key set is being changed by another replica; try again"}
+	case errors.Is(err, keys.ErrNotReady):
+		a.deps.Logger.Error("admin: rotation refused", "err", err)
+		return &apiError{http.StatusServiceUnavailable, "this replica cannot use the signing keys; see its log"}
+	case err != nil:
 		return err
 	}
-	a.deps.Audit.Event("admin_rotate_keys")
-	return c.JSON(http.StatusOK, map[string]string{"status": "rotated"})
+	if !r.Rotated {
+		a.deps.Audit.Event("admin_rotate_keys", "outcome", "already_rotated", "version", r.Generation)
+		return c.JSON(http.StatusConflict, map[string]any{"error": "already_rotated", "version": r.Generation})
+	}
+	a.deps.Audit.Event("admin_rotate_keys", "outcome", "rotated", "version", r.Generation)
+	return c.JSON(http.StatusOK, map[string]any{"status": "rotated", "version": r.Generation})
 }
 
 func (a *api) handleRevokeSubject(c echo.Context) error {

@@ -33,10 +33,37 @@ const (
 // keySet is the stored form of every signing key, shared by all replicas.
 type keySet struct {
 	Format int `json:"format"`
-	// Generation counts rotations of the whole set; RotateNow uses it to
+	// Generation counts rotations of the whole set; Rotate uses it to
 	// tell whether another replica rotated since this one last looked.
-	Generation int64              `json:"generation"`
-	Algs       map[string]*algSet `json:"algs"`
+	Generation int64 `json:"generation"`
+	// Revision is the key set's own generation number: it goes up by one
+	// with every write of the set, rotation or not, so it never goes
+	// backwards while any replica runs. A replica never installs a set of
+	// an older revision than the one it holds, and repairs storage that
+	// went back (see reconcile). It is independent of the storage's
+	// version counter, which restarts when storage loses the record.
+	Revision int64 `json:"revision,omitempty"`
+	// SetID is random, new with every write: two records of one revision
+	// with different ids were written independently (storage lost the
+	// first before the second was written).
+	SetID string             `json:"set_id,omitempty"`
+	Algs  map[string]*algSet `json:"algs"`
+}
+
+// newSetID returns a random set id.
+func newSetID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clone returns a deep copy of set.
+func (set *keySet) clone() (*keySet, error) {
+	data, err := json.Marshal(set)
+	if err != nil {
+		return nil, fmt.Errorf("keys: copy key set: %w", err)
+	}
+	return decodeSet(data)
 }
 
 // algSet holds the keys of one algorithm.

@@ -37,9 +37,18 @@ func (m *Manager) install(set *keySet, version int64) error {
 }
 
 // setState makes st the snapshot in use, counting a replaced signing key as
-// a rotation.
+// a rotation. m.mu is held (or the Manager is not shared yet).
 func (m *Manager) setState(st *state) {
-	if old := m.state.Swap(st); old != nil {
+	old := m.state.Load()
+	if st.meta == nil {
+		if old != nil && old.meta != nil {
+			st.meta = old.meta
+		} else {
+			st.meta = &syncMeta{}
+		}
+	}
+	m.state.Store(st)
+	if old != nil {
 		for alg, sk := range st.signing {
 			if prev, ok := old.signing[alg]; ok && prev.kid != sk.kid {
 				m.rotations.Add(1)
@@ -48,18 +57,209 @@ func (m *Manager) setState(st *state) {
 	}
 }
 
+// meta returns the Manager's bookkeeping; nil before a key set is loaded
+// and for static keys.
+func (m *Manager) meta() *syncMeta {
+	if st := m.state.Load(); st != nil {
+		return st.meta
+	}
+	return nil
+}
+
 // Rotations counts the times this Manager saw a signing key replaced (by
 // its own rotation or another replica's), for metrics.
 func (m *Manager) Rotations() uint64 { return m.rotations.Load() }
+
+// Regressions counts the times this Manager found the stored key set behind
+// the one it holds and wrote its own forward: storage empty or holding an
+// older revision (rolled back or lost data), a set of the same
+// revision written independently (two replicas that both wrote "first"),
+// or a newer set lacking this replica's signing keys. For metrics: any
+// increase means storage lost or rolled back the key set.
+func (m *Manager) Regressions() int64 {
+	if mt := m.meta(); mt != nil {
+		return mt.regressions.Load()
+	}
+	return 0
+}
 
 // ErrBusy is returned by RotateNow when another replica holds the rotation
 // lease or changed the key set first; try again.
 var ErrBusy = errors.New("keys: key set is being changed by another replica")
 
-// writeLocked applies mutate to the freshly read key set under the lease
-// and stores the result with a compare-and-swap. It reports done=false,
-// with a nil error, when the lease is held elsewhere (unless force) or the
-// compare-and-swap lost; the caller reloads. m.mu is held.
+// verdict is how the stored key set relates to the one a replica holds.
+type verdict int
+
+const (
+	vSame      verdict = iota // the very record this replica holds
+	vNewer                    // a later revision that keeps this replica's signing keys
+	vLost                     // no set stored
+	vOlder                    // an older revision: storage rolled back
+	vTieWon                   // same revision, written independently; this replica's wins
+	vTieLost                  // same revision, written independently; the stored one wins
+	vUnrelated                // a later revision lacking this replica's signing keys
+)
+
+// classify compares the stored set (nil when none) with mine. A set whose
+// revision equals mine but whose id differs was written without knowing
+// mine; the set with the lexicographically larger id wins, so every replica
+// picks the same one.
+func classify(stored, mine *keySet) verdict {
+	switch {
+	case stored == nil:
+		return vLost
+	case stored.Revision == 0 && mine.Revision > 0:
+		// Written by a broker that predates revisions (a rolling upgrade):
+		// a later set keeps this replica's signing key, if only as retired.
+		for alg, as := range mine.Algs {
+			if !hasKid(stored.Algs[alg], as.Active.KID) {
+				return vOlder
+			}
+		}
+		return vNewer
+	case stored.Revision < mine.Revision:
+		return vOlder
+	case stored.Revision == mine.Revision:
+		switch {
+		case stored.SetID == mine.SetID:
+			return vSame
+		case stored.SetID > mine.SetID:
+			return vTieLost
+		}
+		return vTieWon
+	}
+	for alg, as := range mine.Algs {
+		if !hasKid(stored.Algs[alg], as.Active.KID) {
+			return vUnrelated
+		}
+	}
+	return vNewer
+}
+
+// hasKid reports whether as holds a key kid, signing or retired.
+func hasKid(as *algSet, kid string) bool {
+	if as == nil {
+		return false
+	}
+	if as.Active.KID == kid || as.Next.KID == kid {
+		return true
+	}
+	for _, r := range as.Retired {
+		if r.KID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// installable reports whether a replica may install a stored set of this
+// verdict as it is.
+func installable(v verdict) bool { return v == vSame || v == vNewer }
+
+// reconcile returns the set a write starts from, given the stored set and
+// the snapshot in use (nil before any is loaded). A stored set this replica
+// may install is the base as it is. Otherwise the write goes forward: from
+// this replica's own set when storage is empty, older, or lost the tie,
+// with every still-published key of the stored set added as retired; from
+// the stored set, with this replica's published keys added as retired, when
+// this replica lost the tie or the stored set lacks its keys. Either way
+// tokens signed with any of those keys keep verifying until they expire,
+// and no key retired by a later revision signs again.
+func (m *Manager) reconcile(stored *keySet, cur *state, now time.Time) (*keySet, verdict, error) {
+	if cur == nil || cur.set == nil {
+		if stored == nil {
+			return &keySet{Format: setFormat, Algs: map[string]*algSet{}}, vNewer, nil
+		}
+		return stored, vNewer, nil
+	}
+	v := classify(stored, cur.set)
+	if installable(v) {
+		return stored, v, nil
+	}
+	mine, err := cur.set.clone()
+	if err != nil {
+		return nil, v, err
+	}
+	switch v {
+	case vLost:
+		return mine, v, nil
+	case vOlder, vTieWon:
+		m.mergePublished(mine, stored, now)
+		return mine, v, nil
+	}
+	m.mergePublished(stored, mine, now)
+	return stored, v, nil
+}
+
+// mergePublished adds to base every key other still publishes that base
+// lacks: an algorithm base has no keys for is taken whole; otherwise the
+// keys join base's Retired list (public half only), other's Active and Next
+// until now plus the retirement period, its Retired keys until their own
+// RetireAt. base is changed; other is not kept.
+func (m *Manager) mergePublished(base, other *keySet, now time.Time) {
+	have := map[string]bool{}
+	for _, as := range base.Algs {
+		for _, sk := range append([]storedKey{as.Active, as.Next}, as.Retired...) {
+			have[sk.KID] = true
+		}
+	}
+	for alg, oas := range other.Algs {
+		bas := base.Algs[alg]
+		if bas == nil {
+			base.Algs[alg] = oas
+			continue
+		}
+		var add []storedKey
+		for _, sk := range []storedKey{oas.Active, oas.Next} {
+			sk.Seal, sk.Private, sk.RetireAt = "", nil, now.Add(m.keep)
+			add = append(add, sk)
+		}
+		for _, r := range oas.Retired {
+			if now.Before(r.RetireAt) {
+				add = append(add, r)
+			}
+		}
+		for _, sk := range add {
+			if !have[sk.KID] {
+				have[sk.KID] = true
+				bas.Retired = append(bas.Retired, sk)
+			}
+		}
+	}
+}
+
+// report logs and counts a stored set this replica is about to repair.
+func (m *Manager) report(v verdict, stored *keySet, cur *state) {
+	var srev int64
+	var sid string
+	if stored != nil {
+		srev, sid = stored.Revision, stored.SetID
+	}
+	args := []any{"storage_revision", srev, "replica_revision", cur.set.Revision,
+		"storage_set", sid, "replica_set", cur.set.SetID}
+	switch v {
+	case vLost, vOlder:
+		m.log.Error("key set in storage is older than the one this replica holds: storage rolled back or lost data",
+			append(args, "storage_empty", stored == nil, "action", "writing this replica's key set forward")...)
+	case vTieWon, vTieLost:
+		m.log.Error("key set in storage was written independently of this replica's at the same revision: storage lost data; merging both sets",
+			append(args, "winner", map[bool]string{true: "storage", false: "replica"}[v == vTieLost])...)
+	case vUnrelated:
+		m.log.Warn("key set in storage does not hold this replica's signing keys; merging them into it", args...)
+	default:
+		return
+	}
+	if cur.meta != nil {
+		cur.meta.regressions.Add(1)
+	}
+}
+
+// writeLocked applies mutate to the freshly read key set, reconciled with
+// the one in memory (see reconcile), under the lease and stores the result
+// with a compare-and-swap, at the next revision and with a new set id. It
+// reports done=false, with a nil error, when the lease is held elsewhere
+// (unless force) or the compare-and-swap lost; the caller reloads. m.mu is
+// held.
 func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keySet, time.Time) (bool, error)) (done bool, err error) {
 	ok, err := m.store.AcquireLease(ctx, leaseName, m.holder, leaseTTL)
 	if err != nil {
@@ -75,17 +275,32 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 			_, _ = m.store.AcquireLease(context.WithoutCancel(ctx), leaseName, m.holder, -time.Millisecond)
 		}()
 	}
-	set, version, err := m.fetch(ctx)
+	stored, version, err := m.fetch(ctx)
 	if err != nil {
 		return false, err
 	}
-	if set == nil {
-		set = &keySet{Format: setFormat, Algs: map[string]*algSet{}}
-	}
 	now := m.now()
+	cur := m.state.Load()
+	set, v, err := m.reconcile(stored, cur, now)
+	if err != nil {
+		return false, err
+	}
+	// The revision written is past both the stored one and this
+	// replica's, taken before mutate may change the stored set.
+	rev := int64(0)
+	if stored != nil {
+		rev = stored.Revision
+	}
+	if cur != nil && cur.set != nil {
+		rev = max(rev, cur.set.Revision)
+	}
 	changed, err := mutate(set, now)
 	if err != nil {
 		return false, err
+	}
+	changed = changed || !installable(v)
+	if changed {
+		set.Revision, set.SetID = rev+1, newSetID()
 	}
 	st, err := m.storedState(set, version, now)
 	if err != nil {
@@ -98,6 +313,9 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 	data, err := json.Marshal(set)
 	if err != nil {
 		return false, fmt.Errorf("keys: encode key set: %w", err)
+	}
+	if !installable(v) {
+		m.report(v, stored, cur)
 	}
 	nv, err := m.store.PutKeys(ctx, data, version)
 	if errors.Is(err, storage.ErrConflict) {
@@ -204,7 +422,10 @@ func (m *Manager) due(set *keySet, alg string, now time.Time) bool {
 // Sync reloads the key set from storage and, when a rotation is due, takes
 // the lease and rotates (compare-and-swap; a replica that loses reloads).
 // On a storage error it returns the error and keeps serving the keys in
-// memory. A key set missing from storage is written back from memory.
+// memory. It never installs a set older than the one in memory: a stored
+// set that is missing, older, written independently at the same revision
+// or lacking this replica's signing keys is logged, counted (Regressions)
+// and repaired by writing forward (see reconcile).
 func (m *Manager) Sync(ctx context.Context) error {
 	if m.static {
 		return nil
@@ -216,29 +437,23 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := m.now()
-	if set == nil && cur != nil {
-		m.log.Warn("key set missing from storage; writing back the keys in memory")
-		if _, err := m.writeLocked(ctx, false, func(s *keySet, _ time.Time) (bool, error) {
-			if len(s.Algs) > 0 {
-				return false, nil // another replica restored it first
-			}
-			*s = *cur.set
-			return true, nil
-		}); err != nil {
-			return err
-		}
-		return nil
-	}
-	if set == nil {
+	if set == nil && (cur == nil || cur.set == nil) {
 		return ErrNotReady // no set stored and none in memory to restore
 	}
-	rotating := !m.complete(set)
-	for _, a := range m.algs {
-		rotating = rotating || m.due(set, a, now)
+	v := vNewer
+	if cur != nil && cur.set != nil {
+		v = classify(set, cur.set)
 	}
-	if !rotating {
-		if cur != nil && cur.version == version && (cur.expires.IsZero() || now.Before(cur.expires)) {
+	now := m.now()
+	write := !installable(v)
+	if !write {
+		write = !m.complete(set)
+		for _, a := range m.algs {
+			write = write || m.due(set, a, now)
+		}
+	}
+	if !write {
+		if v == vSame && cur.version == version && (cur.expires.IsZero() || now.Before(cur.expires)) {
 			return nil
 		}
 		return m.install(set, version)
@@ -257,15 +472,12 @@ func (m *Manager) Sync(ctx context.Context) error {
 				rotated = true
 			}
 		}
-		if rotated {
-			s.Generation++
-		}
 		return changed || rotated, nil
 	})
 	if err != nil {
 		return err
 	}
-	if !done && m.complete(set) {
+	if !done && installable(v) && m.complete(set) {
 		return m.install(set, version)
 	}
 	return nil
@@ -314,4 +526,62 @@ func (m *Manager) RotateNow(ctx context.Context) error {
 		return ErrBusy
 	}
 	return nil
+}
+
+// runSync is Run's loop: it calls Sync every interval and, when the store
+// implements storage.KeyNotifier, as soon as any replica stored a new key
+// set, so a rotation reaches every replica within moments. The timer stays
+// as the fallback for lost notifications; a subscription that fails or ends
+// is retried at the next tick. Errors are logged; the Manager keeps serving
+// the keys it has.
+func (m *Manager) runSync(ctx context.Context, interval time.Duration) {
+	if m.static {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	notifier, _ := m.store.(storage.KeyNotifier)
+	var notes <-chan struct{}
+	subscribe := func() {
+		if notifier == nil || notes != nil {
+			return
+		}
+		ch, err := notifier.SubscribeKeys(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("cannot subscribe to key-set changes; syncing on the timer only until it works", "err", err)
+			}
+			return
+		}
+		notes = ch
+		if mt := m.meta(); mt != nil {
+			mt.subscribed.Store(true)
+		}
+	}
+	subscribe()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			subscribe()
+		case _, ok := <-notes:
+			if !ok {
+				notes = nil
+				if mt := m.meta(); mt != nil {
+					mt.subscribed.Store(false)
+				}
+				continue
+			}
+		}
+		if err := m.Refresh(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("key sync failed; serving the keys in memory", "err", err)
+		}
+	}
+}
+
+// subscribed reports whether runSync holds a key-change subscription.
+func (m *Manager) subscribed() bool {
+	mt := m.meta()
+	return mt != nil && mt.subscribed.Load()
 }

@@ -83,6 +83,15 @@ func (m *Metrics) Request(route string, status int, d time.Duration) {
 	m.latency.WithLabelValues(route, strconv.Itoa(status)).Observe(d.Seconds())
 }
 
+// RegisterKeyRegressions exposes how often this replica found the stored
+// key set older than the one it holds (storage rolled back or lost data)
+// and wrote its own forward.
+func RegisterKeyRegressions(reg prometheus.Registerer, regressions func() int64) {
+	_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fedbroker_key_set_regressions_total", Help: "Stored key sets found older than this replica's and written forward.",
+	}, func() float64 { return float64(regressions()) }))
+}
+
 // RegisterKeyRotations exposes the signing key rotations this replica has
 // seen.
 func RegisterKeyRotations(reg prometheus.Registerer, rotations func() uint64) {

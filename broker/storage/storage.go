@@ -43,6 +43,22 @@ var (
 	ErrUnavailable = errors.New("storage: unavailable")
 )
 
+// KeyNotifier is implemented by a Storage that can tell its clients at once
+// that the key set changed, so replicas pick up a rotation within moments
+// instead of at their next timed sync. It is optional: the key manager
+// falls back to its timer without it, and also keeps the timer because a
+// notification can be lost (a dropped connection, a restart).
+type KeyNotifier interface {
+	// SubscribeKeys returns a channel that receives a value soon after any
+	// client of the same backend stored a key set with PutKeys (this one
+	// included). Notifications are coalesced: one value may stand for
+	// several writes, and the receiver re-reads with GetKeys. A value is
+	// also sent when the subscription is re-established after a
+	// connection was lost, since writes may have been missed meanwhile.
+	// The channel is closed when ctx is done or the store is closed.
+	SubscribeKeys(ctx context.Context) (<-chan struct{}, error)
+}
+
 // Hash returns the storage key of a secret: base64url(SHA-256(secret)).
 func Hash(secret string) string {
 	sum := sha256.Sum256([]byte(secret))

@@ -186,13 +186,16 @@ func (s *Store) PutKeys(ctx context.Context, data []byte, expect int64) (int64, 
 	if _, err := s.lock(); err != nil {
 		return 0, err
 	}
-	defer s.mu.Unlock()
 	if s.keysVer != expect {
+		defer s.mu.Unlock()
 		return 0, fmt.Errorf("memory: keys version %d, expected %d: %w", s.keysVer, expect, storage.ErrConflict)
 	}
 	s.keys = append([]byte(nil), data...)
 	s.keysVer++
-	return s.keysVer, nil
+	v := s.keysVer
+	s.mu.Unlock()
+	s.keyNotes.notify()
+	return v, nil
 }
 
 // AcquireLease takes or renews the named lease for holder.

@@ -229,6 +229,7 @@ func (s *Store) PutKeys(ctx context.Context, data []byte, expect int64) (int64, 
 	if res[0] != 1 {
 		return 0, fmt.Errorf("redis: keys version %d, expected %d: %w", res[1], expect, storage.ErrConflict)
 	}
+	s.publishKeys(ctx, res[1])
 	return res[1], nil
 }
 

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"RevokeSubject", testRevokeSubject},
 		{"Keys", testKeys},
 		{"KeysConcurrent", testKeysConcurrent},
+		{"KeysNotify", testKeysNotify},
 		{"Lease", testLease},
 		{"MarkSeen", testMarkSeen},
 		{"Link", testLink},
