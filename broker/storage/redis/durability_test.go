@@ -177,26 +177,8 @@ func TestDurabilityCluster(t *testing.T) {
 	for _, tc := range []struct {
 		appendonly, mode string
 	}{{"yes", DurabilityAOF}, {"no", DurabilityNone}} {
-		srv := redistest.StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", tc.appendonly)
-		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
-		defer c.Close()
+		srv := startOneNodeCluster(t, "--appendonly", tc.appendonly)
 		ctx := context.Background()
-		slots := make([]int, 16384)
-		for i := range slots {
-			slots[i] = i
-		}
-		if err := c.ClusterAddSlots(ctx, slots...).Err(); err != nil {
-			t.Fatalf("CLUSTER ADDSLOTS: %v", err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			info, err := c.ClusterInfo(ctx).Result()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster did not become ready: %q, %v", info, err)
-			}
-		}
 		s := open(t, "redis-cluster://"+srv.Addr(), Options{})
 		if _, ok := s.c.(*goredis.ClusterClient); !ok {
 			t.Fatalf("client is %T, want *ClusterClient", s.c)

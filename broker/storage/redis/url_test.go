@@ -475,11 +475,11 @@ func TestOpenURLForms(t *testing.T) {
 	}
 }
 
-// TestOpenClusterURLTimeouts opens a one-node Redis Cluster through
-// redis-cluster:// URLs with and without timeouts and checks the options the
-// client really runs with.
-func TestOpenClusterURLTimeouts(t *testing.T) {
-	srv := redistest.StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+// startOneNodeCluster starts a redis-server in cluster mode (with extra
+// arguments) that holds every slot, and waits until the cluster is ok.
+func startOneNodeCluster(t *testing.T, args ...string) *redistest.Server {
+	t.Helper()
+	srv := redistest.StartServer(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"}, args...)...)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	ctx := context.Background()
@@ -493,12 +493,20 @@ func TestOpenClusterURLTimeouts(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		info, err := c.ClusterInfo(ctx).Result()
 		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			break
+			return srv
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cluster did not become ready: %q, %v", info, err)
 		}
 	}
+}
+
+// TestOpenClusterURLTimeouts opens a one-node Redis Cluster through
+// redis-cluster:// URLs with and without timeouts and checks the options the
+// client really runs with.
+func TestOpenClusterURLTimeouts(t *testing.T) {
+	srv := startOneNodeCluster(t)
+	ctx := context.Background()
 	for _, tc := range []struct {
 		query             string
 		dial, read, write time.Duration
