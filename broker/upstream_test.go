@@ -32,9 +32,11 @@ var corpUser = testidp.User{
 }
 
 // slowDelay is how long a slow upstream takes to answer: well beyond the
-// 300ms connector timeout, short because the test IdP cannot notice a
-// client giving up on a POST and its server waits for the delay on close.
-const slowDelay = 2 * time.Second
+// 1s connector timeout, short because the test IdP cannot notice a client
+// giving up on a POST and its server waits for the delay on close. (A
+// 300ms timeout was too close to what a loaded 2-core machine takes for a
+// healthy local exchange: "expired id token" once got 502.)
+const slowDelay = 3 * time.Second
 
 // newCorpIdP starts a test OpenID Connect provider with corpUser.
 func newCorpIdP(t *testing.T) *testidp.IdP {
@@ -52,7 +54,7 @@ issuer: %s
 client_id: %s
 client_secret: %s
 userinfo: true
-timeout: 300ms
+timeout: 1s
 `, idp.URL(), idp.ClientID(), idp.ClientSecret())}
 }
 

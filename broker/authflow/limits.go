@@ -3,7 +3,6 @@ package authflow
 import (
 	"container/list"
 	"crypto/sha256"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -198,20 +197,9 @@ func hashLimitKey(parts ...string) limitKey {
 	return k
 }
 
-// addrKey is the limited unit of a client address: an IPv4 address
-// (IPv4-mapped IPv6 included) or the /64 of an IPv6 address; anything
-// unparsable is taken as it is.
+// addrKey is the limited unit of a client address (clientNet).
 func addrKey(addr string) limitKey {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		return hashLimitKey("raw", addr)
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is4() {
-		return hashLimitKey("ip", ip.String())
-	}
-	p, _ := ip.Prefix(64)
-	return hashLimitKey("ip", p.String())
+	return hashLimitKey("addr", clientNet(addr))
 }
 
 func userKey(connector, user string) limitKey {

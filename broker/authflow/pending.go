@@ -53,10 +53,11 @@ func newPendingLimiter(now func() time.Time, limit config.RateLimit) *pendingLim
 	return &pendingLimiter{now: now, burst: limit.Burst, every: limit.Every, addrs: make(map[string]*rate.Limiter)}
 }
 
-// pendingKey is the budget addr counts against: an IPv4 address (also
-// when written IPv4-mapped), the /64 of an IPv6 address (one subscriber's
-// usual allocation), or, for what does not parse, its first 64 bytes.
-func pendingKey(addr string) string {
+// clientNet is the unit a client address is limited by, for sign-ins
+// started and for password attempts alike: an IPv4 address (also when
+// written IPv4-mapped), the /64 of an IPv6 address (one subscriber's usual
+// allocation), or, for what does not parse, its first 64 bytes.
+func clientNet(addr string) string {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		if len(addr) > 64 {
@@ -77,7 +78,7 @@ func pendingKey(addr string) string {
 
 // take uses one pending sign-in of addr's budget; false when none is left.
 func (l *pendingLimiter) take(addr string) bool {
-	key := pendingKey(addr)
+	key := clientNet(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

@@ -60,19 +60,12 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	now := g.now()
 	next := famID + "." + oauth.RandomToken(32)
 	fam, sealed, err := g.store.RotateRefresh(ctx, old, next, now, rt.Tokens.RefreshIdle, g.retryState(rt, famID, next))
-	switch {
-	case errors.Is(err, storage.ErrRetry):
+	if err != nil {
 		// A concurrent request with the same token rotated it since
-		// GetRefresh: answer as its retry (what this request got from
-		// the upstream is dropped; the family keeps what the other kept).
-		return g.retried(ctx, rt, cl, req, famID, fam, sealed)
-	case errors.Is(err, storage.ErrReused):
-		// Rotated by a concurrent request since GetRefresh.
-		return nil, g.reused(ctx, rt, cl, famID)
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
-	case err != nil:
-		return nil, err
+		// GetRefresh: this one is its retry (what it got from the
+		// upstream is dropped; the family keeps what the other kept), or
+		// reuse.
+		return g.rotationRefused(ctx, rt, cl, req, famID, fam, sealed, err)
 	}
 	if fam.Grant.ClientID != cl.ID {
 		return nil, oauth.InvalidGrant("the refresh token was issued to another client")
@@ -191,15 +184,8 @@ func (g *Grants) retried(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 // for a family unknown, expired or revoked.
 func (g *Grants) notCurrent(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request, famID, old string) (*tokens.Response, error) {
 	fam, sealed, err := g.store.RotateRefresh(ctx, old, famID+"."+oauth.RandomToken(32), g.now(), rt.Tokens.RefreshIdle, storage.Retry{Window: rt.Tokens.RefreshRetry()})
-	switch {
-	case errors.Is(err, storage.ErrRetry):
-		return g.retried(ctx, rt, cl, req, famID, fam, sealed)
-	case errors.Is(err, storage.ErrReused):
-		return nil, g.reused(ctx, rt, cl, famID)
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
-	case err != nil:
-		return nil, err
+	if err != nil {
+		return g.rotationRefused(ctx, rt, cl, req, famID, fam, sealed, err)
 	}
 	// It was current after all (it cannot become so between the two
 	// reads), and is now rotated to a token no one holds: the family is
@@ -208,6 +194,23 @@ func (g *Grants) notCurrent(ctx context.Context, rt *runtime.Runtime, cl *runtim
 		return nil, err
 	}
 	return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
+}
+
+// rotationRefused answers a rotation the store refused with err: a retry
+// of the token the last rotation replaced (ErrRetry, with the family and
+// its sealed successor), reuse (ErrReused, the family already revoked), an
+// unknown or dead family (ErrNotFound), or a storage failure.
+func (g *Grants) rotationRefused(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request, famID string, fam storage.RefreshFamily, sealed []byte, err error) (*tokens.Response, error) {
+	switch {
+	case errors.Is(err, storage.ErrRetry):
+		return g.retried(ctx, rt, cl, req, famID, fam, sealed)
+	case errors.Is(err, storage.ErrReused):
+		return nil, g.reused(ctx, rt, cl, famID)
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, oauth.InvalidGrant("the refresh token is invalid or expired")
+	default:
+		return nil, err
+	}
 }
 
 // reused completes reuse detection: the store has revoked the family of
