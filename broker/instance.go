@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/fedbroker/fedbroker/broker/admin"
 	"github.com/fedbroker/fedbroker/broker/config"
@@ -127,6 +128,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 		return nil, err
 	}
 	go km.Run(ctx)
+	go heartbeat(ctx, st, logger)
 	b, err := New(ctx, cfg, Options{
 		Storage: st,
 		Keys:    km,
@@ -140,4 +142,23 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 	}
 	b.storageStatus.Durability = durability
 	return &Instance{Server: b, Store: st, Keys: km, cancel: cancel}, nil
+}
+
+// heartbeat ticks the storage epoch every storage.EpochInterval until ctx
+// is done, so a loss or rollback of storage is detected even while no
+// security write happens (see storage.Epoch). Failures are logged at debug
+// level: an unreachable store shows in readiness and in every request.
+func heartbeat(ctx context.Context, st storage.Storage, logger *slog.Logger) {
+	t := time.NewTicker(storage.EpochInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := st.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+			logger.Debug("storage epoch heartbeat failed", "err", err)
+		}
+	}
 }

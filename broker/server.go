@@ -181,6 +181,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	client = s.metrics.Instrument(client)
 	observe.RegisterKeyRotations(reg, s.keys.Rotations)
 	observe.RegisterKeyRegressions(reg, s.keys.Regressions)
+	if rc, ok := s.store.(interface{ Regressions() int64 }); ok {
+		observe.RegisterStorageRegressions(reg, rc.Regressions)
+	}
 	tmpl, err := templates.New()
 	if err != nil {
 		return nil, err

@@ -60,6 +60,7 @@ func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 		ConnectorID: conn.ID,
 		AuthTime:    now,
 		Expiry:      now.Add(rt.Tokens.Session),
+		Created:     now,
 	}
 	grant := storage.Grant{
 		ClientID:          cl.ID,
@@ -119,6 +120,7 @@ func (f *Flow) issueCode(ctx context.Context, rt *runtime.Runtime, req storage.A
 		FamilyID:            oauth.RandomToken(16),
 		Grant:               grant,
 		Expiry:              f.now().Add(rt.Tokens.AuthCode),
+		Created:             f.now(),
 	}
 	if err := f.store.CreateCode(ctx, code, ac); err != nil {
 		return Result{}, err

@@ -92,6 +92,14 @@ func RegisterKeyRegressions(reg prometheus.Registerer, regressions func() int64)
 	}, func() float64 { return float64(regressions()) }))
 }
 
+// RegisterStorageRegressions exposes how often this replica found storage
+// empty or rolled back (storage.Epoch) and started a new epoch.
+func RegisterStorageRegressions(reg prometheus.Registerer, regressions func() int64) {
+	_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fedbroker_storage_regressions_total", Help: "Times storage was found empty or rolled back; state from before is refused.",
+	}, func() float64 { return float64(regressions()) }))
+}
+
 // RegisterKeyRotations exposes the signing key rotations this replica has
 // seen.
 func RegisterKeyRotations(reg prometheus.Registerer, rotations func() uint64) {

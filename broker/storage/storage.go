@@ -117,6 +117,10 @@ type AuthCode struct {
 	FamilyID            string    `json:"family_id"` // refresh family this code will start
 	Grant               Grant     `json:"grant"`
 	Expiry              time.Time `json:"expiry"`
+	// Created is when the code was issued; a code created before the
+	// store's Since is not found. Zero (a code stored by an older version)
+	// is never refused for that reason.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // RefreshFamily is a chain of rotated refresh tokens descending from one
@@ -154,6 +158,10 @@ type Session struct {
 	AuthTime    time.Time      `json:"auth_time"`
 	Expiry      time.Time      `json:"expiry"`
 	Extra       map[string]any `json:"extra,omitempty"`
+	// Created is when the session was stored; a session created before
+	// the store's Since is not found. Zero (stored by an older version) is
+	// never refused for that reason.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // Link ties a link key (a verified email, an employee id) to one internal
@@ -253,6 +261,19 @@ type Storage interface {
 	GetLink(ctx context.Context, key string) (Link, error)
 	ListLinks(ctx context.Context) ([]Link, error)
 	DeleteLink(ctx context.Context, key string) error
+
+	// Since returns the start of the store's current epoch (see Epoch): the
+	// moment before which what the store remembers may be incomplete
+	// because it lost or rolled back state. RotateRefresh, GetRefresh
+	// (and so UpdateRefreshGrant), ConsumeCode and GetSession treat a
+	// family, code or session created before it as not found; callers refuse access
+	// tokens issued before it where they check revocation. It does no I/O
+	// and is zero until the store first reached its backend.
+	Since() time.Time
+	// Heartbeat advances the store's epoch, detecting a loss or rollback
+	// between security writes; the broker calls it every EpochInterval.
+	// A store that cannot lose state alone (memory) does nothing.
+	Heartbeat(ctx context.Context) error
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

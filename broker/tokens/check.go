@@ -79,7 +79,8 @@ const revokedNamespace = "revoked_at"
 // that it was not revoked through /revoke, and that its refresh family
 // (FamilyClaim) was not revoked — by /revoke of a refresh token of the
 // family, reuse of a rotated refresh token, a replayed code, or an
-// upstream refusing to refresh (RevokeFamily). It fails with ErrInvalid,
+// upstream refusing to refresh (RevokeFamily) — and that it was issued in
+// storage's current epoch (see issuedBeforeEpoch). It fails with ErrInvalid,
 // or with a storage error when revocation cannot be checked (never reading
 // an outage as "valid"). Introspection, userinfo and delegation go through
 // here; services that verify tokens locally (verify/) do not see
@@ -97,7 +98,7 @@ func (a *Authority) CheckAccessToken(ctx context.Context, token string) (*Claims
 	if err != nil {
 		return nil, err
 	}
-	if !notRevoked {
+	if !notRevoked || a.issuedBeforeEpoch(c) {
 		return nil, ErrInvalid
 	}
 	if ref, ok := c.Raw[FamilyClaim]; ok {
@@ -115,6 +116,21 @@ func (a *Authority) CheckAccessToken(ctx context.Context, token string) (*Claims
 		c.FamilyRef = s
 	}
 	return c, nil
+}
+
+// issuedBeforeEpoch reports whether the token may have been issued before
+// storage's current epoch began (storage.Storage.Since): then a revocation
+// of it, or of its family, may be among what storage lost, so it is
+// refused. iat has whole seconds, so a token of the second the epoch began
+// in is refused unless the epoch began on that second (a new store).
+// Checked after a storage call, which is when a loss is noticed.
+func (a *Authority) issuedBeforeEpoch(c *Claims) bool {
+	since := a.store.Since()
+	if since.IsZero() {
+		return false
+	}
+	iat, ok := c.Raw["iat"].(float64)
+	return !ok || time.Unix(int64(iat), 0).Before(since)
 }
 
 // CheckIDTokenHint verifies an unexpired ID token of this issuer (an

@@ -284,6 +284,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Since is always zero: the store lives and dies with the process, so it
+// never holds part of its state.
+func (s *Store) Since() time.Time { return time.Time{} }
+
+// Heartbeat does nothing: the store cannot lose or roll back state alone.
+func (s *Store) Heartbeat(ctx context.Context) error { return nil }
+
 // Close drops every record; later calls fail with storage.ErrUnavailable.
 func (s *Store) Close() error {
 	s.mu.Lock()

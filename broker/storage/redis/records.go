@@ -115,7 +115,7 @@ func (s *Store) CreateCode(ctx context.Context, code string, c storage.AuthCode)
 // ConsumeCode marks the code used and returns it; see storage.Storage.
 func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode, error) {
 	var c storage.AuthCode
-	res, err := consumeCodeScript.Run(ctx, s.c, []string{s.codeKey(storage.Hash(code))}).Slice()
+	res, err := s.scriptThenTick(ctx, consumeCodeScript, []string{s.codeKey(storage.Hash(code))}).Slice()
 	switch {
 	case isNil(err):
 		return c, notFound("code")
@@ -127,7 +127,7 @@ func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode,
 	if err := s.decode("code", rec, &c); err != nil {
 		return storage.AuthCode{}, err
 	}
-	if !s.now().Before(c.Expiry) {
+	if !s.now().Before(c.Expiry) || s.lost(c.Created) {
 		return storage.AuthCode{}, notFound("code")
 	}
 	if used != 1 {
@@ -174,7 +174,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 	if err := s.decode("session", data, &se); err != nil {
 		return storage.Session{}, err
 	}
-	if !s.now().Before(se.Expiry) {
+	if !s.now().Before(se.Expiry) || s.lost(se.Created) {
 		return storage.Session{}, notFound("session")
 	}
 	se.ID = id
@@ -184,7 +184,9 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 // DeleteSession deletes the session; ErrNotFound if there is none. The
 // subject index entry stays until the index expires or RevokeSubject.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	n, err := s.c.Del(ctx, s.sessKey(storage.Hash(id))).Result()
+	var del *goredis.IntCmd
+	s.thenTick(ctx, func(p goredis.Pipeliner) { del = p.Del(ctx, s.sessKey(storage.Hash(id))) })
+	n, err := del.Result()
 	switch {
 	case err != nil:
 		return unavailable("delete session", err)
@@ -252,7 +254,11 @@ func (s *Store) MarkSeen(ctx context.Context, namespace, id string, until time.T
 		}
 		return n == 0, nil
 	}
-	err := s.c.SetArgs(ctx, s.seenKey(namespace, id), "1", goredis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(ms(until))}).Err()
+	var set *goredis.StatusCmd
+	s.thenTick(ctx, func(p goredis.Pipeliner) {
+		set = p.SetArgs(ctx, s.seenKey(namespace, id), "1", goredis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(ms(until))})
+	})
+	err := set.Err()
 	switch {
 	case isNil(err):
 		return false, nil

@@ -56,6 +56,7 @@ type Store struct {
 	prefix string
 	log    *slog.Logger
 	now    func() time.Time
+	epoch  *storage.EpochTracker
 }
 
 // Open connects to the Redis named by url, checks that it answers, and
@@ -90,6 +91,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.Heartbeat(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -104,7 +109,9 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{c: client, prefix: prefix, log: log, now: time.Now}
+	s := &Store{c: client, prefix: prefix, log: log, now: time.Now, epoch: storage.NewEpochTracker(log)}
+	s.installOnConnect()
+	return s
 }
 
 // Ping reports whether Redis answers.

@@ -102,7 +102,7 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	if retry.Window > 0 {
 		sealed, cutoff = string(retry.SealedNext), ns(now.Add(-retry.Window))
 	}
-	res, err := rotateRefreshScript.Run(ctx, s.c, s.famKeys(id),
+	res, err := s.scriptThenTick(ctx, rotateRefreshScript, s.famKeys(id),
 		storage.Hash(old), storage.Hash(next), ns(now),
 		now.Format(time.RFC3339Nano), ie.Format(time.RFC3339Nano), ns(ie), ms(ie), sealed, cutoff).Slice()
 	if err != nil {
@@ -120,8 +120,14 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	lu, _ := res[2].(string)
 	ies, _ := res[3].(string)
 	fam, err := s.family(rec, lu, ies)
-	if err != nil || code == 1 {
+	if err != nil {
 		return fam, nil, err
+	}
+	if s.lost(fam.CreatedAt) {
+		return storage.RefreshFamily{}, nil, notFound("refresh family from before storage lost state")
+	}
+	if code == 1 {
+		return fam, nil, nil
 	}
 	nx, _ := res[4].(string)
 	return fam, []byte(nx), fmt.Errorf("redis: family %s: %w", id, storage.ErrRetry)
@@ -192,7 +198,7 @@ func (s *Store) GetRefresh(ctx context.Context, token string) (storage.RefreshFa
 	if err != nil {
 		return f, err
 	}
-	if now := s.now(); !now.Before(f.IdleExpiry) || !now.Before(f.AbsoluteExpiry) {
+	if now := s.now(); !now.Before(f.IdleExpiry) || !now.Before(f.AbsoluteExpiry) || s.lost(f.CreatedAt) {
 		return storage.RefreshFamily{}, notFound("refresh token")
 	}
 	return f, nil
@@ -203,7 +209,7 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, until time.Ti
 	if familyID == "" {
 		return nil
 	}
-	err := revokeFamilyScript.Run(ctx, s.c, s.famKeys(familyID), ms(until), s.now().UnixMilli()).Err()
+	err := s.scriptThenTick(ctx, revokeFamilyScript, s.famKeys(familyID), ms(until), s.now().UnixMilli()).Err()
 	if err != nil {
 		return unavailable("revoke family", err)
 	}
@@ -242,6 +248,9 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, se
 		if err := s.c.ZRem(ctx, sessIdx, h).Err(); err != nil {
 			return families, sessions, unavailable("revoke subject", err)
 		}
+	}
+	if err := s.tick(ctx, s.c); err != nil {
+		s.log.Debug("storage epoch tick failed", "err", err)
 	}
 	return families, sessions, nil
 }

@@ -1,0 +1,168 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+)
+
+// The store's epoch (see storage.Epoch) is one hash, <prefix>:epoch, with
+// the fields id, since (Unix nanoseconds) and n. A tick runs epochScript:
+//
+//   - on every new connection, before the connection carries any command
+//     (OnConnect; single server and Sentinel), so that the first command
+//     after Redis restarted or failed over already sees the new epoch;
+//   - in the same pipeline (one round trip), after every security write:
+//     a refresh rotation, a code redemption, a family revocation, a
+//     revocation or replay record, a session deletion;
+//   - on the broker's heartbeat (Heartbeat, every storage.EpochInterval).
+//
+// On Redis Cluster the record lives on one shard: a shard that alone
+// restarts empty or from an older snapshot is not detected, and new
+// connections are not ticked (a cluster connection cannot run a command
+// for another shard's key). Run cluster shards with appendonly yes and
+// appendfsync always if that matters; docs/scaling.md says what survives.
+
+// epochScript: KEYS[1] epoch; ARGV seen counter, new id, since for a first
+// epoch, since for a loss or rollback, counter for a first epoch,
+// counter written forward. {change, id, since, n}: change 0 advanced,
+// 1 created (no record), 2 written forward (record behind seen).
+var epochScript = goredis.NewScript(`
+local e = redis.call('HMGET', KEYS[1], 'id', 'since', 'n')
+local seen = tonumber(ARGV[1])
+if e[1] and tonumber(e[3]) >= seen then
+  local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+  return {0, e[1], e[2], n}
+end
+local change, since, n = 1, ARGV[4], ARGV[6]
+if e[1] then change = 2 end
+if seen == 0 then since, n = ARGV[3], ARGV[5] end
+redis.call('HSET', KEYS[1], 'id', ARGV[2], 'since', since, 'n', n)
+return {change, ARGV[2], since, n}`)
+
+func (s *Store) epochKey() string { return s.prefix + ":epoch" }
+
+// tickArgs are epochScript's arguments for this client now.
+func (s *Store) tickArgs() []any {
+	seen := s.epoch.Seen()
+	now := s.now()
+	first := storage.EpochStart(now, storage.EpochCreated, 0)
+	return []any{
+		seen, storage.NewEpochID(),
+		strconv.FormatInt(first.UnixNano(), 10), strconv.FormatInt(now.UnixNano(), 10),
+		"1", strconv.FormatInt(seen+storage.EpochJump, 10),
+	}
+}
+
+// tick runs one tick on c (the store's client or one connection).
+func (s *Store) tick(ctx context.Context, c goredis.Scripter) error {
+	return s.observe(epochScript.Run(ctx, c, []string{s.epochKey()}, s.tickArgs()...))
+}
+
+// observe hands a tick's answer to the tracker.
+func (s *Store) observe(cmd *goredis.Cmd) error {
+	res, err := cmd.Slice()
+	if err != nil {
+		return unavailable("storage epoch", err)
+	}
+	e, change, err := parseEpoch(res)
+	if err != nil {
+		return err
+	}
+	s.epoch.Observe(e, change)
+	return nil
+}
+
+func parseEpoch(res []any) (storage.Epoch, storage.EpochChange, error) {
+	bad := fmt.Errorf("redis: storage epoch: malformed answer %v: %w", res, storage.ErrUnavailable)
+	if len(res) != 4 {
+		return storage.Epoch{}, 0, bad
+	}
+	change, ok1 := res[0].(int64)
+	id, ok2 := res[1].(string)
+	since, err1 := strconv.ParseInt(fmt.Sprint(res[2]), 10, 64)
+	n, err2 := strconv.ParseInt(fmt.Sprint(res[3]), 10, 64)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || change < 0 || change > 2 {
+		return storage.Epoch{}, 0, bad
+	}
+	return storage.Epoch{ID: id, Since: time.Unix(0, since), N: n}, storage.EpochChange(change), nil
+}
+
+// Since returns the start of the epoch this client last saw; see
+// storage.Storage.
+func (s *Store) Since() time.Time { return s.epoch.Since() }
+
+// Heartbeat ticks the epoch; see storage.Storage.
+func (s *Store) Heartbeat(ctx context.Context) error { return s.tick(ctx, s.c) }
+
+// Regressions counts the times this client found Redis empty or rolled
+// back, for metrics.
+func (s *Store) Regressions() int64 { return s.epoch.Regressions() }
+
+// installOnConnect makes every new connection of a single-server or
+// Sentinel client tick before it carries a command. A connection whose
+// tick fails is not used: the command fails as unavailable rather than run
+// against a store whose epoch could not be checked.
+func (s *Store) installOnConnect() {
+	c, ok := s.c.(*goredis.Client)
+	if !ok {
+		return // cluster: see the comment at the top of this file
+	}
+	opt := c.Options()
+	prev := opt.OnConnect
+	opt.OnConnect = func(ctx context.Context, cn *goredis.Conn) error {
+		if prev != nil {
+			if err := prev(ctx, cn); err != nil {
+				return err
+			}
+		}
+		return s.tick(ctx, cn)
+	}
+}
+
+// thenTick queues commands with queue and a tick after them, and sends all
+// in one round trip. The tick's failure is not the commands' failure: the
+// heartbeat retries it.
+func (s *Store) thenTick(ctx context.Context, queue func(p goredis.Pipeliner)) {
+	var tk *goredis.Cmd
+	args := s.tickArgs()
+	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		queue(p)
+		tk = epochScript.EvalSha(ctx, p, []string{s.epochKey()}, args...)
+		return nil
+	})
+	if isNoScript(tk.Err()) {
+		tk = epochScript.Run(ctx, s.c, []string{s.epochKey()}, args...)
+	}
+	if err := s.observe(tk); err != nil {
+		s.log.Debug("storage epoch tick failed", "err", err)
+	}
+}
+
+// scriptThenTick runs sc and a tick in one round trip. A script Redis does
+// not know yet (NOSCRIPT: it did not run) is run again with its source, and
+// ticked after.
+func (s *Store) scriptThenTick(ctx context.Context, sc *goredis.Script, keys []string, args ...any) *goredis.Cmd {
+	var op *goredis.Cmd
+	s.thenTick(ctx, func(p goredis.Pipeliner) { op = sc.EvalSha(ctx, p, keys, args...) })
+	if isNoScript(op.Err()) {
+		op = sc.Run(ctx, s.c, keys, args...)
+		if err := s.tick(ctx, s.c); err != nil {
+			s.log.Debug("storage epoch tick failed", "err", err)
+		}
+	}
+	return op
+}
+
+func isNoScript(err error) bool { return err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// lost reports whether a record created at created may have been lost with
+// state from before the current epoch.
+func (s *Store) lost(created time.Time) bool {
+	return storage.CreatedBefore(created, s.Since())
+}

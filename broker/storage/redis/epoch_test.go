@@ -1,0 +1,248 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/storage/redis/redistest"
+)
+
+// epochFixture is what a test keeps from before a loss: a family with its
+// current and already-rotated tokens, a code and a session, all created
+// before the loss.
+type epochFixture struct {
+	rotated, current string
+	code             string
+	session          string
+}
+
+func newFixture(t *testing.T, s *Store) epochFixture {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	fam := storage.RefreshFamily{
+		ID: "fam1", CreatedAt: now, LastUsed: now,
+		IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(2 * time.Hour),
+		Grant: storage.Grant{ClientID: "app", Subject: "alice", AuthTime: now},
+	}
+	fx := epochFixture{rotated: "fam1.first", current: "fam1.second", code: "code-1", session: "session-1"}
+	if err := s.CreateRefresh(ctx, fam, fx.rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateCode(ctx, fx.code, storage.AuthCode{ClientID: "app", FamilyID: "fam2", Created: now, Expiry: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSession(ctx, storage.Session{ID: fx.session, Subject: "alice", AuthTime: now, Created: now, Expiry: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+// wantForgotten checks that nothing of fx is usable any more.
+func wantForgotten(t *testing.T, s *Store, fx epochFixture) {
+	t.Helper()
+	ctx := context.Background()
+	// Whichever token the rolled-back family holds as current is refused
+	// (ErrNotFound); the other is then reuse or not found: refused too.
+	for _, tok := range []string{fx.rotated, fx.current} {
+		_, _, err := s.RotateRefresh(ctx, tok, "fam1.third", time.Now(), time.Hour, storage.Retry{})
+		if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrReused) {
+			t.Errorf("RotateRefresh(%s) of a family from before the loss = %v, want ErrNotFound or ErrReused", tok, err)
+		}
+	}
+	if _, err := s.GetRefresh(ctx, fx.current); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("GetRefresh of a family from before the loss = %v, want ErrNotFound", err)
+	}
+	if _, err := s.ConsumeCode(ctx, fx.code); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("ConsumeCode of a code from before the loss = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetSession(ctx, fx.session); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("GetSession of a session from before the loss = %v, want ErrNotFound", err)
+	}
+}
+
+func logged(buf *bytes.Buffer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestEpochFirstStart: a new store starts an epoch at the start of the
+// current second and counts no regression; a second client adopts it.
+func TestEpochFirstStart(t *testing.T) {
+	url := redistest.StartServer(t).URL()
+	before := time.Now().Truncate(time.Second)
+	a := open(t, url, Options{})
+	defer a.Close()
+	if got := a.Since(); got.Before(before) || got.After(time.Now()) || !got.Equal(got.Truncate(time.Second)) {
+		t.Errorf("Since of a new store = %v, want the start of the second it was opened in (%v)", got, before)
+	}
+	b := open(t, url, Options{})
+	defer b.Close()
+	if !b.Since().Equal(a.Since()) {
+		t.Errorf("second client's Since = %v, want the first's %v", b.Since(), a.Since())
+	}
+	if a.Regressions()+b.Regressions() != 0 {
+		t.Errorf("regressions on a new store = %d, %d; want 0", a.Regressions(), b.Regressions())
+	}
+}
+
+// TestEpochRollback restores the epoch record to an earlier state while
+// the records stay, as a restore from an older snapshot does: the next
+// tick (of any kind) detects it, and everything from before is refused.
+func TestEpochRollback(t *testing.T) {
+	ctx := context.Background()
+	url := redistest.StartServer(t).URL()
+	var logA bytes.Buffer
+	a := open(t, url, Options{Logger: logged(&logA)})
+	defer a.Close()
+	b := open(t, url, Options{})
+	defer b.Close()
+	fx := newFixture(t, a)
+	c := goredis.NewClient(&goredis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")})
+	defer c.Close()
+	snapshot, err := c.HGetAll(ctx, a.epochKey()).Result()
+	if err != nil || len(snapshot) != 3 {
+		t.Fatalf("epoch record = %v, %v", snapshot, err)
+	}
+	// After the "snapshot": a rotation, seen by both clients' ticks.
+	if _, _, err := a.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Restore the rotation's undoing: the family's current token back to
+	// the rotated one, and the epoch record as it was.
+	if err := c.HSet(ctx, a.famKeys("fam1")[0], "cur", storage.Hash(fx.rotated)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.HSet(ctx, a.epochKey(), snapshot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // Since is after everything created above
+	wantForgotten(t, a, fx)
+	if a.Regressions() != 1 {
+		t.Errorf("regressions = %d, want 1", a.Regressions())
+	}
+	if !strings.Contains(logA.String(), `"level":"ERROR"`) || !strings.Contains(logA.String(), "rolled back") {
+		t.Errorf("no ERROR about the rollback in the log:\n%s", logA.String())
+	}
+	// The other client adopts the new epoch without counting it again.
+	if err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Since().Equal(a.Since()) || b.Regressions() != 0 {
+		t.Errorf("other client: Since %v (want %v), regressions %d (want 0)", b.Since(), a.Since(), b.Regressions())
+	}
+	wantForgotten(t, b, fx)
+	// What is created afterwards works.
+	now := time.Now()
+	fam := storage.RefreshFamily{ID: "fam3", CreatedAt: now, LastUsed: now, IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(time.Hour),
+		Grant: storage.Grant{ClientID: "app", Subject: "alice", AuthTime: now}}
+	if err := b.CreateRefresh(ctx, fam, "fam3.a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.RotateRefresh(ctx, "fam3.a", "fam3.b", time.Now(), time.Hour, storage.Retry{}); err != nil {
+		t.Errorf("RotateRefresh of a family created after the new epoch = %v", err)
+	}
+}
+
+// TestEpochEmptied: a store flushed under running clients is a loss; the
+// first client to tick counts it, the others adopt the new epoch.
+func TestEpochEmptied(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartServer(t)
+	a := open(t, srv.URL(), Options{})
+	defer a.Close()
+	b := open(t, srv.URL(), Options{})
+	defer b.Close()
+	first := a.Since()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Regressions() != 1 || b.Regressions() != 0 {
+		t.Errorf("regressions = %d, %d; want 1, 0 (the first to tick counts)", a.Regressions(), b.Regressions())
+	}
+	if !a.Since().After(first) || !b.Since().Equal(a.Since()) {
+		t.Errorf("Since after the loss = %v, %v; want one new epoch after %v", a.Since(), b.Since(), first)
+	}
+}
+
+// TestEpochCrashRestart is the real thing: Redis with RDB snapshots is
+// killed after a rotation that the snapshot does not hold, and restarts
+// from it. The very first command after the restart, with no heartbeat in
+// between, must not answer from the rolled-back state: a new connection
+// ticks before it carries anything.
+func TestEpochCrashRestart(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartServer(t, "--save", "3600 1")
+	a := open(t, srv.URL(), Options{})
+	defer a.Close()
+	fx := newFixture(t, a)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer c.Close()
+	if err := c.Save(ctx).Err(); err != nil {
+		t.Fatalf("SAVE: %v", err)
+	}
+	if _, _, err := a.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteSession(ctx, fx.session); err != nil { // a logout
+		t.Fatal(err)
+	}
+	srv.Restart()
+	waitPing(t, c)
+	// Without the epoch, the rotated token would rotate again (the
+	// snapshot has it current) and the logged-out session would be back.
+	wantForgotten(t, a, fx)
+	if a.Regressions() != 1 {
+		t.Errorf("regressions = %d, want 1", a.Regressions())
+	}
+}
+
+// TestEpochTickInPipeline: a security write carries its tick in the same
+// round trip, also right after Redis forgot the scripts (NOSCRIPT).
+func TestEpochTickInPipeline(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartServer(t)
+	a := open(t, srv.URL(), Options{})
+	defer a.Close()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	seen := a.epoch.Seen()
+	if _, err := a.MarkSeen(ctx, "revoked_at", "jti-1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ConsumeCode(ctx, "no-such-code"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("ConsumeCode of an unknown code = %v", err)
+	}
+	if err := a.RevokeFamily(ctx, "fam9", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.epoch.Seen(); got < seen+3 {
+		t.Errorf("epoch counter after three security writes = %d, want at least %d", got, seen+3)
+	}
+	n, err := c.HGet(ctx, a.epochKey(), "n").Int64()
+	if err != nil || n != a.epoch.Seen() {
+		t.Errorf("stored counter = %d (%v), want the client's %d", n, err, a.epoch.Seen())
+	}
+}
