@@ -95,6 +95,7 @@ func Handler(deps Deps, opts Options) http.Handler {
 	e.POST("/admin/mapping/test", a.handleMappingTest)
 	e.POST("/admin/reload", a.handleReload)
 	e.POST("/admin/keys/rotate", a.handleRotate)
+	e.POST("/admin/keys/algorithm", a.handleSetAlgorithm)
 	e.POST("/admin/subjects/:sub/revoke", a.handleRevokeSubject)
 	e.GET("/admin/links", a.handleLinks)
 	e.DELETE("/admin/links/:key", a.handleUnlink)

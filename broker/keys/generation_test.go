@@ -301,7 +301,7 @@ func TestLegacyWriterRotationAdopted(t *testing.T) {
 		t.Fatal(err)
 	}
 	set, _ := decodeSet(data)
-	set.Revision, set.SetID = 0, ""
+	set.Revision, set.SetID, set.Default = 0, "", ""
 	if data, err = json.Marshal(set); err != nil {
 		t.Fatal(err)
 	}
@@ -316,5 +316,8 @@ func TestLegacyWriterRotationAdopted(t *testing.T) {
 	}
 	if a.Regressions() != 0 {
 		t.Errorf("Regressions() = %d, want 0", a.Regressions())
+	}
+	if got := storedSet(t, store); got.Default != "ES256" || got.Revision == 0 {
+		t.Errorf("stored default %q at revision %d after the sync, want ES256 recorded again at a revision", got.Default, got.Revision)
 	}
 }

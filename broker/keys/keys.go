@@ -11,6 +11,13 @@
 // writes the set with a compare-and-swap on its version; a replica that
 // loses reloads.
 //
+// The set also records the fleet's default signing algorithm. A replica
+// whose configuration disagrees with the shared set (another
+// key-encryption key, no key for its signing.algorithm, or another
+// default algorithm) refuses: it reports not ready and signs nothing,
+// rather than signing differently from its peers. SetAlgorithm changes
+// the fleet's default on purpose.
+//
 // Private keys are stored as PKCS#8, sealed with AES-256-GCM under the
 // key-encryption key when one is configured. Sign, Verify and JWKS never do
 // I/O: they work from the key set held in memory, which Sync refreshes.
@@ -23,9 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +56,8 @@ const (
 	startWait = 3 * time.Second
 )
 
-// ErrStatic is returned by RotateNow when keys come from static PEM files.
+// ErrStatic is returned by Rotate, RotateNow and SetAlgorithm when keys
+// come from static PEM files.
 var ErrStatic = errors.New("keys: static keys are not rotated")
 
 // ErrNotReady is returned by Sign and Verify while no usable key set is
@@ -73,8 +79,12 @@ type MismatchError struct {
 	// Path is the configuration path at fault: signing.key_encryption_key
 	// or signing.algorithm.
 	Path string
-	// Reason names the values on both sides.
+	// Reason names the values on both sides and what to do.
 	Reason string
+	// fleet is set when the only disagreement is the fleet's default
+	// algorithm recorded in the set (this replica has keys and opens them):
+	// changing the fleet's default (SetAlgorithm) would make it usable.
+	fleet string
 }
 
 func (e *MismatchError) Error() string { return "keys: " + e.Path + ": " + e.Reason }
@@ -128,9 +138,18 @@ type Manager struct {
 
 	state     atomic.Pointer[state]
 	rotations atomic.Uint64
+	// regressions counts repairs of a stored key set that was older than
+	// this replica's, missing, or written independently of it. It lives as
+	// long as the Manager (a refusal does not reset it): it is a counter.
+	regressions atomic.Int64
+	// sub is set while Run's loop holds a key-change subscription.
+	sub atomic.Bool
+	// seen is what this Manager last saw of the fleet in a shared key set
+	// it checked: the recorded default algorithm and the set's algorithms.
+	seen atomic.Pointer[fleetView]
 	// refusal, when set, is why the stored key set is not used: this
-	// replica signs nothing and reports not ready until a Refresh finds
-	// the set usable again.
+	// replica signs nothing and reports not ready until a sync finds the
+	// set usable again. While it is set, state is nil.
 	refusal atomic.Pointer[refusal]
 	// mu serializes loads and writes of the key set within this process.
 	mu sync.Mutex
@@ -138,11 +157,15 @@ type Manager struct {
 
 // New returns a Manager with the key set loaded from store, creating the
 // set (under the lease, with a compare-and-swap) when none is stored yet or
-// adding keys for configured algorithms it lacks. It fails when storage
+// adding keys for configured algorithms it lacks. The first writer records
+// its Algorithm as the fleet's default in the set. It fails when storage
 // cannot be reached, when the stored keys cannot be decrypted with KEK or
 // have no key for Algorithm (a *MismatchError naming
 // signing.key_encryption_key or signing.algorithm), or when the options are
-// invalid. With StaticKeys the store is not used and
+// invalid. A stored set whose recorded default is not Algorithm does not
+// fail New: the Manager starts refusing (Readiness, logged), signs
+// nothing, and becomes ready once the fleet's default is changed to its own
+// (SetAlgorithm, on any replica). With StaticKeys the store is not used and
 // may be nil.
 func New(ctx context.Context, store storage.Storage, opts Options) (*Manager, error) {
 	m := &Manager{
@@ -210,10 +233,12 @@ func New(ctx context.Context, store storage.Storage, opts Options) (*Manager, er
 	return m, nil
 }
 
-// start loads the key set, creating it or adding missing algorithms under
-// the lease. When another replica holds the lease it waits a little for
-// that replica's set, then writes its own anyway: the compare-and-swap
-// still lets exactly one set win, and the loser loads the winner's.
+// start loads the key set, creating it or adding missing algorithms (or
+// the fleet's default, in a set stored by an older broker) under the
+// lease. When another replica holds the lease it waits a little for that
+// replica's set, then writes its own anyway: the compare-and-swap still
+// lets exactly one set win, and the loser loads the winner's. A set whose
+// recorded default is not this replica's makes it refuse, not fail.
 func (m *Manager) start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -225,17 +250,20 @@ func (m *Manager) start(ctx context.Context) error {
 		}
 		if set != nil {
 			if err := m.check(set); err != nil {
-				return err
+				return m.refuseAtStart(err)
 			}
 		}
-		if set != nil && m.complete(set) {
+		if set != nil && m.complete(set) && set.Default != "" {
 			return m.install(set, version)
 		}
 		done, err := m.writeLocked(ctx, time.Now().After(deadline), func(set *keySet, now time.Time) (bool, error) {
 			return m.ensure(set, now)
 		})
-		if err != nil || done {
-			return err
+		if err != nil {
+			return m.refuseAtStart(err)
+		}
+		if done {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -259,9 +287,9 @@ func (m *Manager) complete(set *keySet) bool {
 func (m *Manager) Ready() bool { return m.Readiness() == nil }
 
 // Readiness returns nil when this Manager signs, or why it does not: the
-// stored key set does not open with this replica's key-encryption key, or
-// has no key for its signing.algorithm (a *MismatchError), or no key set is
-// loaded (ErrNotReady).
+// stored key set does not open with this replica's key-encryption key, has
+// no key for its signing.algorithm, or records another default algorithm
+// for the fleet (a *MismatchError), or no key set is loaded (ErrNotReady).
 func (m *Manager) Readiness() error {
 	if r := m.refusal.Load(); r != nil {
 		return r.err
@@ -274,112 +302,6 @@ func (m *Manager) Readiness() error {
 
 // Algorithms returns the algorithms this Manager signs with, default first.
 func (m *Manager) Algorithms() []string { return slices.Clone(m.algs) }
-
-// PublishedAlgorithms returns the algorithms of the key set shared in
-// storage, as loaded: this replica's default first (the same on every
-// replica, which Readiness enforces as far as the set allows), then the
-// others by name. Replicas that share a set publish the same list even
-// when their signing.algorithms differ. With static keys, or before a set
-// is loaded, it is Algorithms.
-func (m *Manager) PublishedAlgorithms() []string {
-	st := m.state.Load()
-	if st == nil || st.set == nil {
-		return m.Algorithms()
-	}
-	out := []string{m.algs[0]}
-	var rest []string
-	for a := range st.set.Algs {
-		if a != m.algs[0] {
-			rest = append(rest, a)
-		}
-	}
-	slices.Sort(rest)
-	return append(out, rest...)
-}
-
-// check reports why this replica cannot use set: a private key that does
-// not open with its key-encryption key (or is sealed and it has none), or
-// no key for its default algorithm in a set that has keys. It returns a
-// *MismatchError.
-func (m *Manager) check(set *keySet) error {
-	algs := slices.Sorted(maps.Keys(set.Algs))
-	if len(algs) > 0 && set.Algs[m.algs[0]] == nil {
-		return &MismatchError{Path: "signing.algorithm", Reason: fmt.Sprintf(
-			"this replica signs with %s but the key set shared in storage has no %s key (it has %s): every replica "+
-				"must have the same signing.algorithm; to change it, first add %s to signing.algorithms on every replica",
-			m.algs[0], m.algs[0], strings.Join(algs, ", "), m.algs[0])}
-	}
-	for _, a := range algs {
-		as := set.Algs[a]
-		for _, sk := range []storedKey{as.Active, as.Next} {
-			if len(sk.Private) == 0 || sk.Seal != sealAESGCM {
-				continue
-			}
-			if m.sealer.aead == nil {
-				return &MismatchError{Path: "signing.key_encryption_key", Reason: fmt.Sprintf(
-					"the signing keys in storage are encrypted (key %s) and no key-encryption key is configured: "+
-						"give this replica the signing.key_encryption_key of the other replicas", sk.KID)}
-			}
-			der, err := m.sealer.aead.Open(sk.Private, []byte(sk.KID))
-			if err != nil {
-				return &MismatchError{Path: "signing.key_encryption_key", Reason: fmt.Sprintf(
-					"cannot decrypt the signing keys in storage (key %s): wrong key-encryption key or corrupt key set; "+
-						"every replica must have the same signing.key_encryption_key", sk.KID)}
-			}
-			clear(der)
-		}
-	}
-	return nil
-}
-
-// refuse makes this Manager sign nothing and report not ready because of
-// err, logging an ERROR when the reason changes.
-func (m *Manager) refuse(err error) {
-	m.mu.Lock()
-	m.state.Store(nil)
-	prev := m.refusal.Swap(&refusal{err: err})
-	m.mu.Unlock()
-	if prev != nil && prev.err.Error() == err.Error() {
-		return
-	}
-	attrs := []any{"err", err}
-	var me *MismatchError
-	if errors.As(err, &me) {
-		attrs = append(attrs, "config_path", me.Path)
-		if me.Path == "signing.algorithm" {
-			attrs = append(attrs, "algorithm", m.algs[0])
-		}
-	}
-	m.log.Error("signing refused: this replica cannot use the key set shared in storage; it reports not ready and signs nothing until that is fixed", attrs...)
-}
-
-// Refresh is one step of Run: it checks the key set in storage against
-// this replica (its key-encryption key opens the private keys; the set has
-// a key for its signing.algorithm), refusing to sign while it does not,
-// then calls Sync. A storage error leaves everything as it is: the
-// Manager keeps serving the keys in memory.
-func (m *Manager) Refresh(ctx context.Context) error {
-	if m.static {
-		return nil
-	}
-	set, _, err := m.fetch(ctx)
-	if err != nil {
-		return err
-	}
-	if set != nil {
-		if err := m.check(set); err != nil {
-			m.refuse(err)
-			return nil
-		}
-	}
-	err = m.Sync(ctx)
-	if m.state.Load() != nil {
-		if prev := m.refusal.Swap(nil); prev != nil {
-			m.log.Info("the key set in storage is usable again; signing resumes", "was", prev.err)
-		}
-	}
-	return err
-}
 
 // MaxAge is the Cache-Control max-age for JWKS responses: a quarter of the
 // rotation period, at most one hour, so relying parties see the Next key
@@ -398,91 +320,4 @@ func (m *Manager) syncInterval() time.Duration {
 // this replica cannot use makes it refuse to sign (see Readiness).
 func (m *Manager) Run(ctx context.Context) {
 	m.runSync(ctx, m.syncInterval())
-}
-
-// Rotation is what Rotate did.
-type Rotation struct {
-	// Rotated is false when another replica rotated the set since this
-	// one last loaded it, so nothing was rotated.
-	Rotated bool
-	// Generation is the key set's rotation count after the call: the one
-	// this rotation made, or the other replica's.
-	Generation int64
-}
-
-// Rotate is RotateNow reporting what happened: it rotates every configured
-// algorithm under the lease, unless another replica rotated since this
-// Manager last loaded the set (its default algorithm's Active key is no
-// longer the one in memory), so two replicas asked within the sync
-// interval make one rotation and the second learns the generation the
-// first wrote. When another replica holds the lease it waits a little for
-// that replica's write; ErrBusy means it saw none. While the Manager
-// refuses the stored set (Readiness) it returns that reason, which matches
-// ErrNotReady.
-func (m *Manager) Rotate(ctx context.Context) (Rotation, error) {
-	if m.static {
-		return Rotation{}, ErrStatic
-	}
-	if err := m.Readiness(); err != nil {
-		if errors.Is(err, ErrNotReady) {
-			return Rotation{}, err
-		}
-		return Rotation{}, fmt.Errorf("%w: %w", ErrNotReady, err)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur := m.state.Load()
-	if cur == nil || cur.set == nil || cur.set.Algs[m.algs[0]] == nil {
-		return Rotation{}, ErrNotReady
-	}
-	active := cur.set.Algs[m.algs[0]].Active.KID
-	rotatedElsewhere := func(s *keySet) bool {
-		as := s.Algs[m.algs[0]]
-		return as != nil && as.Active.KID != active
-	}
-	deadline := time.Now().Add(startWait)
-	for {
-		rotated := false
-		done, err := m.writeLocked(ctx, false, func(s *keySet, now time.Time) (bool, error) {
-			changed, err := m.ensure(s, now)
-			if err != nil || rotatedElsewhere(s) {
-				return changed, err
-			}
-			for _, a := range m.algs {
-				if err := m.rotate(s, a, now); err != nil {
-					return false, err
-				}
-			}
-			s.Generation++
-			rotated = true
-			return true, nil
-		})
-		if err != nil {
-			return Rotation{}, err
-		}
-		if done {
-			res := Rotation{Rotated: rotated}
-			if st := m.state.Load(); st != nil && st.set != nil {
-				res.Generation = st.set.Generation
-			}
-			return res, nil
-		}
-		// The lease is held elsewhere or the compare-and-swap lost: did
-		// that replica rotate?
-		set, _, err := m.fetch(ctx)
-		if err != nil {
-			return Rotation{}, err
-		}
-		if set != nil && rotatedElsewhere(set) {
-			return Rotation{Generation: set.Generation}, nil
-		}
-		if time.Now().After(deadline) {
-			return Rotation{}, ErrBusy
-		}
-		select {
-		case <-ctx.Done():
-			return Rotation{}, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -171,10 +171,23 @@ func TestNewRefusesOtherAlgorithm(t *testing.T) {
 	if after, _, _ := store.GetKeys(context.Background()); !bytes.Equal(after, blob) {
 		t.Error("a refused New changed the stored key set")
 	}
-	// Adding RS256 as an extra algorithm is allowed, and then making it the
-	// default.
-	newManager(t, store, clk, Options{Algorithms: []string{"RS256"}})
-	newManager(t, store, clk, Options{Algorithm: "RS256", Algorithms: []string{"ES256"}})
+	// Adding RS256 as an extra algorithm is allowed; a replica with RS256
+	// as its default then starts, but refuses until the fleet's default is
+	// changed (SetAlgorithm), and signs RS256 after.
+	es := newManager(t, store, clk, Options{Algorithms: []string{"RS256"}})
+	rs := newManager(t, store, clk, Options{Algorithm: "RS256", Algorithms: []string{"ES256"}})
+	if err := rs.Readiness(); !errors.As(err, &me) || me.Path != "signing.algorithm" {
+		t.Fatalf("RS256 replica on an ES256 fleet: Readiness = %v, want a MismatchError on signing.algorithm", err)
+	}
+	if _, err := es.SetAlgorithm(context.Background(), "RS256"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Refresh(context.Background()); err != nil || !rs.Ready() {
+		t.Errorf("RS256 replica after the change: Refresh %v, Readiness %v", err, rs.Readiness())
+	}
+	if got := header(t, signed(t, rs)).Algorithm; got != "RS256" {
+		t.Errorf("signs with %s, want RS256", got)
+	}
 }
 
 // TestOtherAlgorithmRefusesSigning: a running replica whose

@@ -46,8 +46,13 @@ type keySet struct {
 	// SetID is random, new with every write: two records of one revision
 	// with different ids were written independently (storage lost the
 	// first before the second was written).
-	SetID string             `json:"set_id,omitempty"`
-	Algs  map[string]*algSet `json:"algs"`
+	SetID string `json:"set_id,omitempty"`
+	// Default is the fleet's default signing algorithm: every replica's
+	// signing.algorithm must be it (see checkDefault). Written by the
+	// first writer, changed only by SetAlgorithm; empty in a set stored by
+	// a broker that predates it, which the next write fills in.
+	Default string             `json:"default,omitempty"`
+	Algs    map[string]*algSet `json:"algs"`
 }
 
 // newSetID returns a random set id.

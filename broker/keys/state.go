@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -27,18 +26,6 @@ type state struct {
 	// expires is the earliest RetireAt among published retired keys; the
 	// snapshot must be rebuilt then to stop publishing that key.
 	expires time.Time
-	// meta lives as long as the Manager: setState hands it from each
-	// snapshot to the next. Nil for static keys.
-	meta *syncMeta
-}
-
-// syncMeta is the Manager's key-set bookkeeping that outlives snapshots.
-type syncMeta struct {
-	// regressions counts repairs of a stored key set that was older than
-	// this replica's, missing, or written independently of it.
-	regressions atomic.Int64
-	// subscribed is set while Run's loop holds a key-change subscription.
-	subscribed atomic.Bool
 }
 
 // group is the keys of one algorithm; keys[0] signs.

@@ -26,13 +26,13 @@ func (m *Manager) fetch(ctx context.Context) (*keySet, int64, error) {
 	return set, version, nil
 }
 
-// install decodes set and makes it the snapshot in use.
+// install decodes set and makes it the snapshot in use (see adopt).
 func (m *Manager) install(set *keySet, version int64) error {
 	st, err := m.storedState(set, version, m.now())
 	if err != nil {
 		return err
 	}
-	m.setState(st)
+	m.adopt(st)
 	return nil
 }
 
@@ -40,13 +40,6 @@ func (m *Manager) install(set *keySet, version int64) error {
 // a rotation. m.mu is held (or the Manager is not shared yet).
 func (m *Manager) setState(st *state) {
 	old := m.state.Load()
-	if st.meta == nil {
-		if old != nil && old.meta != nil {
-			st.meta = old.meta
-		} else {
-			st.meta = &syncMeta{}
-		}
-	}
 	m.state.Store(st)
 	if old != nil {
 		for alg, sk := range st.signing {
@@ -55,15 +48,6 @@ func (m *Manager) setState(st *state) {
 			}
 		}
 	}
-}
-
-// meta returns the Manager's bookkeeping; nil before a key set is loaded
-// and for static keys.
-func (m *Manager) meta() *syncMeta {
-	if st := m.state.Load(); st != nil {
-		return st.meta
-	}
-	return nil
 }
 
 // Rotations counts the times this Manager saw a signing key replaced (by
@@ -75,16 +59,13 @@ func (m *Manager) Rotations() uint64 { return m.rotations.Load() }
 // older revision (rolled back or lost data), a set of the same
 // revision written independently (two replicas that both wrote "first"),
 // or a newer set lacking this replica's signing keys. For metrics: any
-// increase means storage lost or rolled back the key set.
-func (m *Manager) Regressions() int64 {
-	if mt := m.meta(); mt != nil {
-		return mt.regressions.Load()
-	}
-	return 0
-}
+// increase means storage lost or rolled back the key set. The count covers
+// the Manager's whole life, refusals included: it never goes down.
+func (m *Manager) Regressions() int64 { return m.regressions.Load() }
 
-// ErrBusy is returned by RotateNow when another replica holds the rotation
-// lease or changed the key set first; try again.
+// ErrBusy is returned by Rotate, RotateNow and SetAlgorithm when another
+// replica holds the rotation lease or changed the key set first; try
+// again.
 var ErrBusy = errors.New("keys: key set is being changed by another replica")
 
 // verdict is how the stored key set relates to the one a replica holds.
@@ -155,6 +136,10 @@ func hasKid(as *algSet, kid string) bool {
 // installable reports whether a replica may install a stored set of this
 // verdict as it is.
 func installable(v verdict) bool { return v == vSame || v == vNewer }
+
+// storedIsBase reports whether a write after this verdict starts from the
+// stored set (see reconcile), rather than from this replica's.
+func storedIsBase(v verdict) bool { return installable(v) || v == vTieLost || v == vUnrelated }
 
 // reconcile returns the set a write starts from, given the stored set and
 // the snapshot in use (nil before any is loaded). A stored set this replica
@@ -249,18 +234,26 @@ func (m *Manager) report(v verdict, stored *keySet, cur *state) {
 	default:
 		return
 	}
-	if cur.meta != nil {
-		cur.meta.regressions.Add(1)
-	}
+	m.regressions.Add(1)
 }
 
 // writeLocked applies mutate to the freshly read key set, reconciled with
 // the one in memory (see reconcile), under the lease and stores the result
-// with a compare-and-swap, at the next revision and with a new set id. It
-// reports done=false, with a nil error, when the lease is held elsewhere
-// (unless force) or the compare-and-swap lost; the caller reloads. m.mu is
-// held.
+// with a compare-and-swap, at the next revision and with a new set id; a
+// set without a recorded default gets the fleet's (see fleetDefault) or
+// this replica's. It reports done=false, with a nil error, when the lease
+// is held elsewhere (unless force) or the compare-and-swap lost; the
+// caller reloads. A set this replica cannot use (check: another
+// replica's write since the caller looked) is not written: a
+// *MismatchError. m.mu is held.
 func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keySet, time.Time) (bool, error)) (done bool, err error) {
+	return m.writeSet(ctx, force, true, mutate)
+}
+
+// writeSet is writeLocked; guard=false skips the check of the set before
+// mutate, for SetAlgorithm, which changes the fleet's default on purpose.
+// The written set is adopted (see adopt) either way.
+func (m *Manager) writeSet(ctx context.Context, force, guard bool, mutate func(*keySet, time.Time) (bool, error)) (done bool, err error) {
 	ok, err := m.store.AcquireLease(ctx, leaseName, m.holder, leaseTTL)
 	if err != nil {
 		return false, fmt.Errorf("keys: acquire rotation lease: %w", err)
@@ -294,9 +287,20 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 	if cur != nil && cur.set != nil {
 		rev = max(rev, cur.set.Revision)
 	}
+	if guard {
+		if err := m.check(set); err != nil {
+			return false, err
+		}
+	}
 	changed, err := mutate(set, now)
 	if err != nil {
 		return false, err
+	}
+	if set.Default == "" {
+		if set.Default = m.fleetDefault(set); set.Default == "" {
+			set.Default = m.algs[0]
+		}
+		changed = true
 	}
 	changed = changed || !installable(v)
 	if changed {
@@ -307,7 +311,7 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 		return false, err
 	}
 	if !changed {
-		m.setState(st)
+		m.adopt(st)
 		return true, nil
 	}
 	data, err := json.Marshal(set)
@@ -326,97 +330,8 @@ func (m *Manager) writeLocked(ctx context.Context, force bool, mutate func(*keyS
 		return false, fmt.Errorf("keys: store key set: %w", err)
 	}
 	st.version = nv
-	m.setState(st)
+	m.adopt(st)
 	return true, nil
-}
-
-// ensure gives every configured algorithm missing from set an Active and a
-// Next key, drops retired keys past their RetireAt and, when a KEK is
-// configured, seals private keys that were stored in clear.
-func (m *Manager) ensure(set *keySet, now time.Time) (bool, error) {
-	changed := prune(set, now)
-	if m.sealer.aead != nil {
-		for _, as := range set.Algs {
-			for _, sk := range []*storedKey{&as.Active, &as.Next} {
-				if sk.Seal != sealNone {
-					continue
-				}
-				k, err := m.sealer.decode(*sk)
-				if err != nil {
-					return false, err
-				}
-				if *sk, err = m.sealer.encode(k, sk.Created); err != nil {
-					return false, err
-				}
-				changed = true
-			}
-		}
-	}
-	for _, a := range m.algs {
-		if set.Algs[a] != nil {
-			continue
-		}
-		active, err := m.fresh(a, now)
-		if err != nil {
-			return false, err
-		}
-		next, err := m.fresh(a, now)
-		if err != nil {
-			return false, err
-		}
-		set.Algs[a] = &algSet{Active: active, Next: next, RotatedAt: now}
-		m.log.Info("signing keys created", "alg", a, "active_kid", active.KID, "next_kid", next.KID)
-		changed = true
-	}
-	return changed, nil
-}
-
-// fresh generates and encodes a new key for alg.
-func (m *Manager) fresh(alg string, now time.Time) (storedKey, error) {
-	k, err := newKey(alg)
-	if err != nil {
-		return storedKey{}, err
-	}
-	return m.sealer.encode(k, now)
-}
-
-// prune drops retired keys whose RetireAt has passed.
-func prune(set *keySet, now time.Time) bool {
-	changed := false
-	for _, as := range set.Algs {
-		kept := as.Retired[:0]
-		for _, r := range as.Retired {
-			if now.Before(r.RetireAt) {
-				kept = append(kept, r)
-			}
-		}
-		changed = changed || len(kept) != len(as.Retired)
-		as.Retired = kept
-	}
-	return changed
-}
-
-// rotate moves Next to Active, retires the old Active until now+m.keep
-// and generates a fresh Next for alg.
-func (m *Manager) rotate(set *keySet, alg string, now time.Time) error {
-	as := set.Algs[alg]
-	next, err := m.fresh(alg, now)
-	if err != nil {
-		return err
-	}
-	old := as.Active
-	old.Seal, old.Private, old.RetireAt = "", nil, now.Add(m.keep)
-	as.Retired = append(as.Retired, old)
-	as.Active, as.Next, as.RotatedAt = as.Next, next, now
-	m.log.Info("signing key rotated", "alg", alg, "active_kid", as.Active.KID, "next_kid", next.KID,
-		"retired_kid", old.KID, "retire_at", old.RetireAt)
-	return nil
-}
-
-// due reports whether alg's Active key has signed for a rotation period.
-func (m *Manager) due(set *keySet, alg string, now time.Time) bool {
-	as := set.Algs[alg]
-	return as == nil || !now.Before(as.RotatedAt.Add(m.rotation))
 }
 
 // Sync reloads the key set from storage and, when a rotation is due, takes
@@ -426,6 +341,13 @@ func (m *Manager) due(set *keySet, alg string, now time.Time) bool {
 // set that is missing, older, written independently at the same revision
 // or lacking this replica's signing keys is logged, counted (Regressions)
 // and repaired by writing forward (see reconcile).
+//
+// Every Sync checks the stored set against this replica (check): while its
+// key-encryption key does not open the keys, the set has no key for its
+// signing.algorithm, or the set it would use records another default
+// algorithm for the fleet, the Manager refuses (Readiness; logged once per
+// reason) and writes nothing; the first Sync that finds the set usable
+// ends the refusal.
 func (m *Manager) Sync(ctx context.Context) error {
 	if m.static {
 		return nil
@@ -444,10 +366,24 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if cur != nil && cur.set != nil {
 		v = classify(set, cur.set)
 	}
+	if set != nil {
+		check := m.checkKeys
+		if storedIsBase(v) {
+			// The fleet's default is the stored set's only when that set
+			// is the one this replica would use: an older one (a storage
+			// rollback) is overwritten with this replica's, default and
+			// all.
+			check = m.check
+		}
+		if err := check(set); err != nil {
+			m.refuseLocked(err)
+			return nil
+		}
+	}
 	now := m.now()
 	write := !installable(v)
 	if !write {
-		write = !m.complete(set)
+		write = !m.complete(set) || set.Default == ""
 		for _, a := range m.algs {
 			write = write || m.due(set, a, now)
 		}
@@ -474,6 +410,9 @@ func (m *Manager) Sync(ctx context.Context) error {
 		}
 		return changed || rotated, nil
 	})
+	if m.refused(err) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -481,107 +420,4 @@ func (m *Manager) Sync(ctx context.Context) error {
 		return m.install(set, version)
 	}
 	return nil
-}
-
-// RotateNow rotates every configured algorithm at once, under the lease,
-// unless another replica rotated since this Manager last loaded the set (so
-// two replicas asked at the same moment make one rotation). It returns
-// ErrBusy when another replica holds the lease or wrote first.
-//
-// The key that starts signing is the published Next key, so relying
-// parties that fetched the JWKS since the previous rotation already have
-// it; a second RotateNow within MaxAge activates a key they may not have
-// fetched yet. Use it for a suspected compromise, not routinely.
-func (m *Manager) RotateNow(ctx context.Context) error {
-	if m.static {
-		return ErrStatic
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur := m.state.Load()
-	if cur == nil {
-		return ErrNotReady
-	}
-	gen := cur.set.Generation
-	done, err := m.writeLocked(ctx, false, func(s *keySet, now time.Time) (bool, error) {
-		changed, err := m.ensure(s, now)
-		if err != nil {
-			return false, err
-		}
-		if s.Generation != gen {
-			return changed, nil
-		}
-		for _, a := range m.algs {
-			if err := m.rotate(s, a, now); err != nil {
-				return false, err
-			}
-		}
-		s.Generation++
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	if !done {
-		return ErrBusy
-	}
-	return nil
-}
-
-// runSync is Run's loop: it calls Sync every interval and, when the store
-// implements storage.KeyNotifier, as soon as any replica stored a new key
-// set, so a rotation reaches every replica within moments. The timer stays
-// as the fallback for lost notifications; a subscription that fails or ends
-// is retried at the next tick. Errors are logged; the Manager keeps serving
-// the keys it has.
-func (m *Manager) runSync(ctx context.Context, interval time.Duration) {
-	if m.static {
-		return
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	notifier, _ := m.store.(storage.KeyNotifier)
-	var notes <-chan struct{}
-	subscribe := func() {
-		if notifier == nil || notes != nil {
-			return
-		}
-		ch, err := notifier.SubscribeKeys(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				m.log.Warn("cannot subscribe to key-set changes; syncing on the timer only until it works", "err", err)
-			}
-			return
-		}
-		notes = ch
-		if mt := m.meta(); mt != nil {
-			mt.subscribed.Store(true)
-		}
-	}
-	subscribe()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			subscribe()
-		case _, ok := <-notes:
-			if !ok {
-				notes = nil
-				if mt := m.meta(); mt != nil {
-					mt.subscribed.Store(false)
-				}
-				continue
-			}
-		}
-		if err := m.Refresh(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("key sync failed; serving the keys in memory", "err", err)
-		}
-	}
-}
-
-// subscribed reports whether runSync holds a key-change subscription.
-func (m *Manager) subscribed() bool {
-	mt := m.meta()
-	return mt != nil && mt.subscribed.Load()
 }
