@@ -58,15 +58,15 @@ func NewEpochID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// EpochStart returns the Since of an epoch created at now: a store seen for
-// the first time holds nothing from before, so the epoch starts at the
-// beginning of the current second and tokens issued in it (whose iat has
-// whole seconds) are not taken for older ones. A store found empty or
-// behind starts its epoch at now exactly: anything issued in the same
+// EpochStart returns the Since of an epoch created at now. A store seen
+// for the first time (no record, and this client saw none) holds nothing
+// from before, so its epoch distrusts nothing: Since is zero, and records
+// are never compared across replicas' clocks for it. A store found empty
+// or behind starts its epoch at now exactly: anything issued in the same
 // second but before is refused.
 func EpochStart(now time.Time, change EpochChange, seen int64) time.Time {
 	if change == EpochCreated && seen == 0 {
-		return now.Truncate(time.Second)
+		return time.Time{}
 	}
 	return now
 }
@@ -142,7 +142,11 @@ func (t *EpochTracker) Observe(e Epoch, change EpochChange) {
 		e.N = prev.N
 	}
 	t.cur = e
-	t.since.Store(e.Since.UnixNano())
+	var ns int64
+	if e.Since.After(time.Unix(0, 0)) {
+		ns = e.Since.UnixNano()
+	}
+	t.since.Store(ns)
 }
 
 // EpochInterval is how often the broker calls Storage.Heartbeat. A

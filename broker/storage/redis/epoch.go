@@ -51,10 +51,10 @@ func (s *Store) epochKey() string { return s.prefix + ":epoch" }
 func (s *Store) tickArgs() []any {
 	seen := s.epoch.Seen()
 	now := s.now()
-	first := storage.EpochStart(now, storage.EpochCreated, 0)
+	first := "0" // storage.EpochStart of a first epoch: zero, nothing distrusted
 	return []any{
 		seen, storage.NewEpochID(),
-		strconv.FormatInt(first.UnixNano(), 10), strconv.FormatInt(now.UnixNano(), 10),
+		first, strconv.FormatInt(now.UnixNano(), 10),
 		"1", strconv.FormatInt(seen+storage.EpochJump, 10),
 	}
 }
@@ -90,7 +90,11 @@ func parseEpoch(res []any) (storage.Epoch, storage.EpochChange, error) {
 	if !ok1 || !ok2 || err1 != nil || err2 != nil || change < 0 || change > 2 {
 		return storage.Epoch{}, 0, bad
 	}
-	return storage.Epoch{ID: id, Since: time.Unix(0, since), N: n}, storage.EpochChange(change), nil
+	e := storage.Epoch{ID: id, N: n}
+	if since > 0 {
+		e.Since = time.Unix(0, since)
+	}
+	return e, storage.EpochChange(change), nil
 }
 
 // Since returns the start of the epoch this client last saw; see
