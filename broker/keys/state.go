@@ -177,8 +177,8 @@ var ErrUnknownKey = errors.New("keys: unknown signing key")
 
 // Verify checks a compact JWS against the published keys (Active, Next and
 // Retired not yet expired) and returns its payload and typ header. Only
-// algorithms this Manager signs with are accepted, narrowed to algs when
-// given; "none" and HMAC never are. The token must name a published key id
+// the algorithms of the shared key set (PublishedAlgorithms) are accepted,
+// narrowed to algs when given; "none" and HMAC never are. The token must name a published key id
 // whose algorithm matches its header; a header asking for compression or
 // an extension (zip, crit, b64: jwa.CheckHeader) and a token not in
 // canonical base64url (jwa.CheckCompact) are refused. Verify does no I/O
@@ -190,7 +190,10 @@ func (m *Manager) Verify(token string, algs ...string) (payload []byte, typ stri
 		return nil, "", ErrNotReady
 	}
 	var allowed []jose.SignatureAlgorithm
-	for _, a := range m.algs {
+	// Every algorithm of the shared set, not only this replica's: while
+	// signing.algorithms differs between replicas, one verifies what
+	// another signed. The key's own algorithm is checked below.
+	for _, a := range m.PublishedAlgorithms() {
 		if len(algs) == 0 || slices.Contains(algs, a) {
 			allowed = append(allowed, jose.SignatureAlgorithm(a))
 		}
