@@ -598,13 +598,14 @@ func TestKubernetes(t *testing.T) {
 // flight once its listener is closed (cmd/fedbroker/serve.go).
 const serveShutdownTimeout = 20 * time.Second
 
-// checkDrain: on SIGTERM a pod answers /readyz with 503 for
-// http.drain_period, then closes its listener and finishes requests in
-// flight for up to serveShutdownTimeout. Kubernetes must not kill it
-// before that (terminationGracePeriodSeconds), and the drain must last
-// long enough for the readiness probe to see the 503 (its period times
-// its failure threshold), since the image has no shell for a preStop
-// sleep.
+// checkDrain: before SIGTERM the kubelet runs the preStop sleep (its own
+// sleep action: the distroless image has no shell, so never an exec);
+// then a pod answers /readyz with 503 for http.drain_period, closes its
+// listener and finishes requests in flight for up to
+// serveShutdownTimeout. Kubernetes must not kill it before all of that
+// (terminationGracePeriodSeconds), and the drain must last long enough for
+// the readiness probe to see the 503 (its period times its failure
+// threshold).
 func checkDrain(t *testing.T, podSpec, container any, cfg *config.Config) {
 	t.Helper()
 	drain := cfg.HTTP.Drain()
@@ -615,8 +616,12 @@ func checkDrain(t *testing.T, podSpec, container any, cfg *config.Config) {
 	if !ok {
 		t.Fatalf("terminationGracePeriodSeconds = %v, want a number of seconds", get(podSpec, "terminationGracePeriodSeconds"))
 	}
-	if g := time.Duration(grace) * time.Second; g <= drain+serveShutdownTimeout {
-		t.Errorf("terminationGracePeriodSeconds %d must exceed http.drain_period %s + the shutdown timeout %s", grace, drain, serveShutdownTimeout)
+	sleep, _ := get(container, "lifecycle", "preStop", "sleep", "seconds").(int)
+	if sleep <= 0 {
+		t.Errorf("preStop sleep = %v, want a positive number of seconds (lifecycle.preStop.sleep.seconds)", get(container, "lifecycle", "preStop"))
+	}
+	if g, pre := time.Duration(grace)*time.Second, time.Duration(sleep)*time.Second; g <= pre+drain+serveShutdownTimeout {
+		t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep %s + http.drain_period %s + the shutdown timeout %s", grace, pre, drain, serveShutdownTimeout)
 	}
 	period, _ := get(container, "readinessProbe", "periodSeconds").(int)
 	failures, _ := get(container, "readinessProbe", "failureThreshold").(int)
