@@ -113,8 +113,25 @@ type TLS struct {
 
 // Storage selects the backend.
 type Storage struct {
-	Type  string `yaml:"type"` // memory | redis
-	Redis Redis  `yaml:"redis"`
+	Type     string   `yaml:"type"` // memory | redis | sqlite | postgres
+	Redis    Redis    `yaml:"redis"`
+	SQLite   SQLite   `yaml:"sqlite"`
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// SQLite configures the embedded, durable single-node backend: one file
+// (plus its -wal and -shm files next to it) that one broker process owns.
+type SQLite struct {
+	// Path of the database file; created when missing. Default
+	// DefaultSQLitePath, relative to the working directory.
+	Path string `yaml:"path"`
+}
+
+// Postgres configures the PostgreSQL backend for fleets. URL is
+// postgres://user@host:port/db?sslmode=…; leave the password out and set
+// PGPASSWORD in the environment (or use ${VAR} expansion).
+type Postgres struct {
+	URL string `yaml:"url"`
 }
 
 // Redis configures the production backend. URL forms:

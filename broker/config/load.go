@@ -293,6 +293,7 @@ const (
 	DefaultAuthCode        = 60 * time.Second
 	DefaultAuthRequest     = 10 * time.Minute
 	DefaultSession         = 12 * time.Hour
+	DefaultSQLitePath      = "fedbroker.db"
 	DefaultKeyPrefix       = "fb"
 	DefaultEvictionPolicy  = "refuse"
 )
@@ -310,6 +311,9 @@ func (c *Config) SetDefaults() {
 	setString(&c.HTTP.Addr, DefaultAddr)
 	setString(&c.Storage.Type, DefaultStorage)
 	setString(&c.Storage.Redis.KeyPrefix, DefaultKeyPrefix)
+	if c.Storage.Type == "sqlite" {
+		setString(&c.Storage.SQLite.Path, DefaultSQLitePath)
+	}
 	setString(&c.Storage.Redis.EvictionPolicy, DefaultEvictionPolicy)
 	setString(&c.Signing.Algorithm, DefaultAlgorithm)
 	setDuration(&c.Signing.RotationPeriod, DefaultRotation)

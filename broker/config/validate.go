@@ -227,8 +227,20 @@ func validateStorage(c *Config, ps *problems) {
 			// `fedbroker check` and at start, by the storage's own parser.
 			ps.Add("storage.redis.url", "want redis://, rediss://, unix://, redis-sentinel:// or redis-cluster://")
 		}
+	case "sqlite":
+		if strings.TrimSpace(c.Storage.SQLite.Path) == "" {
+			ps.Add("storage.sqlite.path", "required for storage.type sqlite")
+		}
+	case "postgres":
+		u := c.Storage.Postgres.URL
+		switch scheme, _, _ := strings.Cut(u, "://"); {
+		case u == "":
+			ps.Add("storage.postgres.url", "required for storage.type postgres")
+		case scheme != "postgres" && scheme != "postgresql":
+			ps.Add("storage.postgres.url", "want postgres://user@host:port/database")
+		}
 	default:
-		ps.Add("storage.type", "must be memory or redis, not %q", c.Storage.Type)
+		ps.Add("storage.type", "must be memory, sqlite, redis or postgres, not %q", c.Storage.Type)
 	}
 	if c.Storage.Redis.KeyPrefix == "" || strings.ContainsAny(c.Storage.Redis.KeyPrefix, " \t\r\n{}") {
 		ps.Add("storage.redis.key_prefix", "must be non-empty, without spaces or braces")
