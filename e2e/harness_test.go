@@ -70,8 +70,11 @@ var hashes = sync.OnceValues(func() (string, string) {
 type brokerConfig struct {
 	Issuer   string // default http://<Addr>
 	Addr     string // default a free loopback port
-	RedisURL string // empty: memory storage
-	Eviction string // storage.redis.eviction_policy
+	RedisURL string // empty: memory storage (unless SQLitePath or PostgresURL)
+	// SQLitePath and PostgresURL select the SQL stores instead.
+	SQLitePath  string
+	PostgresURL string
+	Eviction    string // storage.redis.eviction_policy
 	// WorkloadAddr, when set, makes the broker trust the workload issuer
 	// fedbroker-load serves there, for client "ci" (secret svcSecret).
 	WorkloadAddr string
@@ -90,9 +93,14 @@ func (c brokerConfig) yaml() string {
 	if c.SignInBurst > 0 {
 		fmt.Fprintf(&b, "  sign_in_limit: {burst: %d, every: 1ms}\n", c.SignInBurst)
 	}
-	if c.RedisURL == "" {
+	switch {
+	case c.SQLitePath != "":
+		fmt.Fprintf(&b, "storage:\n  type: sqlite\n  sqlite:\n    path: %q\n", c.SQLitePath)
+	case c.PostgresURL != "":
+		fmt.Fprintf(&b, "storage:\n  type: postgres\n  postgres:\n    url: %q\n", c.PostgresURL)
+	case c.RedisURL == "":
 		b.WriteString("storage:\n  type: memory\n")
-	} else {
+	default:
 		fmt.Fprintf(&b, "storage:\n  type: redis\n  redis:\n    url: %q\n", c.RedisURL)
 		if c.Eviction != "" {
 			fmt.Fprintf(&b, "    eviction_policy: %s\n", c.Eviction)
@@ -323,11 +331,20 @@ type cluster struct {
 // startCluster starts n replicas on redisURL with a common issuer.
 func startCluster(t testing.TB, n int, redisURL string, extra string) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, brokerConfig{RedisURL: redisURL, ExtraConnectors: extra})
+}
+
+// startClusterWith starts n replicas of base (its storage shared) behind
+// one router whose address is their common issuer.
+func startClusterWith(t testing.TB, n int, base brokerConfig) *cluster {
+	t.Helper()
 	cl := &cluster{}
 	router := httptest.NewUnstartedServer(nil)
 	cl.Issuer = "http://" + router.Listener.Addr().String()
 	for range n {
-		cl.Replicas = append(cl.Replicas, newReplica(t, brokerConfig{Issuer: cl.Issuer, RedisURL: redisURL, ExtraConnectors: extra}))
+		cfg := base
+		cfg.Issuer, cfg.Addr = cl.Issuer, ""
+		cl.Replicas = append(cl.Replicas, newReplica(t, cfg))
 	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
