@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
@@ -163,4 +164,14 @@ const EpochInterval = 500 * time.Millisecond
 // (not zero) and before since.
 func CreatedBefore(created, since time.Time) bool {
 	return !created.IsZero() && created.Before(since)
+}
+
+// EpochStarter is implemented by backends whose epoch an operator can move
+// forward by hand (`fedbroker storage distrust`): after restoring a backup
+// while no broker ran, nothing remembers the newer state, so the operator
+// says it. StartEpoch writes a new epoch beginning now, ahead of every
+// counter a client may have seen; every replica adopts it at its next
+// tick.
+type EpochStarter interface {
+	StartEpoch(ctx context.Context) (Epoch, error)
 }

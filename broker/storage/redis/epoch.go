@@ -47,6 +47,28 @@ return {change, ARGV[2], since, n}`)
 
 func (s *Store) epochKey() string { return s.prefix + ":epoch" }
 
+// startEpochScript: KEYS[1] epoch; ARGV new id, since, jump. Writes a new
+// epoch whose counter is the stored one (or 0) plus the jump. {id, since, n}.
+var startEpochScript = goredis.NewScript(`
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0') + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'since', ARGV[2], 'n', string.format('%d', n))
+return {ARGV[1], ARGV[2], n}`)
+
+// StartEpoch begins a new epoch now; see storage.EpochStarter.
+func (s *Store) StartEpoch(ctx context.Context) (storage.Epoch, error) {
+	now := s.now()
+	res, err := startEpochScript.Run(ctx, s.c, []string{s.epochKey()}, storage.NewEpochID(), strconv.FormatInt(now.UnixNano(), 10), storage.EpochJump).Slice()
+	if err != nil {
+		return storage.Epoch{}, unavailable("start epoch", err)
+	}
+	e, _, err := parseEpoch(append([]any{int64(0)}, res...))
+	if err != nil {
+		return storage.Epoch{}, err
+	}
+	s.epoch.Observe(e, storage.EpochSame)
+	return e, nil
+}
+
 // tickArgs are epochScript's arguments for this client now.
 func (s *Store) tickArgs() []any {
 	seen := s.epoch.Seen()

@@ -246,3 +246,31 @@ func TestEpochTickInPipeline(t *testing.T) {
 		t.Errorf("stored counter = %d (%v), want the client's %d", n, err, a.epoch.Seen())
 	}
 }
+
+// TestStartEpoch: an operator distrusts everything from before now (after
+// restoring a backup while no broker ran); every client adopts the new
+// epoch and refuses what came before, without counting a regression.
+func TestStartEpoch(t *testing.T) {
+	ctx := context.Background()
+	url := redistest.StartServer(t).URL()
+	a := open(t, url, Options{})
+	defer a.Close()
+	fx := newFixture(t, a)
+	op := open(t, url, Options{})
+	defer op.Close()
+	time.Sleep(2 * time.Millisecond)
+	e, err := op.StartEpoch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Since.IsZero() || e.N < storage.EpochJump {
+		t.Errorf("new epoch = %+v, want one that starts now, ahead of every counter", e)
+	}
+	if err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Since().Equal(e.Since) || a.Regressions() != 0 {
+		t.Errorf("client after StartEpoch: Since %v (want %v), regressions %d (want 0)", a.Since(), e.Since, a.Regressions())
+	}
+	wantForgotten(t, a, fx)
+}
