@@ -33,6 +33,13 @@ type Identity struct {
 	// ConnectorData is opaque state the connector wants back on Refresh (an
 	// upstream refresh token, say). The broker stores it encrypted.
 	ConnectorData []byte
+	// NoRefresh tells the broker not to issue a refresh token for this
+	// sign-in: the upstream gave none and the connector's policy refuses
+	// refreshes it cannot check upstream.
+	NoRefresh bool
+	// RefreshUntil, when not zero, is when the upstream session this
+	// sign-in rests on ends: no broker refresh token of it may outlive it.
+	RefreshUntil time.Time
 }
 
 // Scopes tells a connector what the downstream client asked for.
@@ -143,6 +150,15 @@ type HealthChecker interface {
 	// CheckHealth returns nil when the upstream answers as expected, or an
 	// error that says what failed. It must not change the connector's state.
 	CheckHealth(ctx context.Context) error
+}
+
+// StatusReporter is implemented by connectors that have something to tell
+// operators beyond whether the upstream answers (an upstream that issues no
+// refresh tokens, say).
+type StatusReporter interface {
+	// Warnings returns what an operator should act on, empty when all is
+	// well. It must be cheap and must not call the upstream.
+	Warnings() []string
 }
 
 // ReplayCache remembers the ids of messages that must be accepted only once

@@ -286,6 +286,9 @@ connectors:
       client_secret: %s
       # Contoso releases groups only for the groups scope.
       scopes: [openid, profile, email, groups]
+      # Ask for Contoso's password every time (no silent SSO there), and
+      # consent, which offline_access needs (OpenID Connect Core §11).
+      prompt: login consent
   - id: fabrikam
     type: saml
     name: Fabrikam (SAML)

@@ -28,6 +28,7 @@ type ConnectorStatus struct {
 	Health    observe.HealthRecord `json:"health"`
 	Reachable *bool                `json:"reachable,omitempty"`
 	Problem   string               `json:"problem,omitempty"`
+	Warnings  []string             `json:"warnings,omitempty"`
 }
 
 // Connectors reports every connector with its recent health and, for those
@@ -45,6 +46,9 @@ func Connectors(ctx context.Context, rt *runtime.Runtime, health *observe.Health
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			impl, err := conn.Open(ctx)
+			if sr, ok := impl.(connectors.StatusReporter); ok && err == nil {
+				out[i].Warnings = sr.Warnings()
+			}
 			if err == nil {
 				hc, ok := impl.(connectors.HealthChecker)
 				if !ok {

@@ -75,6 +75,8 @@ func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 		ConnectorData:     f.sealer.Seal(id.ConnectorData, sess.PublicID),
 		IDTokenClaims:     res.IDToken,
 		AccessTokenClaims: res.AccessToken,
+		NoRefresh:         id.NoRefresh,
+		RefreshUntil:      id.RefreshUntil,
 	}
 	sess.Grant = grant
 	if err := f.store.CreateSession(ctx, sess); err != nil {

@@ -68,15 +68,24 @@ func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(ac.Grant.Scopes, "offline_access") && cl.AllowsGrant(config.GrantRefreshToken) {
+	absolute := now.Add(rt.Tokens.RefreshAbsolute)
+	if u := ac.Grant.RefreshUntil; !u.IsZero() {
+		absolute = earliest(absolute, u)
+	}
+	wantRefresh := slices.Contains(ac.Grant.Scopes, "offline_access") && cl.AllowsGrant(config.GrantRefreshToken)
+	if wantRefresh && (ac.Grant.NoRefresh || !absolute.After(now)) {
+		wantRefresh = false
+		g.audit.Event("refresh_not_issued", "client_id", cl.ID, "sub", ac.Grant.Subject, "connector", ac.Grant.ConnectorID, "reason", "the upstream issued no refresh token")
+	}
+	if wantRefresh {
 		token := ac.FamilyID + "." + oauth.RandomToken(32)
 		fam := storage.RefreshFamily{
 			ID:             ac.FamilyID,
 			Grant:          ac.Grant,
 			CreatedAt:      now,
 			LastUsed:       now,
-			IdleExpiry:     earliest(now.Add(rt.Tokens.RefreshIdle), now.Add(rt.Tokens.RefreshAbsolute)),
-			AbsoluteExpiry: now.Add(rt.Tokens.RefreshAbsolute),
+			IdleExpiry:     earliest(now.Add(rt.Tokens.RefreshIdle), absolute),
+			AbsoluteExpiry: absolute,
 		}
 		switch err := g.store.CreateRefresh(ctx, fam, token); {
 		case errors.Is(err, storage.ErrNotFound):

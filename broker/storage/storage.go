@@ -100,6 +100,10 @@ type Grant struct {
 	ConnectorData     []byte         `json:"connector_data,omitempty"` // encrypted by the broker
 	IDTokenClaims     map[string]any `json:"id_claims,omitempty"`
 	AccessTokenClaims map[string]any `json:"at_claims,omitempty"`
+	// NoRefresh and RefreshUntil are the connector's limits on refresh
+	// tokens of this sign-in (connectors.Identity).
+	NoRefresh    bool      `json:"no_refresh,omitempty"`
+	RefreshUntil time.Time `json:"refresh_until,omitzero"`
 
 	// FamilyRef names, in the access tokens minted from this grant, the
 	// refresh family (or code) they descend from, so that revoking the

@@ -85,7 +85,7 @@ func TestCheck(t *testing.T) {
 		{"many problems", `
 issuer: ftp://broker.example.com
 storage:
-  type: postgres
+  type: etcd
 admin:
   token: short
 connectors:

@@ -163,7 +163,9 @@ func (c *Config) oidcConfig() oidc.Config {
 // Open discovers the tenant with opts.HTTPClient and returns a
 // *oidc.Connector with Entra's checks.
 func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (connectors.Connector, error) {
-	ext := oidc.Extension{CheckClaims: c.checkClaims, Subject: subject}
+	// Entra issues refresh tokens for offline_access without prompt=consent,
+	// which would show its consent page on every sign-in.
+	ext := oidc.Extension{CheckClaims: c.checkClaims, Subject: subject, NoConsentPrompt: true}
 	if c.Tenant == TenantOrganizations || c.Tenant == TenantCommon {
 		ext.DiscoveryIssuer = c.loginURL() + "/{tenantid}/v2.0"
 	}

@@ -1,9 +1,11 @@
 // Package oidc is a connector for any upstream OpenID Connect provider:
 // discovery through go-oidc (the published issuer must equal the configured
 // one), authorization code flow with PKCE S256, nonce and state, ID tokens
-// checked for signature (algorithm allowlist), iss, aud, exp and nonce, an
-// optional userinfo merge, and upstream refresh so that a user disabled
-// upstream can no longer refresh at the broker.
+// checked for signature (algorithm allowlist), iss, aud, exp and nonce, the
+// callback's iss checked as RFC 9207 says, an optional userinfo merge, and
+// upstream refresh so that a user disabled upstream can no longer refresh at
+// the broker (prompt=consent with offline_access, OpenID Connect Core §11;
+// a policy for sign-ins that bring no refresh token, see offline.go).
 //
 // The google and azuread connectors are built on it through Open and
 // Extension.
@@ -62,6 +64,28 @@ type Config struct {
 	// lists it, or lists no scopes) and keeps the upstream refresh token so
 	// that broker refreshes are checked upstream. Default true.
 	OfflineAccess *bool `yaml:"offline_access"`
+	// OfflineAccessMissing is what a sign-in that asked for upstream refresh
+	// but got no refresh token allows the broker: OfflineMissingCap (the
+	// default) or OfflineMissingRefuse. See offline.go.
+	OfflineAccessMissing string `yaml:"offline_access_missing"`
+	// UpstreamSessionLifetime, with OfflineMissingCap, is how long the
+	// upstream session lasts, counted from its auth_time (or the sign-in);
+	// default: until the upstream ID token's exp.
+	UpstreamSessionLifetime time.Duration `yaml:"upstream_session_lifetime"`
+	// Prompt is the prompt parameter sent upstream (OpenID Connect Core
+	// §3.1.2.1): space-separated none, login, consent, select_account.
+	// Unset: consent when offline_access is requested (§11), else none.
+	// Set to "" to send no prompt at all.
+	Prompt *string `yaml:"prompt"`
+	// DomainHint is sent as domain_hint (Entra ID, AD FS: skip the home
+	// realm discovery).
+	DomainHint string `yaml:"domain_hint"`
+	// ACRValues are sent as acr_values (requested, not checked: a mapping
+	// may check claims.acr).
+	ACRValues []string `yaml:"acr_values"`
+	// AuthParams are further authorization request parameters. They may not
+	// set a parameter the connector controls (reservedAuthParams).
+	AuthParams map[string]string `yaml:"auth_params"`
 	// Timeout bounds every upstream request (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// KeyRefreshInterval is the least time between two JWKS fetches caused
@@ -107,6 +131,8 @@ func (c *Config) Validate() []problem.Problem {
 	if c.KeyRefreshInterval < 0 {
 		add("key_refresh_interval", "must not be negative")
 	}
+	errs = append(errs, c.validateAuthParams()...)
+	errs = append(errs, c.validateOffline()...)
 	return errs
 }
 
@@ -135,6 +161,9 @@ func (c Config) withDefaults() Config {
 	if c.OfflineAccess == nil {
 		t := true
 		c.OfflineAccess = &t
+	}
+	if c.OfflineAccessMissing == "" {
+		c.OfflineAccessMissing = OfflineMissingCap
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout

@@ -38,6 +38,11 @@ type Extension struct {
 	// NoOfflineScope stops the offline_access scope from being requested
 	// (Google wants access_type=offline in AuthParams instead).
 	NoOfflineScope bool
+	// NoConsentPrompt stops prompt=consent from being sent with the
+	// offline_access scope, for an upstream that issues refresh tokens
+	// without it and would otherwise show its consent page on every
+	// sign-in (Entra ID).
+	NoConsentPrompt bool
 	// CheckClaims vets the verified ID token claims (merged with userinfo)
 	// on sign-in and on refresh.
 	CheckClaims func(ctx context.Context, claims map[string]any) error
@@ -59,9 +64,15 @@ type Connector struct {
 	keys        *jwks.Remote
 	client      *http.Client
 	callbackURL string
-	offline     bool
+	params      url.Values // added to every authorization request
 	now         func() time.Time
 	logger      *slog.Logger
+
+	wantRefresh    bool // offline_access is on: an upstream refresh token is wanted
+	askOffline     bool // the offline_access scope is requested
+	scopeNotListed bool // wanted, but the upstream does not list offline_access
+	issRequired    bool // the upstream advertises authorization_response_iss_parameter_supported
+	track          offlineTracker
 }
 
 // Compile-time checks of the contract.
@@ -76,11 +87,6 @@ type connState struct {
 	Verifier    string `json:"v"`
 	Nonce       string `json:"n"`
 	RedirectURI string `json:"r"`
-}
-
-// connectorData is Identity.ConnectorData: the upstream refresh token.
-type connectorData struct {
-	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // Open discovers the upstream with opts.HTTPClient and builds a Connector
@@ -117,8 +123,9 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 		return nil, fmt.Errorf("oidc: discovery at %s: %w", cfg.Issuer, err)
 	}
 	var meta struct {
-		JWKSURL string   `json:"jwks_uri"`
-		Scopes  []string `json:"scopes_supported"`
+		JWKSURL     string   `json:"jwks_uri"`
+		Scopes      []string `json:"scopes_supported"`
+		IssResponse bool     `json:"authorization_response_iss_parameter_supported"`
 	}
 	if err := p.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("oidc: discovery document: %w", err)
@@ -127,7 +134,13 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 		return nil, fmt.Errorf("oidc: discovery document has no jwks_uri")
 	}
 	c.provider = p
-	c.offline = *cfg.OfflineAccess && (len(meta.Scopes) == 0 || slices.Contains(meta.Scopes, "offline_access") || ext.NoOfflineScope)
+	c.issRequired = meta.IssResponse
+	c.wantRefresh = *cfg.OfflineAccess
+	listed := len(meta.Scopes) == 0 || slices.Contains(meta.Scopes, "offline_access")
+	c.scopeNotListed = c.wantRefresh && !ext.NoOfflineScope && !listed
+	if c.scopeNotListed {
+		c.logger.Warn("oidc: upstream does not list the offline_access scope; it is not requested", "connector", id, "issuer", cfg.Issuer)
+	}
 
 	algs := make([]jose.SignatureAlgorithm, len(cfg.AllowedAlgorithms))
 	for i, a := range cfg.AllowedAlgorithms {
@@ -141,9 +154,11 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 		Now:                  c.now,
 	})
 	scopes := slices.Clone(cfg.Scopes)
-	if c.offline && !ext.NoOfflineScope && !slices.Contains(scopes, "offline_access") {
+	if c.wantRefresh && !ext.NoOfflineScope && listed && !slices.Contains(scopes, "offline_access") {
 		scopes = append(scopes, "offline_access")
 	}
+	c.askOffline = slices.Contains(scopes, "offline_access")
+	c.params = authParams(cfg, ext, c.askOffline)
 	c.oauth = oauth2.Config{
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
@@ -161,7 +176,8 @@ func (c *Connector) ID() string { return c.id }
 func (c *Connector) HTTPClient() *http.Client { return c.client }
 
 // LoginURL returns the upstream authorization URL with PKCE S256, a fresh
-// nonce and state. connState is a small JSON object (PKCE verifier, nonce,
+// nonce and state, and the configured extra parameters (prompt,
+// domain_hint, acr_values, auth_params). connState is a small JSON object (PKCE verifier, nonce,
 // redirect URI) to be kept server-side by the broker; it is not encrypted.
 // An empty callbackURL means Options.CallbackURL.
 func (c *Connector) LoginURL(ctx context.Context, s connectors.Scopes, callbackURL, state string) (string, []byte, error) {
@@ -173,7 +189,7 @@ func (c *Connector) LoginURL(ctx context.Context, s connectors.Scopes, callbackU
 	}
 	st := connState{Verifier: oauth2.GenerateVerifier(), Nonce: randomString(), RedirectURI: callbackURL}
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce)}
-	for k, vs := range c.ext.AuthParams {
+	for k, vs := range c.params {
 		for _, v := range vs {
 			opts = append(opts, oauth2.SetAuthURLParam(k, v))
 		}
@@ -188,9 +204,11 @@ func (c *Connector) LoginURL(ctx context.Context, s connectors.Scopes, callbackU
 }
 
 // HandleCallback completes the sign-in from the upstream's redirect: it
-// exchanges the code (with the PKCE verifier), verifies the ID token
-// (signature, algorithm, iss, aud, exp, iat not in the future, nonce),
-// merges userinfo when configured, checks email_verified and returns the
+// checks iss (RFC 9207, see checkResponseIssuer), exchanges the code (with
+// the PKCE verifier), verifies the ID token (signature, algorithm, iss,
+// aud, exp, iat not in the future, nonce), merges userinfo when
+// configured, checks email_verified, keeps the upstream refresh token (or
+// applies offline_access_missing, see keepRefresh) and returns the
 // Identity. The state parameter is the broker's to check. Failures are
 // *connectors.UserError.
 func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, rawState []byte, r *http.Request) (connectors.Identity, error) {
@@ -199,6 +217,10 @@ func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, raw
 		return connectors.Identity{}, userError(CodeInvalidState, "This sign-in attempt is not valid any more. Please start again.", fmt.Errorf("oidc: missing or malformed connector state"))
 	}
 	q := r.URL.Query()
+	iss, err := c.checkResponseIssuer(q)
+	if err != nil {
+		return connectors.Identity{}, err
+	}
 	if e := q.Get("error"); e != "" {
 		return connectors.Identity{}, authorizeError(e, q.Get("error_description"))
 	}
@@ -216,15 +238,25 @@ func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, raw
 	if err != nil {
 		return connectors.Identity{}, err
 	}
-	return c.identity(ctx, tok, claims)
+	if err := c.checkTokenIssuer(iss, claims); err != nil {
+		return connectors.Identity{}, err
+	}
+	id, err := c.identity(ctx, tok, claims)
+	if err != nil {
+		return connectors.Identity{}, err
+	}
+	if err := c.keepRefresh(&id, tok, claims); err != nil {
+		return connectors.Identity{}, err
+	}
+	return id, nil
 }
 
 // Refresh asks the upstream again with the refresh token kept in
 // id.ConnectorData and returns the updated Identity. An upstream that
 // refuses (invalid_grant: user disabled, token revoked) yields a
-// *connectors.UserError with Code CodeRefreshDenied. When no upstream
-// refresh token was kept (offline_access off, or the upstream gave none),
-// id is returned unchanged.
+// *connectors.UserError with Code CodeRefreshDenied. When the upstream gave
+// no refresh token at sign-in, offline_access_missing decides (see
+// refreshWithoutToken); with offline_access off, id is returned unchanged.
 func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connectors.Identity) (connectors.Identity, error) {
 	var data connectorData
 	if len(id.ConnectorData) > 0 {
@@ -233,7 +265,7 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 		}
 	}
 	if data.RefreshToken == "" {
-		return id, nil
+		return c.refreshWithoutToken(id, data)
 	}
 	cctx := oidc.ClientContext(ctx, c.client)
 	tok, err := c.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: data.RefreshToken}).Token()
@@ -265,6 +297,9 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 	}
 	if nid.Subject != id.Subject {
 		return connectors.Identity{}, userError(CodeInvalidToken, "The identity provider returned another account. Please sign in again.", fmt.Errorf("oidc: refresh subject %q, want %q", nid.Subject, id.Subject))
+	}
+	if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken}); err != nil {
+		return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
 	}
 	return nid, nil
 }
@@ -336,7 +371,8 @@ func (c *Connector) mergeUserInfo(ctx context.Context, tok *oauth2.Token, claims
 	return nil
 }
 
-// identity applies the email_verified rule and the extension hooks.
+// identity applies the email_verified rule and the extension hooks. The
+// caller sets ConnectorData.
 func (c *Connector) identity(ctx context.Context, tok *oauth2.Token, claims map[string]any) (connectors.Identity, error) {
 	if _, hasEmail := claims["email"]; hasEmail && !c.cfg.InsecureSkipEmailVerified && !isTrue(claims["email_verified"]) {
 		return connectors.Identity{}, userError(CodeEmailNotVerified, "Your email address is not verified at the identity provider.", fmt.Errorf("oidc: email_verified is %v", claims["email_verified"]))
@@ -357,13 +393,6 @@ func (c *Connector) identity(ctx context.Context, tok *oauth2.Token, claims map[
 		return connectors.Identity{}, userError(CodeInvalidToken, "The identity provider did not say who you are.", fmt.Errorf("oidc: empty subject"))
 	}
 	id := connectors.Identity{Subject: sub, Claims: claims}
-	if c.offline && tok.RefreshToken != "" {
-		b, err := json.Marshal(connectorData{RefreshToken: tok.RefreshToken})
-		if err != nil {
-			return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
-		}
-		id.ConnectorData = b
-	}
 	if c.ext.Enrich != nil {
 		if err := c.ext.Enrich(ctx, tok, &id); err != nil {
 			return connectors.Identity{}, err

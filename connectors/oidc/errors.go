@@ -25,7 +25,8 @@ const (
 	CodeTokenExpired     = "token_expired"        // ID token past its exp
 	CodeInvalidState     = "invalid_state"        // connState missing or malformed
 	CodeEmailNotVerified = "email_not_verified"   // email claim present, email_verified not true
-	CodeRefreshDenied    = "refresh_denied"       // upstream refused the refresh token (invalid_grant)
+	CodeRefreshDenied    = "refresh_denied"       // upstream refused the refresh token (invalid_grant), or the sign-in brought none (offline_access_missing)
+	CodeIssuerMismatch   = "issuer_mismatch"      // callback iss missing (when advertised) or not the upstream's issuer (RFC 9207)
 )
 
 // userError builds a UserError, its cause wrapping connectors.ErrRefused or

@@ -8,7 +8,9 @@
 //
 // Knobs make it misbehave on purpose: authorize and token errors, delays,
 // key rotation, disabled users, wrong nonces, expired tokens, tokens signed
-// by a foreign key, and a fake issuer value.
+// by a foreign key, and a fake issuer value. Others make it stricter than
+// the default: RFC 9207's iss on authorization responses, and offline_access
+// honoured only with prompt=consent (OpenID Connect Core §11).
 //
 // It does not import "testing" and holds no global state: an IdP is safe for
 // concurrent use, and many may run in one process. It is not a production
@@ -107,6 +109,11 @@ type IdP struct {
 	keyFetches  int
 	sa          map[string]crypto.PublicKey
 	saKey       *rsa.PrivateKey
+
+	issParam      IssParameter
+	strictOffline bool
+	scopes        []string // scopes_supported; nil: the default list
+	lastAuthorize map[string][]string
 }
 
 type userState struct {

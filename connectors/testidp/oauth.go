@@ -18,7 +18,14 @@ import (
 
 func (p *IdP) discovery(w http.ResponseWriter, r *http.Request) {
 	u := p.srv.URL
-	writeJSON(w, http.StatusOK, map[string]any{
+	p.mu.Lock()
+	advertiseIss := p.issParam.Advertise
+	scopes := p.scopes
+	p.mu.Unlock()
+	if scopes == nil {
+		scopes = []string{"openid", "profile", "email", "offline_access"}
+	}
+	doc := map[string]any{
 		"issuer":                                p.Issuer(),
 		"authorization_endpoint":                u + "/authorize",
 		"token_endpoint":                        u + "/token",
@@ -28,9 +35,13 @@ func (p *IdP) discovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{string(p.opts.Algorithm)},
 		"code_challenge_methods_supported":      []string{"S256"},
-		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"scopes_supported":                      scopes,
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
-	})
+	}
+	if advertiseIss {
+		doc["authorization_response_iss_parameter_supported"] = true
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (p *IdP) jwks(w http.ResponseWriter, r *http.Request) {
@@ -54,15 +65,16 @@ func (p *IdP) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid client_id or redirect_uri", http.StatusBadRequest)
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastAuthorize = q
 	back := func(v url.Values) {
 		v.Set("state", q.Get("state"))
-		ru.RawQuery = v.Encode()
+		ru.RawQuery = p.withIss(v).Encode()
 		http.Redirect(w, r, ru.String(), http.StatusFound)
 	}
 	fail := func(code, desc string) { back(url.Values{"error": {code}, "error_description": {desc}}) }
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	switch {
 	case p.authzErr != "":
 		fail(p.authzErr, "configured error")
@@ -82,11 +94,8 @@ func (p *IdP) authorize(w http.ResponseWriter, r *http.Request) {
 	code := randString(16)
 	p.codes[code] = &grant{
 		sub: u.Subject, nonce: q.Get("nonce"), redirectURI: redirect,
-		challenge: q.Get("code_challenge"), scope: q.Get("scope"),
+		challenge: q.Get("code_challenge"), scope: p.grantedScope(q),
 		expires: p.opts.Now().Add(time.Minute),
-	}
-	if q.Get("access_type") == "offline" {
-		p.codes[code].scope += " offline_access"
 	}
 	back(url.Values{"code": {code}})
 }
