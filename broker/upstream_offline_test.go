@@ -2,6 +2,7 @@ package broker
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,5 +45,49 @@ func TestUpstreamOIDCWithoutRefreshToken(t *testing.T) {
 			clk.Advance(2 * time.Hour) // the upstream ID token lived 1h
 			wantOAuthError(t, h.refresh(rr.RefreshToken, "app"), http.StatusBadRequest, oauth.ErrInvalidGrant)
 		})
+	}
+}
+
+// TestAdminConnectorsShowsOfflineWarnings: the operator sees in
+// GET /admin/connectors that the upstream issued no refresh token.
+func TestAdminConnectorsShowsOfflineWarnings(t *testing.T) {
+	clk := newClock()
+	idp := testidp.New(testidp.Options{Now: clk.Now})
+	t.Cleanup(idp.Close)
+	idp.SetUser(corpUser)
+	idp.SetStrictOfflineAccess(true)
+	up := corpConnector(idp)
+	up.config += "prompt: login\n"
+	h := newHarness(t, nil, clk, withUpstreams(t, []upstream{up}, nil))
+	a := newAdminAPI(t, h, nil)
+	quiet := decodeJSON[struct {
+		Connectors []struct {
+			ID       string   `json:"id"`
+			Warnings []string `json:"warnings"`
+		} `json:"connectors"`
+	}](t, a.do(http.MethodGet, "/admin/connectors", "").body)
+	for _, c := range quiet.Connectors {
+		if len(c.Warnings) != 0 {
+			t.Errorf("connector %s has warnings before any sign-in: %v", c.ID, c.Warnings)
+		}
+	}
+	h.upstreamSignIn(h.newBrowser(), "corp")
+	got := decodeJSON[struct {
+		Connectors []struct {
+			ID       string   `json:"id"`
+			Warnings []string `json:"warnings"`
+		} `json:"connectors"`
+	}](t, a.do(http.MethodGet, "/admin/connectors", "").body)
+	found := false
+	for _, c := range got.Connectors {
+		if c.ID == "corp" {
+			found = len(c.Warnings) == 1 && strings.Contains(c.Warnings[0], "no refresh token")
+			if !found {
+				t.Errorf("corp warnings = %q, want one saying the upstream issued no refresh token", c.Warnings)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no corp connector in %+v", got)
 	}
 }
