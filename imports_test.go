@@ -34,6 +34,9 @@ var layers = map[string][]string{
 	"broker/observe": {},
 	"broker/storage": {"broker/storage/..."},
 	"broker/keys":    {"broker/storage/...", "broker/seal", "jwa"},
+	// The SQL backend (and its pgtest helper below it) implements the
+	// interface and nothing more.
+	"broker/storage/sqlstore": {"broker/storage"},
 	// config is what everything reads: it must stay light (no connector
 	// implementations, no CEL).
 	"broker/config":     {"connectors", "mapping/spec", "problem", "jwa"},
