@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -108,7 +109,7 @@ func durabilityLine(t *testing.T, logs string) map[string]any {
 
 // TestStartMemoryStatus: the memory store has no durability to report.
 func TestStartMemoryStatus(t *testing.T) {
-	cfg, err := config.Parse([]byte("issuer: http://127.0.0.1:5556\n"), func(string) string { return "" })
+	cfg, err := config.Parse([]byte("issuer: http://127.0.0.1:5556\nstorage: {type: memory}\n"), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +124,31 @@ func TestStartMemoryStatus(t *testing.T) {
 	inst.Server.AdminHandler(AdminOptions{Token: adminToken}).ServeHTTP(rec, req)
 	if got := strings.TrimSpace(rec.Body.String()); got != `{"storage":{"type":"memory"}}` {
 		t.Errorf("GET /admin/status = %d %s", rec.Code, got)
+	}
+}
+
+// TestStartSQLiteByDefault: a configuration without storage runs on SQLite
+// at storage.sqlite.path (the working directory's fedbroker.db by
+// default), and says so in /admin/status.
+func TestStartSQLiteByDefault(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg, err := config.Parse([]byte("issuer: http://127.0.0.1:5556\n"), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := Start(context.Background(), cfg, newJSONLogger(&bytes.Buffer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	if _, err := os.Stat("fedbroker.db"); err != nil {
+		t.Errorf("no fedbroker.db in the working directory: %v", err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/admin/status", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	rec := httptest.NewRecorder()
+	inst.Server.AdminHandler(AdminOptions{Token: adminToken}).ServeHTTP(rec, req)
+	if got := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(got, `"type":"sqlite"`) || !strings.Contains(got, `"mode":"sqlite"`) {
+		t.Errorf("GET /admin/status = %d %s, want sqlite with its durability", rec.Code, got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/broker/storage/memory"
 	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
+	"github.com/fedbroker/fedbroker/broker/storage/sqlstore"
 )
 
 // Instance is a running broker with the storage and keys it owns.
@@ -79,10 +80,32 @@ func openStorage(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 			return nil, nil, fmt.Errorf("storage.redis.require_durability: %w; turn on Redis persistence (appendonly yes) or lower the requirement", err)
 		}
 		return st, &admin.Durability{Mode: d.Mode, Loss: d.Loss}, nil
+	case "sqlite":
+		st, err := sqlstore.OpenSQLite(ctx, cfg.Storage.SQLite.Path, sqlstore.Options{Logger: logger.With("component", "storage")})
+		if err != nil {
+			return nil, nil, fmt.Errorf("storage.sqlite: %w", err)
+		}
+		d := &admin.Durability{Mode: "sqlite", Loss: sqliteLoss}
+		logger.Info("SQLite storage: "+d.Loss, "durability", d.Mode, "path", cfg.Storage.SQLite.Path)
+		return st, d, nil
+	case "postgres":
+		st, err := sqlstore.OpenPostgres(ctx, cfg.Storage.Postgres.URL, sqlstore.Options{Logger: logger.With("component", "storage")})
+		if err != nil {
+			return nil, nil, fmt.Errorf("storage.postgres: %w", err)
+		}
+		d := &admin.Durability{Mode: "postgres", Loss: postgresLoss}
+		logger.Info("PostgreSQL storage: "+d.Loss, "durability", d.Mode)
+		return st, d, nil
 	default:
 		return memory.New(), nil, nil
 	}
 }
+
+// What a crash of the SQL stores costs, for the log and /admin/status.
+const (
+	sqliteLoss   = "nothing: every write is on disk before it is answered (WAL, synchronous=FULL); one node only"
+	postgresLoss = "nothing PostgreSQL committed (as durable as its fsync, synchronous_commit and replication settings)"
+)
 
 // Start opens the configured storage and signing keys, starts key rotation
 // and builds the broker: what `fedbroker serve` runs before it listens.

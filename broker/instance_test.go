@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 
 // TestStartWarnsOnlyWhenKeysPersist: without a key-encryption key, the
 // warning that signing keys are stored in clear is for storage that
-// outlives the process (Redis), not for the memory store.
+// outlives the process (SQLite, Redis), not for the memory store.
 func TestStartWarnsOnlyWhenKeysPersist(t *testing.T) {
 	const warning = "stored UNENCRYPTED"
 	for _, tc := range []struct {
@@ -21,6 +22,7 @@ func TestStartWarnsOnlyWhenKeysPersist(t *testing.T) {
 		warn          bool
 	}{
 		{"memory", "storage: {type: memory}", false},
+		{"sqlite", fmt.Sprintf("storage: {type: sqlite, sqlite: {path: %q}}", filepath.Join(t.TempDir(), "f.db")), true},
 		{"redis", fmt.Sprintf("storage: {type: redis, redis: {url: %q}}", redistest.Start(t)), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -239,14 +239,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 // browserBindingKey is the key that signs the browser-binding cookie. It
 // is derived from the key-encryption key (HKDF-SHA256, its own label), so
 // every replica has it. Without a key-encryption key: a random key when
-// storage is in memory (one process holds all state anyway), and none —
+// storage is in memory or SQLite (one process holds all state; after a
+// restart, sign-ins that were half-way through start again), and none —
 // unsigned ids, with a warning — when replicas share storage, since a
 // per-process key would refuse every sign-in that moves between replicas.
 func browserBindingKey(kek []byte, storageType string, log *slog.Logger) ([]byte, error) {
 	switch {
 	case len(kek) > 0:
 		return hkdf.Key(sha256.New, kek, nil, "fedbroker browser binding v1", 32)
-	case storageType == "memory":
+	case storageType == "memory" || storageType == "sqlite":
 		key := make([]byte, 32)
 		_, _ = rand.Read(key) // never fails on supported platforms (Go 1.24+)
 		return key, nil

@@ -8,14 +8,16 @@ import (
 
 // StorageStatus is the storage part of GET /admin/status.
 type StorageStatus struct {
-	Type string `json:"type"` // memory | redis
-	// Durability is what a Redis outage would cost, as Redis reported its
-	// persistence when the broker started; nil for the memory store.
+	Type string `json:"type"` // memory | sqlite | redis | postgres
+	// Durability is what a storage crash would cost: for Redis as it
+	// reported its persistence when the broker started; nil for the
+	// memory store.
 	Durability *Durability `json:"durability,omitempty"`
 }
 
-// Durability is Redis's persistence: Mode is aof, rdb, none or unknown;
-// Loss says in words what a Redis restart or crash would lose.
+// Durability is the storage's persistence: Mode is aof, rdb, none or
+// unknown for Redis, sqlite or postgres for the SQL stores; Loss says in
+// words what a restart or crash would lose.
 type Durability struct {
 	Mode string `json:"mode"`
 	Loss string `json:"loss"`

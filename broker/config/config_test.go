@@ -167,7 +167,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Issuer:   "http://localhost:5556",
 		HTTP:     HTTP{Addr: "127.0.0.1:5556"},
-		Storage:  Storage{Type: "memory", Redis: Redis{KeyPrefix: "fb", EvictionPolicy: "refuse"}},
+		Storage:  Storage{Type: "sqlite", Redis: Redis{KeyPrefix: "fb", EvictionPolicy: "refuse"}, SQLite: SQLite{Path: "fedbroker.db"}},
 		Signing:  Signing{Algorithm: "ES256", RotationPeriod: 24 * time.Hour},
 		Tokens:   Tokens{IDToken: 5 * time.Minute, AccessToken: 5 * time.Minute, RefreshIdle: 24 * time.Hour, RefreshAbsolute: 720 * time.Hour, AuthCode: 60 * time.Second, AuthRequest: 10 * time.Minute, Session: 12 * time.Hour},
 		Mappings: map[string]spec.Spec{},

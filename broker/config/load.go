@@ -283,7 +283,7 @@ func under(path string, parsed problems) bool { return problem.List(parsed).Cove
 // Defaults.
 const (
 	DefaultAddr            = "127.0.0.1:5556"
-	DefaultStorage         = "memory"
+	DefaultStorage         = "sqlite"
 	DefaultAlgorithm       = "ES256"
 	DefaultRotation        = 24 * time.Hour
 	DefaultIDToken         = 5 * time.Minute

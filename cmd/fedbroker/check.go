@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -223,7 +225,32 @@ var liveLogger = slog.New(slog.DiscardHandler)
 // liveStorage opens the storage as serve does: for Redis, a ping and the
 // eviction policy check.
 func liveStorage(ctx context.Context, cfg *config.Config) (string, error) {
-	if cfg.Storage.Type != "redis" {
+	switch cfg.Storage.Type {
+	case "redis":
+	case "sqlite", "postgres":
+		if p := cfg.Storage.SQLite.Path; cfg.Storage.Type == "sqlite" {
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {
+					return "", fmt.Errorf("storage.sqlite.path: the directory of %s does not exist", p)
+				}
+				return "ok (" + p + " will be created at start)", nil
+			}
+		}
+		// Opened without migrating: check changes nothing.
+		st, err := openSQL(ctx, cfg)
+		if err != nil {
+			return "", err
+		}
+		defer st.Close()
+		pending, err := st.PendingMigrations(ctx)
+		if err != nil {
+			return "", err
+		}
+		if len(pending) > 0 {
+			return fmt.Sprintf("ok (%d schema migrations to apply at start, or with fedbroker storage migrate)", len(pending)), nil
+		}
+		return "ok", nil
+	default:
 		return "ok (nothing to connect to)", nil
 	}
 	st, err := broker.OpenStorage(ctx, cfg, liveLogger)

@@ -23,7 +23,7 @@ func newLinksCmd() *cobra.Command {
 			printProblems(cmd.ErrOrStderr(), cfgPath, err)
 			return nil, exitCode(1)
 		}
-		if cfg.Storage.Type != "redis" {
+		if cfg.Storage.Type == "memory" {
 			return nil, errors.New("links: the memory store lives inside the running broker; use the admin API (GET /admin/links)")
 		}
 		logger, _ := newLogger(cmd.ErrOrStderr(), "warn")

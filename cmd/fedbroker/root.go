@@ -39,6 +39,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newMappingCmd(),
 		newLinksCmd(),
 		newProbeCmd(),
+		newStorageCmd(),
 	)
 	return root
 }
