@@ -2,15 +2,17 @@ package broker
 
 import (
 	"context"
-	"testing"
-
 	"io"
 	"log/slog"
+	"path/filepath"
+	"testing"
 
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/broker/storage/memory"
 	redisstore "github.com/fedbroker/fedbroker/broker/storage/redis"
 	"github.com/fedbroker/fedbroker/broker/storage/redis/redistest"
+	"github.com/fedbroker/fedbroker/broker/storage/sqlstore"
+	"github.com/fedbroker/fedbroker/broker/storage/sqlstore/pgtest"
 )
 
 func newMemoryStore(clk *clock) storage.Storage {
@@ -32,6 +34,22 @@ func backends() map[string]func(testing.TB, *clock) storage.Storage {
 			st, err := redisstore.Open(context.Background(), url, redisstore.Options{KeyPrefix: "fbtest"})
 			if err != nil {
 				t.Fatalf("redis.Open: %v", err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		},
+		"sqlite": func(t testing.TB, _ *clock) storage.Storage {
+			st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "fedbroker.db"), sqlstore.Options{})
+			if err != nil {
+				t.Fatalf("sqlstore.OpenSQLite: %v", err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		},
+		"postgres": func(t testing.TB, _ *clock) storage.Storage {
+			st, err := sqlstore.OpenPostgres(context.Background(), pgtest.Start(t), sqlstore.Options{})
+			if err != nil {
+				t.Fatalf("sqlstore.OpenPostgres: %v", err)
 			}
 			t.Cleanup(func() { _ = st.Close() })
 			return st
