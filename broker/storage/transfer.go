@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -66,4 +67,26 @@ type Exporter interface {
 // copy can be run again after an interruption.
 type Importer interface {
 	Import(ctx context.Context, it Item) error
+}
+
+// ExportKeysAndLinks hands st's key set and identity links to fn: the part
+// of Export every backend does through its Storage methods.
+func ExportKeysAndLinks(ctx context.Context, st Storage, fn func(Item) error) error {
+	if data, _, err := st.GetKeys(ctx); err == nil {
+		if err := fn(Item{Keys: data}); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	links, err := st.ListLinks(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range links {
+		if err := fn(Item{Link: &links[i]}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -71,7 +71,7 @@ type Store struct {
 	sessions   map[string]record     // by Hash(session id)
 	keys       []byte
 	keysVer    int64
-	keyNotes   keySubs // its own lock, taken after mu or alone
+	keyNotes   storage.Broadcast // key-set subscribers; its own lock, taken after mu or alone
 	leases     map[string]lease
 	seen       map[seenKey]time.Time
 	links      map[string][]byte
@@ -299,6 +299,6 @@ func (s *Store) Close() error {
 	s.authReqs, s.areqByExp = nil, nil
 	s.codes, s.families, s.sessions, s.links = nil, nil, nil, nil
 	s.tombstones, s.leases, s.seen, s.keys = nil, nil, nil, nil
-	s.keyNotes.close()
+	s.keyNotes.Close()
 	return nil
 }

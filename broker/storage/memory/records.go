@@ -194,7 +194,7 @@ func (s *Store) PutKeys(ctx context.Context, data []byte, expect int64) (int64, 
 	s.keysVer++
 	v := s.keysVer
 	s.mu.Unlock()
-	s.keyNotes.notify()
+	s.keyNotes.Notify()
 	return v, nil
 }
 

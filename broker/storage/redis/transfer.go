@@ -66,25 +66,12 @@ func (s *Store) until(ctx context.Context, key string) (time.Time, error) {
 // Export hands every live key set, link, refresh family, session,
 // revocation and tombstone to fn; see storage.Exporter.
 func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
-	if data, _, err := s.GetKeys(ctx); err == nil {
-		if err := fn(storage.Item{Keys: data}); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	if err := storage.ExportKeysAndLinks(ctx, s, fn); err != nil {
 		return err
-	}
-	links, err := s.ListLinks(ctx)
-	if err != nil {
-		return err
-	}
-	for i := range links {
-		if err := fn(storage.Item{Link: &links[i]}); err != nil {
-			return err
-		}
 	}
 	p := globEscape(s.prefix)
 	now := s.now()
-	err = s.scan(ctx, "{"+p+":fam:*}:f", func(key string) error {
+	err := s.scan(ctx, "{"+p+":fam:*}:f", func(key string) error {
 		v, err := s.c.HMGet(ctx, key, "rec", "cur", "lu", "ie").Result()
 		if err != nil {
 			return unavailable("export family", err)

@@ -28,65 +28,11 @@ func (s *Store) SubscribeKeys(ctx context.Context) (<-chan struct{}, error) {
 			return nil, s.unavailable("subscribe keys", err)
 		}
 	}
-	ch, ok := s.notes.subscribe(ctx)
+	ch, ok := s.notes.Subscribe(ctx)
 	if !ok {
 		return nil, fmt.Errorf("%s: subscribe keys: store closed: %w", s.d.name, storage.ErrUnavailable)
 	}
 	return ch, nil
-}
-
-// keySubs is the set of key-set subscribers of one Store.
-type keySubs struct {
-	mu     sync.Mutex
-	closed bool
-	subs   map[chan struct{}]struct{}
-}
-
-// subscribe adds a subscriber until ctx is done; false once closed.
-func (n *keySubs) subscribe(ctx context.Context) (<-chan struct{}, bool) {
-	ch := make(chan struct{}, 1)
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return nil, false
-	}
-	if n.subs == nil {
-		n.subs = map[chan struct{}]struct{}{}
-	}
-	n.subs[ch] = struct{}{}
-	n.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		if _, ok := n.subs[ch]; ok {
-			delete(n.subs, ch)
-			close(ch)
-		}
-	})
-	return ch, true
-}
-
-// notify wakes every subscriber without blocking.
-func (n *keySubs) notify() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for ch := range n.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // one pending value already stands for this write
-		}
-	}
-}
-
-// close closes every subscriber's channel; later subscriptions fail.
-func (n *keySubs) close() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.closed = true
-	for ch := range n.subs {
-		close(ch)
-	}
-	n.subs = nil
 }
 
 // listener is a Store's LISTEN connection on PostgreSQL.
@@ -148,7 +94,7 @@ func (l *listener) run(c *pgx.Conn) {
 			return
 		}
 		l.s.log.Info("postgres: LISTEN connection for key-set changes re-established")
-		l.s.notes.notify() // changes may have been missed meanwhile
+		l.s.notes.Notify() // changes may have been missed meanwhile
 	}
 }
 
@@ -157,7 +103,7 @@ func (l *listener) wait(ctx context.Context, c *pgx.Conn) error {
 		if _, err := c.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		l.s.notes.notify()
+		l.s.notes.Notify()
 	}
 }
 

@@ -237,7 +237,7 @@ func (s *Store) PutKeys(ctx context.Context, data []byte, expect int64) (int64, 
 		return 0, fmt.Errorf("%s: keys: the stored version is not %d: %w", s.d.name, expect, storage.ErrConflict)
 	}
 	if s.d.notifyKeys == nil {
-		s.notes.notify()
+		s.notes.Notify()
 	}
 	return v, nil
 }

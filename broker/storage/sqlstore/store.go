@@ -56,7 +56,7 @@ type Store struct {
 	ready   atomic.Bool // migrated and ticked once: new connections tick
 	gcEvery time.Duration
 
-	notes  keySubs
+	notes  storage.Broadcast
 	listen *listener // PostgreSQL only
 
 	bg       context.Context // cancelled by Close
@@ -135,7 +135,7 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		s.stop()
 		s.wg.Wait()
-		s.notes.close()
+		s.notes.Close()
 		err := s.w.Close()
 		if s.r != s.w {
 			err = errors.Join(err, s.r.Close())

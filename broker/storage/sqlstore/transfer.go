@@ -19,24 +19,11 @@ var (
 // session and MarkSeen record to fn; see storage.Exporter. Each table is
 // read in one query; rows written meanwhile may or may not be seen.
 func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
-	if data, _, err := s.GetKeys(ctx); err == nil {
-		if err := fn(storage.Item{Keys: data}); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	if err := storage.ExportKeysAndLinks(ctx, s, fn); err != nil {
 		return err
-	}
-	links, err := s.ListLinks(ctx)
-	if err != nil {
-		return err
-	}
-	for i := range links {
-		if err := fn(storage.Item{Link: &links[i]}); err != nil {
-			return err
-		}
 	}
 	now := ns(s.now())
-	err = s.each(ctx, "export families", `SELECT id, `+familyCols+` FROM refresh_families WHERE expires > $1`, []any{now},
+	err := s.each(ctx, "export families", `SELECT id, `+familyCols+` FROM refresh_families WHERE expires > $1`, []any{now},
 		func(rows *sql.Rows) error {
 			var id string
 			var r famRow
