@@ -84,8 +84,8 @@ workloads:
   - id: gh
     config: {issuer: https://token.actions.githubusercontent.com, audiences: [https://sso.example.com], max_lifetime: 1h}
 `, nil},
-		{"connector unknown type", checkIssuer + "connectors:\n  - id: x\n    type: ldap\n    config: {url: ldap://x}\n", []config.Problem{
-			{Path: "connectors[0].type", Message: `unknown connector type "ldap" (known: ` + known + ")"},
+		{"connector unknown type", checkIssuer + "connectors:\n  - id: x\n    type: kerberos\n    config: {realm: X}\n", []config.Problem{
+			{Path: "connectors[0].type", Message: `unknown connector type "kerberos" (known: ` + known + ")"},
 		}},
 		{"connector type in wrong case", checkIssuer + "connectors:\n  - id: x\n    type: Local\n", []config.Problem{
 			{Path: "connectors[0].type", Message: `unknown connector type "Local" (known: ` + known + ")"},

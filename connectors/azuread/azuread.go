@@ -58,6 +58,9 @@ var guid = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 type Config struct {
 	ClientID     string `yaml:"client_id"`
 	ClientSecret string `yaml:"client_secret"`
+	// ClientAuth is how the connector authenticates at Entra:
+	// client_secret (default) or certificate (see clientauth.go).
+	ClientAuth ClientAuth `yaml:"client_auth"`
 	// Tenant is a tenant id (lowercase GUID) for a single-tenant app, or
 	// "organizations" / "common" for a multi-tenant one.
 	Tenant string `yaml:"tenant"`
@@ -87,7 +90,7 @@ var _ connectors.Config = (*Config)(nil)
 // connector's config block.
 func (c *Config) Validate() []problem.Problem {
 	base := c.oidcConfig()
-	errs := base.Validate()
+	errs := c.validateClientAuth(base.Validate())
 	add := func(path, format string, args ...any) {
 		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
@@ -152,6 +155,7 @@ func (c *Config) oidcConfig() oidc.Config {
 		Issuer:        c.loginURL() + "/" + c.Tenant + "/v2.0",
 		ClientID:      c.ClientID,
 		ClientSecret:  c.ClientSecret,
+		ClientAuth:    c.ClientAuth.oidcClientAuth(),
 		Scopes:        scopes,
 		OfflineAccess: c.OfflineAccess,
 		Timeout:       c.Timeout,

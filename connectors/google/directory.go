@@ -22,32 +22,23 @@ const maxPages = 50
 
 // directory lists a user's groups with the Admin SDK Directory API.
 type directory struct {
-	sa                serviceAccount
+	sa                *jwt.Config // from the key file, by golang.org/x/oauth2/google
 	admin             string
 	baseURL, tokenURL string
 	client            *http.Client
 	ts                oauth2.TokenSource
 }
 
-// init builds the cached service-account token source on client.
+// init builds the cached service-account token source on client: the
+// JWT-bearer grant as the admin (domain-wide delegation).
 func (d *directory) init(client *http.Client) {
 	if d.baseURL == "" {
 		d.baseURL = DefaultDirectoryURL
 	}
-	tokenURL := d.tokenURL
-	if tokenURL == "" {
-		tokenURL = d.sa.TokenURI
-	}
-	if tokenURL == "" {
-		tokenURL = DefaultTokenURL
-	}
-	cfg := &jwt.Config{
-		Email:        d.sa.ClientEmail,
-		PrivateKey:   []byte(d.sa.PrivateKey),
-		PrivateKeyID: d.sa.PrivateKeyID,
-		Scopes:       []string{DirectoryScope},
-		TokenURL:     tokenURL,
-		Subject:      d.admin,
+	cfg := *d.sa
+	cfg.Subject = d.admin
+	if d.tokenURL != "" {
+		cfg.TokenURL = d.tokenURL
 	}
 	d.client = client
 	// The token source keeps this context for its token requests; the

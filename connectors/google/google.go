@@ -8,13 +8,15 @@ package google
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2/google"
+	"golang.org/x/oauth2/jwt"
 
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/oidc"
@@ -75,6 +77,13 @@ func (c *Config) Validate() []problem.Problem {
 		base.Issuer = DefaultIssuer
 	}
 	errs := base.Validate()
+	for i, e := range errs {
+		if e.Path == "client_secret" {
+			// Google's web clients have no other credential; the generic
+			// message would name client_auth, which this type has not.
+			errs[i].Message = "is required (Google web clients authenticate with their secret)"
+		}
+	}
 	add := func(path, format string, args ...any) {
 		errs = append(errs, problem.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
@@ -167,26 +176,21 @@ func (c *Config) checkClaims(_ context.Context, claims map[string]any) error {
 	return nil
 }
 
-// serviceAccount is the part of a Google service account JSON key used here.
-type serviceAccount struct {
-	Type         string `json:"type"`
-	ClientEmail  string `json:"client_email"`
-	PrivateKey   string `json:"private_key"`
-	PrivateKeyID string `json:"private_key_id"`
-	TokenURI     string `json:"token_uri"`
-}
-
-func readServiceAccount(path string) (serviceAccount, error) {
-	var sa serviceAccount
+// readServiceAccount reads a service account JSON key with
+// golang.org/x/oauth2/google: the JWT-bearer configuration for
+// DirectoryScope (its token_uri, or Google's token endpoint), without a
+// subject yet.
+func readServiceAccount(path string) (*jwt.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return sa, fmt.Errorf("read service account key: %w", err)
+		return nil, fmt.Errorf("read service account key: %w", err)
 	}
-	if err := json.Unmarshal(b, &sa); err != nil {
-		return sa, fmt.Errorf("parse service account key: %w", err)
+	cfg, err := google.JWTConfigFromJSON(b, DirectoryScope)
+	if err != nil {
+		return nil, fmt.Errorf("parse service account key: %w", err)
 	}
-	if sa.Type != "service_account" || sa.ClientEmail == "" || sa.PrivateKey == "" {
-		return sa, fmt.Errorf("service account key needs type service_account, client_email and private_key")
+	if cfg.Email == "" || len(cfg.PrivateKey) == 0 {
+		return nil, fmt.Errorf("service account key needs type service_account, client_email and private_key")
 	}
-	return sa, nil
+	return cfg, nil
 }

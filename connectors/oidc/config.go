@@ -2,7 +2,9 @@
 // discovery through go-oidc (the published issuer must equal the configured
 // one), authorization code flow with PKCE S256, nonce and state, ID tokens
 // checked for signature (algorithm allowlist), iss, aud, exp and nonce, the
-// callback's iss checked as RFC 9207 says, an optional userinfo merge, and
+// callback's iss checked as RFC 9207 says, the client authenticated at the
+// token endpoint by secret, private_key_jwt or not at all (a public client;
+// see clientauth.go), an optional userinfo merge, and
 // upstream refresh so that a user disabled upstream can no longer refresh at
 // the broker (prompt=consent with offline_access, OpenID Connect Core §11;
 // a policy for sign-ins that bring no refresh token, see offline.go).
@@ -44,9 +46,14 @@ type Config struct {
 	// Issuer is the upstream issuer URL; discovery is fetched from
 	// Issuer + "/.well-known/openid-configuration" and must publish exactly
 	// this issuer. https is required except for loopback hosts.
-	Issuer       string `yaml:"issuer"`
-	ClientID     string `yaml:"client_id"`
+	Issuer   string `yaml:"issuer"`
+	ClientID string `yaml:"client_id"`
+	// ClientSecret authenticates the connector at the token endpoint
+	// unless ClientAuth says otherwise.
 	ClientSecret string `yaml:"client_secret"`
+	// ClientAuth is how the connector authenticates at the token endpoint:
+	// client_secret (default), private_key_jwt or none (see clientauth.go).
+	ClientAuth ClientAuth `yaml:"client_auth"`
 	// Scopes requested upstream (default openid profile email). "openid" is
 	// added when missing.
 	Scopes []string `yaml:"scopes"`
@@ -112,9 +119,6 @@ func (c *Config) Validate() []problem.Problem {
 	if c.ClientID == "" {
 		add("client_id", "is required")
 	}
-	if c.ClientSecret == "" {
-		add("client_secret", "is required")
-	}
 	for i, s := range c.Scopes {
 		if s == "" || containsSpace(s) {
 			add(fmt.Sprintf("scopes[%d]", i), "must be one non-empty scope without spaces")
@@ -131,6 +135,7 @@ func (c *Config) Validate() []problem.Problem {
 	if c.KeyRefreshInterval < 0 {
 		add("key_refresh_interval", "must not be negative")
 	}
+	errs = append(errs, c.validateClientAuth()...)
 	errs = append(errs, c.validateAuthParams()...)
 	errs = append(errs, c.validateOffline()...)
 	return errs

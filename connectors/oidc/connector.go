@@ -63,6 +63,7 @@ type Connector struct {
 	provider    *oidc.Provider
 	keys        *jwks.Remote
 	client      *http.Client
+	tokenClient *http.Client // client for the token endpoint (adds client assertions)
 	callbackURL string
 	params      url.Values // added to every authorization request
 	now         func() time.Time
@@ -165,6 +166,9 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 		Endpoint:     p.Endpoint(),
 		Scopes:       scopes,
 	}
+	if err := c.setupClientAuth(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -230,7 +234,7 @@ func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, raw
 	}
 	oc := c.oauth
 	oc.RedirectURL = st.RedirectURI
-	tok, err := oc.Exchange(oidc.ClientContext(ctx, c.client), code, oauth2.VerifierOption(st.Verifier))
+	tok, err := oc.Exchange(c.tokenContext(ctx), code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
 		return connectors.Identity{}, tokenError("exchange code", err)
 	}
@@ -267,8 +271,7 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 	if data.RefreshToken == "" {
 		return c.refreshWithoutToken(id, data)
 	}
-	cctx := oidc.ClientContext(ctx, c.client)
-	tok, err := c.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: data.RefreshToken}).Token()
+	tok, err := c.oauth.TokenSource(c.tokenContext(ctx), &oauth2.Token{RefreshToken: data.RefreshToken}).Token()
 	if err != nil {
 		return connectors.Identity{}, tokenError("refresh", err)
 	}

@@ -3,7 +3,8 @@
 // see demo/). It serves discovery,
 // JWKS, authorize (auto-approving one configured user), token
 // (authorization_code with PKCE S256, refresh_token, JWT-bearer for service
-// accounts), userinfo, a Microsoft Graph transitiveMemberOf endpoint and the
+// accounts; the client authenticated by secret, by private_key_jwt or
+// Entra-style certificate assertions, or not at all as a public client), userinfo, a Microsoft Graph transitiveMemberOf endpoint and the
 // Google Admin Directory groups endpoint. ID tokens are signed with go-jose.
 //
 // Knobs make it misbehave on purpose: authorize and token errors, delays,
@@ -114,6 +115,9 @@ type IdP struct {
 	strictOffline bool
 	scopes        []string // scopes_supported; nil: the default list
 	lastAuthorize map[string][]string
+	clientAuth    ClientAuth
+	jtis          map[string]time.Time // client assertion ids seen, with their exp
+	assertions    []Assertion
 }
 
 type userState struct {

@@ -2,7 +2,6 @@ package testidp
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -109,15 +108,8 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		p.jwtBearer(w, r)
 		return
 	}
-	id, secret, ok := r.BasicAuth()
-	if ok {
-		id, _ = url.QueryUnescape(id)
-		secret, _ = url.QueryUnescape(secret)
-	} else {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	}
-	if id != p.opts.ClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(p.opts.ClientSecret)) != 1 {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
+	if why := p.authenticateClient(r); why != "" {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", why)
 		return
 	}
 
