@@ -80,6 +80,19 @@ type POSTConnector interface {
 	HandlePOST(ctx context.Context, s Scopes, connState []byte, r *http.Request) (Identity, error)
 }
 
+// UnsolicitedConnector is a POSTConnector that may accept a response no
+// sign-in of the broker started (SAML IdP-initiated login, from an IdP
+// portal tile). When a response names no pending auth request, the broker
+// asks UnsolicitedTarget where such a sign-in goes; when ok, it calls
+// HandlePOST with empty connState (the connector then accepts only an
+// unsolicited response, with every other check) and finishes the sign-in
+// as if clientID had asked for scopes at redirectURI, without state, nonce
+// or PKCE. The broker checks the target against the client's
+// configuration and refuses public clients.
+type UnsolicitedConnector interface {
+	UnsolicitedTarget() (clientID, redirectURI string, scopes []string, ok bool)
+}
+
 // LoginRequest is the start of a POSTConnector sign-in: exactly one of
 // RedirectURL or (PostURL, Fields) is set.
 type LoginRequest struct {

@@ -245,6 +245,13 @@ func (f *Flow) PasswordLogin(ctx context.Context, rt *runtime.Runtime, connID st
 // RelayState). r is the upstream's response as the browser delivered it.
 func (f *Flow) Callback(ctx context.Context, rt *runtime.Runtime, connID, state string, r *http.Request, b Browser) (Result, error) {
 	req, err := f.loadRequest(ctx, state, b)
+	if errors.Is(err, errRequestGone) && r.Method == http.MethodPost {
+		// No pending request: an IdP-initiated sign-in, when the
+		// connector takes those (unsolicited.go).
+		if res, handled, err := f.unsolicited(ctx, rt, connID, r); handled {
+			return res, err
+		}
+	}
 	if err != nil {
 		// A replayed, expired or forged callback: audited under the
 		// connector only when it is one of ours (the path is untrusted).

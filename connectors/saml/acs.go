@@ -83,8 +83,8 @@ func (c *Connector) HandlePOST(ctx context.Context, s connectors.Scopes, connSta
 	if err != nil {
 		return connectors.Identity{}, reject(CodeInvalidResponse, err)
 	}
-	if st.RequestID == "" && !c.cfg.AllowIDPInitiated {
-		return connectors.Identity{}, reject(CodeUnsolicited, errors.New("saml: no pending request and idp-initiated login is off"))
+	if st.RequestID == "" && c.cfg.IDPInitiated == nil {
+		return connectors.Identity{}, reject(CodeUnsolicited, errors.New("saml: no pending request and idp_initiated is not configured"))
 	}
 	if st.RequestID != "" && r.PostForm.Get("RelayState") != st.RelayState {
 		return connectors.Identity{}, reject(CodeRequestMismatch, errors.New("saml: RelayState does not match the request"))

@@ -51,9 +51,9 @@ func TestUnsolicited(t *testing.T) {
 	_, err := f.post(t, nil, f.build(t, defaultSpec("")), "")
 	wantCode(t, err, CodeUnsolicited)
 
-	g := newFixture(t, Config{AllowIDPInitiated: true})
+	g := newFixture(t, Config{IDPInitiated: &IDPInitiated{ClientID: "app", RedirectURI: "https://app.test/cb"}})
 	if _, err := g.post(t, nil, g.build(t, defaultSpec("")), ""); err != nil {
-		t.Fatalf("IdP-initiated HandlePOST() with allow_idp_initiated error = %v", err)
+		t.Fatalf("IdP-initiated HandlePOST() with idp_initiated error = %v", err)
 	}
 	// A response answering some request is not an IdP-initiated one.
 	_, err = g.post(t, nil, g.build(t, defaultSpec("id-some-request")), "")

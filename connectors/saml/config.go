@@ -7,9 +7,13 @@
 // A response is accepted only when it carries exactly one assertion, signed
 // (per RequireSigned) with RSA-SHA256 or stronger by a certificate from the
 // IdP metadata, issued by the IdP for this SP's entity ID and ACS, answering
-// the request this browser started, within its validity window, and not seen
-// before (by the connectors.ReplayCache passed in connectors.Options, which
-// is required).
+// the request this browser started (or, with idp_initiated, answering no
+// request at all), within its validity window, and not seen before (by the
+// connectors.ReplayCache passed in connectors.Options, which is required).
+//
+// IdP metadata past its validUntil is never used; metadata from a URL is
+// refreshed on use when due (metadata_refresh, cacheDuration, validUntil).
+// The published SP metadata may be signed (metadata_signing_*).
 package saml
 
 import (
@@ -19,6 +23,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -71,9 +76,10 @@ type Config struct {
 	// Exactly one of the three IdP metadata sources is set.
 	IDPMetadataFile string `yaml:"idp_metadata_file"`
 	IDPMetadataXML  string `yaml:"idp_metadata_xml"`
-	// IDPMetadataURL must be https. It is fetched with a timeout, cached and
-	// refreshed every MetadataRefresh; a failed refresh keeps the last good
-	// copy.
+	// IDPMetadataURL must be https (http only to a loopback host). It is
+	// fetched with a timeout, cached and refreshed every MetadataRefresh
+	// (sooner when the metadata's cacheDuration or validUntil asks for it);
+	// a failed refresh keeps the last good copy until its validUntil.
 	IDPMetadataURL  string        `yaml:"idp_metadata_url"`
 	MetadataRefresh time.Duration `yaml:"metadata_refresh"` // default 1h
 
@@ -90,9 +96,13 @@ type Config struct {
 	AllowedSkew time.Duration `yaml:"allowed_skew"`
 	// Binding sends the AuthnRequest with "redirect" (default) or "post".
 	Binding string `yaml:"binding"`
-	// AllowIDPInitiated accepts unsolicited responses (no InResponseTo).
-	// Off by default: such a response is not tied to any browser.
+	// AllowIDPInitiated is replaced by IDPInitiated, which also names where
+	// such a sign-in goes; setting it is an error that says so.
 	AllowIDPInitiated bool `yaml:"allow_idp_initiated"`
+	// IDPInitiated, when set, accepts unsolicited responses (no
+	// InResponseTo): an IdP portal tile signs the person in to this client.
+	// Unset (the default), unsolicited responses are refused.
+	IDPInitiated *IDPInitiated `yaml:"idp_initiated"`
 	// NameIDFormat is requested in the AuthnRequest and then required of the
 	// response: persistent, email, transient, unspecified or a full URN.
 	NameIDFormat string `yaml:"nameid_format"`
@@ -101,6 +111,12 @@ type Config struct {
 	SubjectAttribute string `yaml:"subject_attribute"`
 	// MaxResponseBytes caps the decoded SAMLResponse (default 512 KiB).
 	MaxResponseBytes int `yaml:"max_response_bytes"`
+
+	// MetadataSigningCertificateFile and MetadataSigningKeyFile (PEM; RSA
+	// of at least 2048 bits or ECDSA) sign the published SP metadata.
+	// Both or neither; they may be the SP key pair.
+	MetadataSigningCertificateFile string `yaml:"metadata_signing_certificate_file"`
+	MetadataSigningKeyFile         string `yaml:"metadata_signing_key_file"`
 }
 
 // Compile-time check of the contract.
@@ -129,18 +145,22 @@ func (c *Config) Validate() []problem.Problem {
 	if c.IDPMetadataFile != "" {
 		if b, err := os.ReadFile(c.IDPMetadataFile); err != nil {
 			add("idp_metadata_file", "cannot read: %v", err)
-		} else if _, err := parseIDPMetadata(b); err != nil {
+		} else if ed, err := parseIDPMetadata(b); err != nil {
+			add("idp_metadata_file", "%v", err)
+		} else if err := checkNotExpired(ed, time.Now()); err != nil {
 			add("idp_metadata_file", "%v", err)
 		}
 	}
 	if c.IDPMetadataXML != "" {
-		if _, err := parseIDPMetadata([]byte(c.IDPMetadataXML)); err != nil {
+		if ed, err := parseIDPMetadata([]byte(c.IDPMetadataXML)); err != nil {
+			add("idp_metadata_xml", "%v", err)
+		} else if err := checkNotExpired(ed, time.Now()); err != nil {
 			add("idp_metadata_xml", "%v", err)
 		}
 	}
 	if c.IDPMetadataURL != "" {
-		if u, err := url.Parse(c.IDPMetadataURL); err != nil || u.Scheme != "https" || u.Host == "" {
-			add("idp_metadata_url", "must be an absolute https URL")
+		if err := checkMetadataURL(c.IDPMetadataURL); err != nil {
+			add("idp_metadata_url", "%v", err)
 		}
 	}
 	if c.MetadataRefresh != 0 && c.MetadataRefresh < minMetadataRefresh {
@@ -181,6 +201,20 @@ func (c *Config) Validate() []problem.Problem {
 	}
 	if c.MaxResponseBytes != 0 && (c.MaxResponseBytes < minMaxResponseBytes || c.MaxResponseBytes > maxMaxResponseBytes) {
 		add("max_response_bytes", "must be between %d and %d", minMaxResponseBytes, maxMaxResponseBytes)
+	}
+	if c.AllowIDPInitiated {
+		add("allow_idp_initiated", "is replaced by idp_initiated, which names the client_id and redirect_uri an IdP-initiated sign-in goes to; remove allow_idp_initiated")
+	}
+	if c.IDPInitiated != nil {
+		errs = append(errs, c.IDPInitiated.validate("idp_initiated")...)
+	}
+	switch {
+	case (c.MetadataSigningCertificateFile == "") != (c.MetadataSigningKeyFile == ""):
+		add("metadata_signing_key_file", "metadata_signing_certificate_file and metadata_signing_key_file must be set together")
+	case c.MetadataSigningCertificateFile != "":
+		if _, err := loadSigner(c.MetadataSigningCertificateFile, c.MetadataSigningKeyFile); err != nil {
+			add("metadata_signing_key_file", "%v", err)
+		}
 	}
 	return errs
 }
@@ -242,6 +276,35 @@ func (c *Config) Open(ctx context.Context, id string, opts connectors.Options) (
 		return nil, err
 	}
 	return conn, nil
+}
+
+// checkMetadataURL accepts an absolute https URL, or http to a loopback
+// host (localhost, 127.0.0.0/8, ::1), as OpenID Connect issuers are.
+func checkMetadataURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return errors.New("must be an absolute https URL")
+	}
+	switch {
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return errors.New("must use https (http is only allowed for localhost and loopback addresses)")
+	}
+	return fmt.Errorf("must be an absolute https URL, not %s", u.Scheme)
+}
+
+// isLoopback reports whether host (no port, IPv6 without brackets) is
+// localhost, an address in 127.0.0.0/8, or ::1. It is config.IsLoopback,
+// which a connector may not import.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
 // loadKeyPair reads a PEM certificate and its RSA private key.

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/fedbroker/fedbroker/connectors"
 )
+
+var _ connectors.UnsolicitedConnector = (*Connector)(nil)
 
 // ErrNoReplayCache is returned by Open when connectors.Options has no
 // ReplayCache, and by HandlePOST on a Connector built without one. A SAML
@@ -40,8 +41,10 @@ type Connector struct {
 	key     *rsa.PrivateKey
 	cert    *x509.Certificate
 	idp     *metadataSource
-	now     func() time.Time
-	logger  *slog.Logger
+	// mdSigner signs the SP metadata; nil when it goes out unsigned.
+	mdSigner *metadataSigner
+	now      func() time.Time
+	logger   *slog.Logger
 	// replay remembers accepted assertion IDs; never nil.
 	replay connectors.ReplayCache
 }
@@ -50,7 +53,12 @@ type Connector struct {
 var (
 	_ connectors.POSTConnector   = (*Connector)(nil)
 	_ connectors.MetadataHandler = (*Connector)(nil)
+	_ connectors.StatusReporter  = (*Connector)(nil)
 )
+
+// Warnings implements connectors.StatusReporter: a failing IdP metadata
+// refresh, or IdP metadata past its validUntil.
+func (c *Connector) Warnings() []string { return c.idp.warnings() }
 
 // connState is the per-login state the broker keeps with its auth request.
 type connState struct {
@@ -83,6 +91,11 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 			return nil, fmt.Errorf("saml: %w", err)
 		}
 	}
+	if cfg.MetadataSigningCertificateFile != "" {
+		if c.mdSigner, err = loadSigner(cfg.MetadataSigningCertificateFile, cfg.MetadataSigningKeyFile); err != nil {
+			return nil, fmt.Errorf("saml: %w", err)
+		}
+	}
 	client := opts.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: metadataFetchTimeout}
@@ -104,7 +117,10 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 		if err != nil {
 			return nil, fmt.Errorf("saml: %w", err)
 		}
-		c.idp.current, c.idp.fetchedAt = ed, c.now()
+		if err := checkNotExpired(ed, c.now()); err != nil {
+			return nil, fmt.Errorf("saml: %w", err)
+		}
+		c.idp.set(ed, c.now())
 	}
 	return c, nil
 }
@@ -122,9 +138,10 @@ func (c *Connector) serviceProvider(idp *saml.EntityDescriptor, verifier saml.Si
 		AcsURL:                           c.acsURL,
 		IDPMetadata:                      idp,
 		AuthnNameIDFormat:                c.format,
-		AllowIDPInitiated:                c.cfg.AllowIDPInitiated,
+		AllowIDPInitiated:                c.cfg.IDPInitiated != nil,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
 		RejectSHA1Signatures:             true,
+		RejectExpiredIDPMetadata:         true,
 		SignatureVerifier:                verifier,
 		Clock:                            dsig.NewFakeClockAt(c.now()),
 	}
@@ -136,17 +153,6 @@ func (c *Connector) serviceProvider(idp *saml.EntityDescriptor, verifier saml.Si
 		sp.AuthnNameIDFormat = saml.UnspecifiedNameIDFormat
 	}
 	return sp
-}
-
-// Metadata returns this SP's metadata: entity ID, ACS URL (HTTP-POST) and,
-// with an SP key pair, its signing and encryption certificate.
-func (c *Connector) Metadata(ctx context.Context) (string, []byte, error) {
-	ed := c.serviceProvider(nil, nil).Metadata()
-	body, err := xml.MarshalIndent(ed, "", "  ")
-	if err != nil {
-		return "", nil, fmt.Errorf("saml: marshal metadata: %w", err)
-	}
-	return "application/samlmetadata+xml", append([]byte(xml.Header), body...), nil
 }
 
 // LoginRequest starts a sign-in: an AuthnRequest sent with the configured

@@ -110,6 +110,20 @@ func idpMetadataXML(t *testing.T, kp keyPair, extra ...*x509.Certificate) string
 	return string(b)
 }
 
+// idpMetadataXMLAt is idpMetadataXML as the IdP published it at t, valid
+// for valid (validUntil t+valid, cacheDuration valid).
+func idpMetadataXMLAt(t *testing.T, kp keyPair, at time.Time, valid time.Duration) string {
+	t.Helper()
+	mdURL, _ := url.Parse(idpEntity)
+	ssoURL, _ := url.Parse("https://idp.test/sso")
+	idp := saml.IdentityProvider{Key: kp.key, Certificate: kp.cert, MetadataURL: *mdURL, SSOURL: *ssoURL, ValidDuration: &valid, Clock: dsig.NewFakeClockAt(at)}
+	b, err := xml.Marshal(idp.Metadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // memReplay is a ReplayCache in memory.
 type memReplay struct {
 	mu   sync.Mutex

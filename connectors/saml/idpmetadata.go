@@ -63,6 +63,14 @@ func parseIDPMetadata(b []byte) (*saml.EntityDescriptor, error) {
 		if ed == nil {
 			return nil, errors.New("idp metadata: EntitiesDescriptor holds no IdP")
 		}
+		// The enclosing element's validity bounds the entity's
+		// (saml-metadata-2.0-os §2.3.1).
+		if vu := all.ValidUntil; vu != nil && !vu.IsZero() && (ed.ValidUntil.IsZero() || vu.Before(ed.ValidUntil)) {
+			ed.ValidUntil = *vu
+		}
+		if cd := all.CacheDuration; cd != nil && *cd > 0 && (ed.CacheDuration <= 0 || *cd < ed.CacheDuration) {
+			ed.CacheDuration = *cd
+		}
 	default:
 		return nil, fmt.Errorf("idp metadata: unexpected root element %q", probe.XMLName.Local)
 	}
@@ -100,9 +108,50 @@ func parseIDPMetadata(b []byte) (*saml.EntityDescriptor, error) {
 	return ed, nil
 }
 
+// metadataExpiry is when ed stops being usable: the earliest validUntil of
+// the entity (narrowed by its EntitiesDescriptor) and of its
+// IDPSSODescriptors; zero when none is set.
+func metadataExpiry(ed *saml.EntityDescriptor) time.Time {
+	exp := ed.ValidUntil
+	for _, d := range ed.IDPSSODescriptors {
+		if vu := d.ValidUntil; vu != nil && !vu.IsZero() && (exp.IsZero() || vu.Before(exp)) {
+			exp = *vu
+		}
+	}
+	return exp
+}
+
+// metadataCacheDuration is the shortest cacheDuration of ed and its
+// IDPSSODescriptors; zero when none is set.
+func metadataCacheDuration(ed *saml.EntityDescriptor) time.Duration {
+	cd := ed.CacheDuration
+	for _, d := range ed.IDPSSODescriptors {
+		if d.CacheDuration > 0 && (cd <= 0 || d.CacheDuration < cd) {
+			cd = d.CacheDuration
+		}
+	}
+	return max(cd, 0)
+}
+
+// errExpired says that metadata whose validUntil has passed is not used
+// (saml-metadata-2.0-os §4.3.1 says it must not be relied on).
+func errExpired(exp time.Time) error {
+	return fmt.Errorf("idp metadata expired at %s (its validUntil); it is not used", exp.UTC().Format(time.RFC3339))
+}
+
+// checkNotExpired refuses metadata whose validUntil is not after now.
+func checkNotExpired(ed *saml.EntityDescriptor, now time.Time) error {
+	if exp := metadataExpiry(ed); !exp.IsZero() && !now.Before(exp) {
+		return errExpired(exp)
+	}
+	return nil
+}
+
 // metadataSource holds the IdP metadata: loaded once from a file or inline
-// XML, or fetched from a URL and refreshed in the background when older
-// than refresh, keeping the last good copy when a refresh fails.
+// XML, or fetched from a URL and refreshed in the background when due (see
+// due), keeping the last good copy when a refresh fails. Metadata whose
+// validUntil has passed is never returned: a URL is then fetched at once,
+// and static metadata fails every sign-in until it is replaced.
 type metadataSource struct {
 	url     string // empty for static metadata
 	client  *http.Client
@@ -114,22 +163,53 @@ type metadataSource struct {
 	mu          sync.Mutex
 	current     *saml.EntityDescriptor
 	fetchedAt   time.Time
+	expires     time.Time     // metadataExpiry(current); zero: none
+	cacheFor    time.Duration // metadataCacheDuration(current); zero: none
 	lastAttempt time.Time
 	lastErr     error
 	refreshing  bool
 }
 
+// set makes ed the current copy, loaded now. The caller holds m.mu.
+func (m *metadataSource) set(ed *saml.EntityDescriptor, now time.Time) {
+	m.current, m.fetchedAt, m.lastErr = ed, now, nil
+	m.expires, m.cacheFor = metadataExpiry(ed), metadataCacheDuration(ed)
+}
+
+// due is when the current copy should be fetched again: after refresh,
+// after its cacheDuration (at least minMetadataRefresh), and ahead of its
+// validUntil by refresh or half its remaining life, whichever is shorter.
+// The caller holds m.mu.
+func (m *metadataSource) due() time.Time {
+	due := m.fetchedAt.Add(m.refresh)
+	if m.cacheFor > 0 {
+		if d := m.fetchedAt.Add(max(m.cacheFor, minMetadataRefresh)); d.Before(due) {
+			due = d
+		}
+	}
+	if !m.expires.IsZero() {
+		lead := min(m.refresh, m.expires.Sub(m.fetchedAt)/2)
+		if d := m.expires.Add(-lead); d.Before(due) {
+			due = d
+		}
+	}
+	return due
+}
+
 // get returns the current metadata. With a URL it fetches synchronously
-// when none was ever loaded (at most once per metadataRetryAfter), and
-// starts a background refresh when the copy is stale.
+// when none was ever loaded or the copy has expired (at most once per
+// metadataRetryAfter), and starts a background refresh when the copy is
+// due.
 func (m *metadataSource) get(ctx context.Context) (*saml.EntityDescriptor, error) {
 	m.mu.Lock()
-	cur, stale := m.current, m.url != "" && m.now().Sub(m.fetchedAt) >= m.refresh
-	canTry := !m.refreshing && m.now().Sub(m.lastAttempt) >= metadataRetryAfter
-	if cur != nil {
-		if stale && canTry {
+	now := m.now()
+	cur := m.current
+	expired := cur != nil && !m.expires.IsZero() && !now.Before(m.expires)
+	canTry := m.url != "" && !m.refreshing && now.Sub(m.lastAttempt) >= metadataRetryAfter
+	if cur != nil && !expired {
+		if m.url != "" && !now.Before(m.due()) && canTry {
 			m.refreshing = true
-			m.lastAttempt = m.now()
+			m.lastAttempt = now
 			go func() {
 				_ = m.load(context.WithoutCancel(ctx))
 			}()
@@ -137,23 +217,60 @@ func (m *metadataSource) get(ctx context.Context) (*saml.EntityDescriptor, error
 		m.mu.Unlock()
 		return cur, nil
 	}
-	if m.url == "" || !canTry {
+	if !canTry {
 		err := m.lastErr
+		exp := m.expires
 		m.mu.Unlock()
-		if err == nil {
+		switch {
+		case expired && m.url == "":
+			return nil, fmt.Errorf("saml: %w; replace the idp metadata", errExpired(exp))
+		case expired && err != nil:
+			return nil, fmt.Errorf("saml: %w, and fetching it again failed: %w", errExpired(exp), err)
+		case expired:
+			return nil, fmt.Errorf("saml: %w; fetching it again", errExpired(exp))
+		case err == nil:
 			err = errNoMetadata
 		}
 		return nil, err
 	}
 	m.refreshing = true
-	m.lastAttempt = m.now()
+	m.lastAttempt = now
 	m.mu.Unlock()
 	if err := m.load(ctx); err != nil {
+		if expired {
+			return nil, fmt.Errorf("saml: %w, and fetching it again failed: %w", errExpired(m.expiry()), err)
+		}
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.current, nil
+}
+
+// expiry returns the current copy's validUntil.
+func (m *metadataSource) expiry() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.expires
+}
+
+// warnings says what an operator should know: a failing refresh, or a copy
+// that has expired.
+func (m *metadataSource) warnings() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	if m.current != nil && !m.expires.IsZero() && !m.now().Before(m.expires) {
+		out = append(out, errExpired(m.expires).Error())
+	}
+	if m.lastErr != nil {
+		if m.current != nil {
+			out = append(out, fmt.Sprintf("idp metadata refresh failed (using the copy fetched at %s): %v", m.fetchedAt.UTC().Format(time.RFC3339), m.lastErr))
+		} else {
+			out = append(out, fmt.Sprintf("idp metadata could not be loaded: %v", m.lastErr))
+		}
+	}
+	return out
 }
 
 // load fetches and parses the metadata URL and, on success, replaces the
@@ -167,11 +284,11 @@ func (m *metadataSource) load(ctx context.Context) error {
 	if err != nil {
 		m.lastErr = err
 		if m.logger != nil {
-			m.logger.Warn("saml: idp metadata refresh failed; keeping the last good copy", "url", m.url, "err", err)
+			m.logger.Warn("saml: idp metadata refresh failed; keeping the last good copy until its validUntil", "url", m.url, "err", err)
 		}
 		return err
 	}
-	m.current, m.fetchedAt, m.lastErr = ed, m.now(), nil
+	m.set(ed, m.now())
 	return nil
 }
 
@@ -204,6 +321,9 @@ func (m *metadataSource) fetch(ctx context.Context) (*saml.EntityDescriptor, err
 	ed, err := parseIDPMetadata(body)
 	if err != nil {
 		return nil, fmt.Errorf("saml: %w", err)
+	}
+	if err := checkNotExpired(ed, m.now()); err != nil {
+		return nil, fmt.Errorf("saml: fetched %w", err)
 	}
 	return ed, nil
 }

@@ -29,20 +29,24 @@ type testIdP struct {
 	client *http.Client
 }
 
-func newTestIdP(t *testing.T) *testIdP {
+func newTestIdP(t *testing.T, opts ...func(*samlidp.Options)) *testIdP {
 	t.Helper()
 	var handler http.Handler
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	kp := idpKey()
-	idp, err := samlidp.New(samlidp.Options{
+	o := samlidp.Options{
 		URL:         *u,
 		Key:         kp.key,
 		Certificate: kp.cert,
 		Store:       &samlidp.MemoryStore{},
 		Logger:      logger.DefaultLogger,
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	idp, err := samlidp.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,16 +64,22 @@ func newTestIdP(t *testing.T) *testIdP {
 
 func (ti *testIdP) put(t *testing.T, path, body string) {
 	t.Helper()
+	if status := ti.tryPut(t, path, body); status/100 != 2 {
+		t.Fatalf("PUT %s: %d", path, status)
+	}
+}
+
+// tryPut PUTs body at path and returns the status.
+func (ti *testIdP) tryPut(t *testing.T, path, body string) int {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, ti.srv.URL+path, strings.NewReader(body))
 	resp, err := ti.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("PUT %s: %s: %s", path, resp.Status, b)
-	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }
 
 var formInput = regexp.MustCompile(`<input type="hidden" name="(\w+)" value="([^"]*)"`)
