@@ -29,6 +29,10 @@ var layers = map[string][]string{
 	"mapping/spec": {},
 	"verify":       {"verify/...", "jwa"},
 	"connectors":   {"connectors/...", "problem", "jwa"},
+	// The LDAP connector needs only the contract; its slapd test helper
+	// needs nothing of the module.
+	"connectors/ldap":           {"connectors", "problem"},
+	"connectors/ldap/slapdtest": {},
 
 	"broker/seal":    {},
 	"broker/observe": {},

@@ -152,7 +152,7 @@ connectors:
 issuer: https://sso.example.com
 connectors:
   - id: corp
-    type: ldap #@want
+    type: kerberos #@want
 `},
 		{"workload block", "workloads[0].config.audiences[1]", `
 issuer: https://sso.example.com

@@ -117,7 +117,7 @@ connectors:
 workloads:
   - id: gh
     config: {audiences: [x]}
-`, []string{"--offline"}, 1, []string{"4 problem(s):", "  connectors[0].type: line 5: unknown connector type \"nosuchtype\" (known: azuread, google, local, oidc, saml)", "  connectors[1].config.users[0].pasword: line 12: unknown key", "  connectors[1].config.users[0].password_hash: line 11: not a bcrypt hash", "  workloads[0].config.issuer: line 15: required"}},
+`, []string{"--offline"}, 1, []string{"4 problem(s):", "  connectors[0].type: line 5: unknown connector type \"nosuchtype\" (known: azuread, google, ldap, local, oidc, saml)", "  connectors[1].config.users[0].pasword: line 12: unknown key", "  connectors[1].config.users[0].password_hash: line 11: not a bcrypt hash", "  workloads[0].config.issuer: line 15: required"}},
 		{"not YAML", "issuer: [unclosed\n", nil, 1, []string{"bad.yaml: 1 problem(s):\n  (yaml): line 1: did not find expected ',' or ']'\n"}},
 		{"unknown key", goodConfig + "tokenz: {}\n", nil, 1, []string{"tokenz"}},
 	}

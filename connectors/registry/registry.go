@@ -9,6 +9,7 @@ import (
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/azuread"
 	"github.com/fedbroker/fedbroker/connectors/google"
+	"github.com/fedbroker/fedbroker/connectors/ldap"
 	"github.com/fedbroker/fedbroker/connectors/local"
 	"github.com/fedbroker/fedbroker/connectors/oidc"
 	"github.com/fedbroker/fedbroker/connectors/saml"
@@ -24,6 +25,7 @@ func Types() map[string]func() connectors.Config {
 		"google":  func() connectors.Config { return new(google.Config) },
 		"azuread": func() connectors.Config { return new(azuread.Config) },
 		"saml":    func() connectors.Config { return new(saml.Config) },
+		"ldap":    func() connectors.Config { return new(ldap.Config) },
 	}
 }
 

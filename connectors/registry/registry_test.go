@@ -7,7 +7,7 @@ import (
 
 func TestNames(t *testing.T) {
 	got := Names()
-	want := []string{"azuread", "google", "local", "oidc", "saml"}
+	want := []string{"azuread", "google", "ldap", "local", "oidc", "saml"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
