@@ -91,3 +91,59 @@ func TestAdminConnectorsShowsOfflineWarnings(t *testing.T) {
 		t.Errorf("no corp connector in %+v", got)
 	}
 }
+
+// TestUpstreamAuthorizationResponseIss: an upstream that advertises RFC
+// 9207 must name itself in iss on the way back. A callback without it, or
+// naming another issuer (a mix-up attack), is refused with a readable page
+// before the code is redeemed; the right iss signs in.
+func TestUpstreamAuthorizationResponseIss(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		iss   testidp.IssParameter
+		error string
+	}{
+		{"advertised and missing", testidp.IssParameter{Advertise: true}, "issuer_mismatch"},
+		{"another issuer", testidp.IssParameter{Advertise: true, Send: true, Value: "https://attacker.example"}, "issuer_mismatch"},
+		{"another issuer, not advertised", testidp.IssParameter{Send: true, Value: "https://attacker.example"}, "issuer_mismatch"},
+		{"advertised and right", testidp.IssParameter{Advertise: true, Send: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			idp := newCorpIdP(t)
+			idp.SetIssParameter(tc.iss)
+			h := newHarness(t, nil, nil, withUpstreams(t, []upstream{corpConnector(idp)}, nil))
+			br := h.newBrowser()
+			params := authParams(newPKCE())
+			cb := h.atUpstream(br, h.startUpstream(br, params, "corp"))
+			if tc.error == "" {
+				h.codeFrom(br.get(cb.String()), params.Get("state"))
+				return
+			}
+			page := br.get(cb.String())
+			wantErrorPage(t, page, http.StatusBadRequest, tc.error)
+			if strings.Contains(page.body, "attacker.example") {
+				t.Errorf("the error page echoes the forged issuer")
+			}
+		})
+	}
+}
+
+// TestUpstreamAuthorizationParameters: through the broker, the connector
+// asks for consent with offline_access (OpenID Connect Core §11) and sends
+// the operator's extra parameters.
+func TestUpstreamAuthorizationParameters(t *testing.T) {
+	idp := newCorpIdP(t)
+	idp.SetStrictOfflineAccess(true)
+	up := corpConnector(idp)
+	up.config += "domain_hint: acme.com\nacr_values: [urn:acme:mfa]\nauth_params: {resource: https://graph.acme.com}\n"
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{up}, nil))
+	tr, _ := h.upstreamSignIn(h.newBrowser(), "corp")
+	q := idp.LastAuthorize()
+	for k, want := range map[string]string{"prompt": "consent", "domain_hint": "acme.com", "acr_values": "urn:acme:mfa", "resource": "https://graph.acme.com"} {
+		if got := q.Get(k); got != want {
+			t.Errorf("authorization request %s = %q, want %q", k, got, want)
+		}
+	}
+	if tr.RefreshToken == "" {
+		t.Errorf("no refresh token although the strict upstream got prompt=consent")
+	}
+}
