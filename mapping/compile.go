@@ -256,7 +256,7 @@ func (c *compiler) compile(path, expr string, tables map[string]traits.Mapper) (
 		return nil, nil
 	}
 	ok := c.checkLookups(path, expr, a, tables)
-	if !c.checkNesting(path, expr, a) || !c.checkJSONArithmetic(path, expr, a) {
+	if !c.checkNesting(path, expr, a) || !c.checkJSONArithmetic(path, expr, a) || !c.checkMapKeys(path, expr, a) {
 		return nil, nil
 	}
 	est, err := c.env.EstimateCost(a, sizeEstimator{})
@@ -286,7 +286,7 @@ func (c *compiler) compile(path, expr string, tables map[string]traits.Mapper) (
 	if loops {
 		popts = append(popts, cel.InterruptCheckFrequency(100))
 	}
-	prg, err := c.env.Program(a, popts...)
+	prg, err := program(c.env, a, popts)
 	if err != nil {
 		c.errf(path, "program for %q: %v", expr, err)
 		return nil, nil
@@ -488,4 +488,16 @@ func visit(e ast.Expr, f func(ast.Expr)) {
 		visit(cm.LoopStep(), f)
 		visit(cm.Result(), f)
 	}
+}
+
+// program plans a checked expression. cel-go can panic while planning
+// (constant folding of a literal it cannot represent); that is an error of
+// the expression, never a crash of the broker at configuration load.
+func program(env *cel.Env, a *cel.Ast, opts []cel.ProgramOption) (prg cel.Program, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			prg, err = nil, fmt.Errorf("cel-go cannot plan it: %v", p)
+		}
+	}()
+	return env.Program(a, opts...)
 }

@@ -21,6 +21,17 @@ func TestCompileErrors(t *testing.T) {
 			want: [][2]string{{"require[1].expr", `column 13: the expression ends too early`}, {"require[1].expr", `(in "claims.hd ==")`}},
 		},
 		{
+			// cel-go panicked planning this (FuzzCompileMapping).
+			name: "bytes map key",
+			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: `{b"": {"": ""}}`}}},
+			want: [][2]string{{"claims.x", "a map key must be an int, uint, bool or string, not bytes"}},
+		},
+		{
+			name: "double map key",
+			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: `{"a": {1.5: true}}`}}},
+			want: [][2]string{{"claims.x", "a map key must be an int, uint, bool or string, not double"}},
+		},
+		{
 			name: "undeclared variable on line 2",
 			spec: Spec{Claims: map[string]ClaimSpec{"x": {Expr: "true &&\n  clams.x"}}},
 			want: [][2]string{{"claims.x", `line 2 of the expression, column 3: unknown name "clams"`}},
