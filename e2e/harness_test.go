@@ -164,9 +164,11 @@ type replica struct {
 	// autoAddr and autoIssuer are set when the harness chose the address
 	// (and derived the issuer from it), so it may choose another.
 	autoAddr, autoIssuer bool
-	mu                   sync.Mutex
-	cmd                  *exec.Cmd
-	exited               chan struct{}
+	// logLevel is serve's --log-level (default warn).
+	logLevel string
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
@@ -246,7 +248,11 @@ func (r *replica) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(binDir, "fedbroker"), "serve", "--config", r.cfgPath, "--log-level", "warn")
+	level := r.logLevel
+	if level == "" {
+		level = "warn"
+	}
+	cmd := exec.Command(filepath.Join(binDir, "fedbroker"), "serve", "--config", r.cfgPath, "--log-level", level)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

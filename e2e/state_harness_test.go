@@ -19,8 +19,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -135,22 +133,8 @@ func (r *stateReplica) moveToFreePorts() {
 
 // launch starts the process at log level info (the audit log is INFO).
 func (r *stateReplica) launch() error {
-	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(filepath.Join(binDir, "fedbroker"), "serve", "--config", r.cfgPath, "--log-level", "info")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	r.mu.Lock()
-	r.cmd, r.exited = cmd, exited
-	r.mu.Unlock()
-	return nil
+	r.logLevel = "info"
+	return r.start()
 }
 
 // up starts the process and waits until /readyz answers 200 and the admin
