@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/jwa"
 )
 
@@ -97,13 +98,7 @@ func validateIssuer(c *Config, ps *problems) {
 
 // IsLoopback reports whether host (no port, IPv6 without brackets) is
 // localhost, an address in 127.0.0.0/8, or ::1.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
-}
+func IsLoopback(host string) bool { return connectors.IsLoopback(host) }
 
 // ValidURLPort reports whether u has no port or a TCP port: 1 to 65535 in
 // decimal without leading zeros. An empty port ("http://127.0.0.1:/cb")

@@ -156,7 +156,7 @@ func (c *Config) Validate() []problem.Problem {
 		if c.RootCA != "" {
 			add("root_ca", "not used with tls: none")
 		}
-		if !c.InsecureNoTLS && err == nil && host != "" && !isLoopback(host) {
+		if !c.InsecureNoTLS && err == nil && host != "" && !connectors.IsLoopback(host) {
 			add("tls", "none sends passwords in clear text: only for a loopback host, or set insecure_no_tls: true")
 		}
 	case "":
@@ -277,14 +277,6 @@ func validAttr(a string) bool {
 		}
 	}
 	return true
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func loadRootCA(path string) (*x509.CertPool, error) {

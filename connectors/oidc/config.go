@@ -189,7 +189,7 @@ func checkURL(s string) error {
 	case "https":
 		return nil
 	case "http":
-		if h := u.Hostname(); h == "localhost" || h == "127.0.0.1" || h == "::1" {
+		if connectors.IsLoopback(u.Hostname()) {
 			return nil
 		}
 	}

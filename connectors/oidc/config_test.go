@@ -17,6 +17,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{"good", func(*Config) {}, nil},
 		{"loopback http", func(c *Config) { c.Issuer = "http://127.0.0.1:8080" }, nil},
+		{"loopback http, another address", func(c *Config) { c.Issuer = "http://127.0.0.2:8080" }, nil},
+		{"loopback http, localhost", func(c *Config) { c.Issuer = "http://localhost:8080" }, nil},
+		{"http to a name ending in localhost", func(c *Config) { c.Issuer = "http://localhost.evil.example" }, []string{"issuer"}},
 		{"empty", func(c *Config) { *c = Config{} }, []string{"issuer", "client_id", "client_secret"}},
 		{"http issuer", func(c *Config) { c.Issuer = "http://idp.example" }, []string{"issuer"}},
 		{"relative issuer", func(c *Config) { c.Issuer = "/idp" }, []string{"issuer"}},

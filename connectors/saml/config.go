@@ -23,7 +23,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -288,23 +287,12 @@ func checkMetadataURL(s string) error {
 	switch {
 	case u.Scheme == "https":
 		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && connectors.IsLoopback(u.Hostname()):
 		return nil
 	case u.Scheme == "http":
 		return errors.New("must use https (http is only allowed for localhost and loopback addresses)")
 	}
 	return fmt.Errorf("must be an absolute https URL, not %s", u.Scheme)
-}
-
-// isLoopback reports whether host (no port, IPv6 without brackets) is
-// localhost, an address in 127.0.0.0/8, or ::1. It is config.IsLoopback,
-// which a connector may not import.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
 // loadKeyPair reads a PEM certificate and its RSA private key.

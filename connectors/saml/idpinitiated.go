@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/problem"
 )
 
@@ -42,7 +43,7 @@ func (d *IDPInitiated) validate(path string) []problem.Problem {
 		add("redirect_uri", "must be an absolute URL, one of the client's registered redirect_uris")
 	case u.Fragment != "":
 		add("redirect_uri", "must not have a fragment")
-	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+	case u.Scheme != "https" && !(u.Scheme == "http" && connectors.IsLoopback(u.Hostname())):
 		add("redirect_uri", "must use https (http only to a loopback host)")
 	}
 	if len(d.Scopes) > maxIDPInitiatedScopes {
