@@ -21,8 +21,11 @@ type state struct {
 	set     *keySet // nil for static keys
 	signing map[string]*signingKey
 	verify  map[string]key // published keys by kid
-	jwks    []byte
-	etag    string
+	// algs are the algorithms of the published keys (every algorithm of
+	// the shared set), the ones Verify accepts.
+	algs []jose.SignatureAlgorithm
+	jwks []byte
+	etag string
 	// expires is the earliest RetireAt among published retired keys; the
 	// snapshot must be rebuilt then to stop publishing that key.
 	expires time.Time
@@ -72,6 +75,9 @@ func (m *Manager) newState(groups []group, set *keySet, version int64) (*state, 
 	}
 	var jwks jose.JSONWebKeySet
 	for _, g := range groups {
+		if len(g.keys) > 0 && !slices.Contains(st.algs, jose.SignatureAlgorithm(g.alg)) {
+			st.algs = append(st.algs, jose.SignatureAlgorithm(g.alg))
+		}
 		for i, k := range g.keys {
 			if _, dup := st.verify[k.kid]; dup {
 				return nil, fmt.Errorf("keys: duplicate key id %q", k.kid)
@@ -177,7 +183,7 @@ var ErrUnknownKey = errors.New("keys: unknown signing key")
 
 // Verify checks a compact JWS against the published keys (Active, Next and
 // Retired not yet expired) and returns its payload and typ header. Only
-// the algorithms of the shared key set (PublishedAlgorithms) are accepted,
+// the algorithms of the published keys (those of the shared key set) are accepted,
 // narrowed to algs when given; "none" and HMAC never are. The token must name a published key id
 // whose algorithm matches its header; a header asking for compression or
 // an extension (zip, crit, b64: jwa.CheckHeader) and a token not in
@@ -189,13 +195,16 @@ func (m *Manager) Verify(token string, algs ...string) (payload []byte, typ stri
 	if st == nil {
 		return nil, "", ErrNotReady
 	}
-	var allowed []jose.SignatureAlgorithm
 	// Every algorithm of the shared set, not only this replica's: while
 	// signing.algorithms differs between replicas, one verifies what
 	// another signed. The key's own algorithm is checked below.
-	for _, a := range m.PublishedAlgorithms() {
-		if len(algs) == 0 || slices.Contains(algs, a) {
-			allowed = append(allowed, jose.SignatureAlgorithm(a))
+	allowed := st.algs
+	if len(algs) > 0 {
+		allowed = nil
+		for _, a := range st.algs {
+			if slices.Contains(algs, string(a)) {
+				allowed = append(allowed, a)
+			}
 		}
 	}
 	if len(allowed) == 0 {

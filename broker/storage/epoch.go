@@ -38,8 +38,10 @@ const (
 	// EpochSame: the record was there and not behind; it was advanced.
 	EpochSame EpochChange = iota
 	// EpochCreated: there was no record; the tick created one. For a
-	// client that saw none before it is a new store; otherwise the store
-	// lost everything.
+	// client that saw none before it is a new store, and the epoch's Since
+	// is zero: there was nothing before to distrust, and records are never
+	// compared across replicas' clocks for it. Otherwise the store lost
+	// everything, and Since is the writer's now, as after EpochBehind.
 	EpochCreated
 	// EpochBehind: the record's counter was below the highest this client
 	// had seen: the store rolled back. The tick wrote a new epoch forward.
@@ -57,19 +59,6 @@ func NewEpochID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// EpochStart returns the Since of an epoch created at now. A store seen
-// for the first time (no record, and this client saw none) holds nothing
-// from before, so its epoch distrusts nothing: Since is zero, and records
-// are never compared across replicas' clocks for it. A store found empty
-// or behind starts its epoch at now exactly: anything issued in the same
-// second but before is refused.
-func EpochStart(now time.Time, change EpochChange, seen int64) time.Time {
-	if change == EpochCreated && seen == 0 {
-		return time.Time{}
-	}
-	return now
 }
 
 // EpochTracker is one client's memory of a backend's epoch; backends that

@@ -73,7 +73,7 @@ func (s *Store) StartEpoch(ctx context.Context) (storage.Epoch, error) {
 func (s *Store) tickArgs() []any {
 	seen := s.epoch.Seen()
 	now := s.now()
-	first := "0" // storage.EpochStart of a first epoch: zero, nothing distrusted
+	first := "0" // a first epoch distrusts nothing (see storage.EpochCreated)
 	return []any{
 		seen, storage.NewEpochID(),
 		first, strconv.FormatInt(now.UnixNano(), 10),
