@@ -83,31 +83,10 @@ func TestRedisDown(t *testing.T) {
 	tr := fullLogin(t, r.URL)
 	ctx := context.Background()
 
-	// Each worker rotates its own refresh token family as fast as it can.
-	const workers = 4
-	rts := make(chan string, workers)
-	for range workers {
-		rts <- fullLogin(t, r.URL).RefreshToken
-	}
-	var stoppedAt atomic.Int64 // unix nanos when Redis was stopped
-	var lateOK atomic.Int64    // 200s for requests sent after that
-	stop := make(chan struct{})
-	st, wg := background(workers, stop, func() (int, error) {
-		rt := <-rts
-		sent := time.Now().UnixNano()
-		tr, err := refresh(r.URL, rt)
-		if err == nil && tr.status == http.StatusOK {
-			rt = tr.RefreshToken
-			if at := stoppedAt.Load(); at != 0 && sent > at {
-				lateOK.Add(1)
-			}
-		}
-		rts <- rt
-		return tr.status, err
-	})
+	load := startRefreshLoad(t, r.URL, 4)
 	time.Sleep(300 * time.Millisecond)
 	rs.Stop()
-	stoppedAt.Store(time.Now().UnixNano())
+	load.storageDown()
 
 	status, body, err := postForm(ctx, r.URL+"/token", map[string][]string{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {"app"}}, "", "")
 	if err != nil {
@@ -163,20 +142,75 @@ func TestRedisDown(t *testing.T) {
 		t.Errorf("/healthz with Redis down = %d, want 200", code)
 	}
 
-	if n := lateOK.Load(); n != 0 {
-		t.Errorf("%d refreshes sent after Redis stopped answered 200, want 0", n)
-	}
+	load.wantNoLateOK(t, "Redis")
 
 	rs.Restart()
 	if err := r.waitReady(15 * time.Second); err != nil {
 		t.Fatalf("broker did not become ready after Redis came back: %v", err)
 	}
-	close(stop)
-	wg.Wait()
+	load.finish(t, "Redis")
+	fullLogin(t, r.URL) // a new login works on the same process
+	if tr, err := clientCredentials(r.URL); err != nil || tr.status != http.StatusOK {
+		t.Errorf("client_credentials after Redis returned = %+v, %v; want 200", tr, err)
+	}
+}
+
+// refreshLoad rotates refresh token families at one replica, each worker
+// its own family, as fast as it can, through a storage outage.
+type refreshLoad struct {
+	stats     *loadStats
+	wg        *sync.WaitGroup
+	stop      chan struct{}
+	stoppedAt atomic.Int64 // unix nanos when storage went down
+	lateOK    atomic.Int64 // 200s for requests sent after that
+}
+
+func startRefreshLoad(t *testing.T, base string, workers int) *refreshLoad {
+	t.Helper()
+	rts := make(chan string, workers)
+	for range workers {
+		rts <- fullLogin(t, base).RefreshToken
+	}
+	l := &refreshLoad{stop: make(chan struct{})}
+	l.stats, l.wg = background(workers, l.stop, func() (int, error) {
+		rt := <-rts
+		sent := time.Now().UnixNano()
+		tr, err := refresh(base, rt)
+		if err == nil && tr.status == http.StatusOK {
+			rt = tr.RefreshToken
+			if at := l.stoppedAt.Load(); at != 0 && sent > at {
+				l.lateOK.Add(1)
+			}
+		}
+		rts <- rt
+		return tr.status, err
+	})
+	return l
+}
+
+// storageDown records that storage was stopped now.
+func (l *refreshLoad) storageDown() { l.stoppedAt.Store(time.Now().UnixNano()) }
+
+// wantNoLateOK fails the test if a refresh sent after storage went down
+// was answered 200.
+func (l *refreshLoad) wantNoLateOK(t *testing.T, what string) {
+	t.Helper()
+	if n := l.lateOK.Load(); n != 0 {
+		t.Errorf("%d refreshes sent after %s stopped answered 200, want 0", n, what)
+	}
+}
+
+// finish stops the load and checks it saw 200s before the outage, 503s
+// during it, and nothing but 200, 400 and 503.
+func (l *refreshLoad) finish(t *testing.T, what string) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	st := l.stats
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.status[http.StatusOK] == 0 {
-		t.Errorf("load saw no 200 before Redis stopped: %v", st.status)
+		t.Errorf("load saw no 200 before %s stopped: %v", what, st.status)
 	}
 	for code, n := range st.status {
 		if code != http.StatusOK && code != http.StatusServiceUnavailable && code != http.StatusBadRequest {
@@ -184,10 +218,6 @@ func TestRedisDown(t *testing.T) {
 		}
 	}
 	if st.status[http.StatusServiceUnavailable] == 0 {
-		t.Errorf("load saw no 503 while Redis was down: %v", st.status)
-	}
-	fullLogin(t, r.URL) // a new login works on the same process
-	if tr, err := clientCredentials(r.URL); err != nil || tr.status != http.StatusOK {
-		t.Errorf("client_credentials after Redis returned = %+v, %v; want 200", tr, err)
+		t.Errorf("load saw no 503 while %s was down: %v", what, st.status)
 	}
 }

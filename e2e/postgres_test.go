@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,28 +86,10 @@ func TestPostgresReplicas(t *testing.T) {
 		cl.use(1)
 		st := makeDurableState(t, cl.Issuer)
 		r := cl.Replicas[1]
-		rts := make(chan string, 4)
-		for range 4 {
-			rts <- fullLogin(t, r.URL).RefreshToken
-		}
-		var stoppedAt, lateOK atomic.Int64
-		stopLoad := make(chan struct{})
-		ls, wg := background(4, stopLoad, func() (int, error) {
-			rt := <-rts
-			sent := time.Now().UnixNano()
-			tr, err := refresh(r.URL, rt)
-			if err == nil && tr.status == http.StatusOK {
-				rt = tr.RefreshToken
-				if at := stoppedAt.Load(); at != 0 && sent > at {
-					lateOK.Add(1)
-				}
-			}
-			rts <- rt
-			return tr.status, err
-		})
+		load := startRefreshLoad(t, r.URL, 4)
 		time.Sleep(300 * time.Millisecond)
 		pg.Stop()
-		stoppedAt.Store(time.Now().UnixNano())
+		load.storageDown()
 		status, body, err := postForm(context.Background(), r.URL+"/token", map[string][]string{"grant_type": {"refresh_token"}, "refresh_token": {st.current}, "client_id": {"app"}}, "", "")
 		if err != nil {
 			t.Fatal(err)
@@ -123,27 +104,14 @@ func TestPostgresReplicas(t *testing.T) {
 		if code, _ := get(t, r.URL+"/keys"); code != http.StatusOK {
 			t.Errorf("JWKS with PostgreSQL down = %d, want 200", code)
 		}
-		if n := lateOK.Load(); n != 0 {
-			t.Errorf("%d refreshes sent after PostgreSQL stopped answered 200", n)
-		}
+		load.wantNoLateOK(t, "PostgreSQL")
 		pg.Restart()
 		for i, rep := range cl.Replicas {
 			if err := rep.waitReady(20 * time.Second); err != nil {
 				t.Fatalf("replica %d not ready after PostgreSQL came back: %v", i, err)
 			}
 		}
-		close(stopLoad)
-		wg.Wait()
-		ls.mu.Lock()
-		if ls.status[http.StatusServiceUnavailable] == 0 || ls.status[http.StatusOK] == 0 {
-			t.Errorf("load statuses %v: want 200s before and 503s during the outage", ls.status)
-		}
-		for code, n := range ls.status {
-			if code != http.StatusOK && code != http.StatusServiceUnavailable && code != http.StatusBadRequest {
-				t.Errorf("load saw %d answers with status %d, want only 200, 400 or 503", n, code)
-			}
-		}
-		ls.mu.Unlock()
+		load.finish(t, "PostgreSQL")
 		checkDurableState(t, cl.Issuer, st)
 	})
 }
