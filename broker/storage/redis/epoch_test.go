@@ -13,61 +13,8 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/broker/storage/redis/redistest"
+	"github.com/fedbroker/fedbroker/broker/storage/storagetest"
 )
-
-// epochFixture is what a test keeps from before a loss: a family with its
-// current and already-rotated tokens, a code and a session, all created
-// before the loss.
-type epochFixture struct {
-	rotated, current string
-	code             string
-	session          string
-}
-
-func newFixture(t *testing.T, s *Store) epochFixture {
-	t.Helper()
-	ctx := context.Background()
-	now := time.Now()
-	fam := storage.RefreshFamily{
-		ID: "fam1", CreatedAt: now, LastUsed: now,
-		IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(2 * time.Hour),
-		Grant: storage.Grant{ClientID: "app", Subject: "alice", AuthTime: now},
-	}
-	fx := epochFixture{rotated: "fam1.first", current: "fam1.second", code: "code-1", session: "session-1"}
-	if err := s.CreateRefresh(ctx, fam, fx.rotated); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateCode(ctx, fx.code, storage.AuthCode{ClientID: "app", FamilyID: "fam2", Created: now, Expiry: now.Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateSession(ctx, storage.Session{ID: fx.session, Subject: "alice", AuthTime: now, Created: now, Expiry: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	return fx
-}
-
-// wantForgotten checks that nothing of fx is usable any more.
-func wantForgotten(t *testing.T, s *Store, fx epochFixture) {
-	t.Helper()
-	ctx := context.Background()
-	// Whichever token the rolled-back family holds as current is refused
-	// (ErrNotFound); the other is then reuse or not found: refused too.
-	for _, tok := range []string{fx.rotated, fx.current} {
-		_, _, err := s.RotateRefresh(ctx, tok, "fam1.third", time.Now(), time.Hour, storage.Retry{})
-		if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrReused) {
-			t.Errorf("RotateRefresh(%s) of a family from before the loss = %v, want ErrNotFound or ErrReused", tok, err)
-		}
-	}
-	if _, err := s.GetRefresh(ctx, fx.current); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("GetRefresh of a family from before the loss = %v, want ErrNotFound", err)
-	}
-	if _, err := s.ConsumeCode(ctx, fx.code); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("ConsumeCode of a code from before the loss = %v, want ErrNotFound", err)
-	}
-	if _, err := s.GetSession(ctx, fx.session); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("GetSession of a session from before the loss = %v, want ErrNotFound", err)
-	}
-}
 
 func logged(buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -104,7 +51,7 @@ func TestEpochRollback(t *testing.T) {
 	defer a.Close()
 	b := open(t, url, Options{})
 	defer b.Close()
-	fx := newFixture(t, a)
+	fx := storagetest.NewEpochFixture(t, a)
 	c := goredis.NewClient(&goredis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")})
 	defer c.Close()
 	snapshot, err := c.HGetAll(ctx, a.epochKey()).Result()
@@ -112,7 +59,7 @@ func TestEpochRollback(t *testing.T) {
 		t.Fatalf("epoch record = %v, %v", snapshot, err)
 	}
 	// After the "snapshot": a rotation, seen by both clients' ticks.
-	if _, _, err := a.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+	if _, _, err := a.RotateRefresh(ctx, fx.Rotated, fx.Current, time.Now(), time.Hour, storage.Retry{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Heartbeat(ctx); err != nil {
@@ -120,14 +67,14 @@ func TestEpochRollback(t *testing.T) {
 	}
 	// Restore the rotation's undoing: the family's current token back to
 	// the rotated one, and the epoch record as it was.
-	if err := c.HSet(ctx, a.famKeys("fam1")[0], "cur", storage.Hash(fx.rotated)).Err(); err != nil {
+	if err := c.HSet(ctx, a.famKeys("fam1")[0], "cur", storage.Hash(fx.Rotated)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.HSet(ctx, a.epochKey(), snapshot).Err(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond) // Since is after everything created above
-	wantForgotten(t, a, fx)
+	fx.WantForgotten(t, a)
 	if a.Regressions() != 1 {
 		t.Errorf("regressions = %d, want 1", a.Regressions())
 	}
@@ -141,7 +88,7 @@ func TestEpochRollback(t *testing.T) {
 	if !b.Since().Equal(a.Since()) || b.Regressions() != 0 {
 		t.Errorf("other client: Since %v (want %v), regressions %d (want 0)", b.Since(), a.Since(), b.Regressions())
 	}
-	wantForgotten(t, b, fx)
+	fx.WantForgotten(t, b)
 	// What is created afterwards works.
 	now := time.Now()
 	fam := storage.RefreshFamily{ID: "fam3", CreatedAt: now, LastUsed: now, IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(time.Hour),
@@ -194,23 +141,23 @@ func TestEpochCrashRestart(t *testing.T) {
 	srv := redistest.StartServer(t, "--save", "3600 1")
 	a := open(t, srv.URL(), Options{})
 	defer a.Close()
-	fx := newFixture(t, a)
+	fx := storagetest.NewEpochFixture(t, a)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	defer c.Close()
 	if err := c.Save(ctx).Err(); err != nil {
 		t.Fatalf("SAVE: %v", err)
 	}
-	if _, _, err := a.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+	if _, _, err := a.RotateRefresh(ctx, fx.Rotated, fx.Current, time.Now(), time.Hour, storage.Retry{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.DeleteSession(ctx, fx.session); err != nil { // a logout
+	if err := a.DeleteSession(ctx, fx.Session); err != nil { // a logout
 		t.Fatal(err)
 	}
 	srv.Restart()
 	waitPing(t, c)
 	// Without the epoch, the rotated token would rotate again (the
 	// snapshot has it current) and the logged-out session would be back.
-	wantForgotten(t, a, fx)
+	fx.WantForgotten(t, a)
 	if a.Regressions() != 1 {
 		t.Errorf("regressions = %d, want 1", a.Regressions())
 	}
@@ -255,7 +202,7 @@ func TestStartEpoch(t *testing.T) {
 	url := redistest.StartServer(t).URL()
 	a := open(t, url, Options{})
 	defer a.Close()
-	fx := newFixture(t, a)
+	fx := storagetest.NewEpochFixture(t, a)
 	op := open(t, url, Options{})
 	defer op.Close()
 	time.Sleep(2 * time.Millisecond)
@@ -272,5 +219,5 @@ func TestStartEpoch(t *testing.T) {
 	if !a.Since().Equal(e.Since) || a.Regressions() != 0 {
 		t.Errorf("client after StartEpoch: Since %v (want %v), regressions %d (want 0)", a.Since(), e.Since, a.Regressions())
 	}
-	wantForgotten(t, a, fx)
+	fx.WantForgotten(t, a)
 }

@@ -9,59 +9,8 @@ import (
 	"time"
 
 	"github.com/fedbroker/fedbroker/broker/storage"
+	"github.com/fedbroker/fedbroker/broker/storage/storagetest"
 )
-
-// epochFixture is what a test keeps from before a loss: a family with its
-// current and already-rotated tokens, a code and a session, all created
-// before the loss.
-type epochFixture struct {
-	rotated, current string
-	code             string
-	session          string
-}
-
-func newFixture(t *testing.T, s *Store) epochFixture {
-	t.Helper()
-	ctx := testCtx(t)
-	now := time.Now()
-	fam := storage.RefreshFamily{
-		ID: "fam1", CreatedAt: now, LastUsed: now,
-		IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(2 * time.Hour),
-		Grant: storage.Grant{ClientID: "app", Subject: "alice", AuthTime: now},
-	}
-	fx := epochFixture{rotated: "fam1.first", current: "fam1.second", code: "code-1", session: "session-1"}
-	if err := s.CreateRefresh(ctx, fam, fx.rotated); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateCode(ctx, fx.code, storage.AuthCode{ClientID: "app", FamilyID: "fam2", Created: now, Expiry: now.Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateSession(ctx, storage.Session{ID: fx.session, Subject: "alice", AuthTime: now, Created: now, Expiry: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	return fx
-}
-
-// wantForgotten checks that nothing of fx is usable any more.
-func wantForgotten(t *testing.T, s *Store, fx epochFixture) {
-	t.Helper()
-	ctx := testCtx(t)
-	for _, tok := range []string{fx.rotated, fx.current} {
-		_, _, err := s.RotateRefresh(ctx, tok, "fam1.third", time.Now(), time.Hour, storage.Retry{})
-		if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrReused) {
-			t.Errorf("RotateRefresh(%s) of a family from before the loss = %v, want ErrNotFound or ErrReused", tok, err)
-		}
-	}
-	if _, err := s.GetRefresh(ctx, fx.current); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("GetRefresh of a family from before the loss = %v, want ErrNotFound", err)
-	}
-	if _, err := s.GetSession(ctx, fx.session); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("GetSession of a session from before the loss = %v, want ErrNotFound", err)
-	}
-	if _, err := s.ConsumeCode(ctx, fx.code); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("ConsumeCode of a code from before the loss = %v, want ErrNotFound", err)
-	}
-}
 
 func logged(buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -108,10 +57,10 @@ func TestEpochRollback(t *testing.T) {
 		defer a.Close()
 		b := be.again(t, a, Options{})
 		defer b.Close()
-		fx := newFixture(t, a)
+		fx := storagetest.NewEpochFixture(t, a)
 		id, since, n := storedEpoch(t, a)
 		// After the "backup": a rotation and a logout, seen by both stores.
-		if _, _, err := a.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+		if _, _, err := a.RotateRefresh(ctx, fx.Rotated, fx.Current, time.Now(), time.Hour, storage.Retry{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.Heartbeat(ctx); err != nil {
@@ -119,12 +68,12 @@ func TestEpochRollback(t *testing.T) {
 		}
 		// The restore: the family's current token back to the rotated one,
 		// and the epoch row as it was.
-		mustExec(t, a, `UPDATE refresh_families SET cur = $1 WHERE id = 'fam1'`, storage.Hash(fx.rotated))
+		mustExec(t, a, `UPDATE refresh_families SET cur = $1 WHERE id = 'fam1'`, storage.Hash(fx.Rotated))
 		mustExec(t, a, `UPDATE epoch SET id = $1, since_ns = $2, n = $3`, id, since, n)
 		time.Sleep(2 * time.Millisecond) // Since is after everything created above
 		// A read alone does not tick: the rotation, a security write, does,
 		// finds the rollback and is refused.
-		wantForgotten(t, a, fx)
+		fx.WantForgotten(t, a)
 		if a.Regressions() != 1 {
 			t.Errorf("regressions = %d, want 1", a.Regressions())
 		}
@@ -138,7 +87,7 @@ func TestEpochRollback(t *testing.T) {
 		if !b.Since().Equal(a.Since()) || b.Regressions() != 0 {
 			t.Errorf("other store: Since %v (want %v), regressions %d (want 0)", b.Since(), a.Since(), b.Regressions())
 		}
-		wantForgotten(t, b, fx)
+		fx.WantForgotten(t, b)
 		// What is created afterwards works.
 		now := time.Now()
 		fam := storage.RefreshFamily{ID: "fam3", CreatedAt: now, LastUsed: now, IdleExpiry: now.Add(time.Hour), AbsoluteExpiry: now.Add(time.Hour),
@@ -187,7 +136,7 @@ func TestEpochTickInTransaction(t *testing.T) {
 		ctx := testCtx(t)
 		s := be.fresh(t, Options{})
 		defer s.Close()
-		fx := newFixture(t, s)
+		fx := storagetest.NewEpochFixture(t, s)
 		seen := s.epoch.Seen()
 		steps := []struct {
 			name string
@@ -197,13 +146,13 @@ func TestEpochTickInTransaction(t *testing.T) {
 				_, err := s.MarkSeen(ctx, "revoked_at", "jti-1", time.Now().Add(time.Minute))
 				return err
 			}},
-			{"ConsumeCode", func() error { _, err := s.ConsumeCode(ctx, fx.code); return err }},
+			{"ConsumeCode", func() error { _, err := s.ConsumeCode(ctx, fx.Code); return err }},
 			{"RotateRefresh", func() error {
-				_, _, err := s.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{})
+				_, _, err := s.RotateRefresh(ctx, fx.Rotated, fx.Current, time.Now(), time.Hour, storage.Retry{})
 				return err
 			}},
 			{"RevokeFamily", func() error { return s.RevokeFamily(ctx, "fam9", time.Now().Add(time.Hour)) }},
-			{"DeleteSession", func() error { return s.DeleteSession(ctx, fx.session) }},
+			{"DeleteSession", func() error { return s.DeleteSession(ctx, fx.Session) }},
 			{"RevokeSubject", func() error { _, _, err := s.RevokeSubject(ctx, "alice"); return err }},
 		}
 		for i, st := range steps {
@@ -239,7 +188,7 @@ func TestStartEpoch(t *testing.T) {
 		ctx := testCtx(t)
 		a := be.fresh(t, Options{})
 		defer a.Close()
-		fx := newFixture(t, a)
+		fx := storagetest.NewEpochFixture(t, a)
 		// The "restored" database, opened by a broker that remembers nothing.
 		b := be.again(t, a, Options{})
 		defer b.Close()
@@ -250,7 +199,7 @@ func TestStartEpoch(t *testing.T) {
 		if b.Since().IsZero() || b.Regressions() != 0 {
 			t.Errorf("after StartEpoch: Since %v, regressions %d; want a start and none", b.Since(), b.Regressions())
 		}
-		wantForgotten(t, b, fx)
+		fx.WantForgotten(t, b)
 		if err := a.Heartbeat(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -133,8 +133,8 @@ func TestPostgresRestart(t *testing.T) {
 	ctx := testCtx(t)
 	s := openPostgres(t, srv.URL(), Options{})
 	defer s.Close()
-	fx := newFixture(t, s)
-	if _, _, err := s.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+	fx := storagetest.NewEpochFixture(t, s)
+	if _, _, err := s.RotateRefresh(ctx, fx.Rotated, fx.Current, time.Now(), time.Hour, storage.Retry{}); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
@@ -148,11 +148,11 @@ func TestPostgresRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	for i := range 20 { // every pooled connection is a new one
-		if _, err := s.GetRefresh(ctx, fx.current); err != nil {
+		if _, err := s.GetRefresh(ctx, fx.Current); err != nil {
 			t.Fatalf("GetRefresh #%d after the restart = %v", i, err)
 		}
 	}
-	if _, _, err := s.RotateRefresh(ctx, fx.rotated, "fam1.x", time.Now(), time.Hour, storage.Retry{}); !errors.Is(err, storage.ErrReused) {
+	if _, _, err := s.RotateRefresh(ctx, fx.Rotated, "fam1.x", time.Now(), time.Hour, storage.Retry{}); !errors.Is(err, storage.ErrReused) {
 		t.Errorf("RotateRefresh of a token rotated before the crash = %v, want ErrReused", err)
 	}
 	if s.Regressions() != 0 {
@@ -168,18 +168,18 @@ func TestPostgresRestoreOnReconnect(t *testing.T) {
 	ctx := testCtx(t)
 	s := openPostgres(t, srv.URL(), Options{})
 	defer s.Close()
-	fx := newFixture(t, s)
+	fx := storagetest.NewEpochFixture(t, s)
 	id, since, n := storedEpoch(t, s)
-	if _, _, err := s.RotateRefresh(ctx, fx.rotated, fx.current, time.Now(), time.Hour, storage.Retry{}); err != nil {
+	if _, _, err := s.RotateRefresh(ctx, fx.Rotated, fx.Current, time.Now(), time.Hour, storage.Retry{}); err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, s, `UPDATE epoch SET id = $1, since_ns = $2, n = $3`, id, since, n)
-	mustExec(t, s, `UPDATE refresh_families SET cur = $1 WHERE id = 'fam1'`, storage.Hash(fx.rotated))
+	mustExec(t, s, `UPDATE refresh_families SET cur = $1 WHERE id = 'fam1'`, storage.Hash(fx.Rotated))
 	srv.Restart()
 	time.Sleep(2 * time.Millisecond)
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, err = s.GetSession(ctx, fx.session); !isUnavailable(err) {
+		if _, err = s.GetSession(ctx, fx.Session); !isUnavailable(err) {
 			break
 		}
 	}
@@ -189,7 +189,7 @@ func TestPostgresRestoreOnReconnect(t *testing.T) {
 	if s.Regressions() != 1 {
 		t.Errorf("regressions = %d, want 1", s.Regressions())
 	}
-	wantForgotten(t, s, fx)
+	fx.WantForgotten(t, s)
 }
 
 // TestPostgresNotify: a key set stored by one Store reaches another's
