@@ -138,6 +138,15 @@ type RefreshFamily struct {
 	AbsoluteExpiry time.Time `json:"absolute_expiry"` // never extended
 }
 
+// Expiry is when the family ends unless it is used again: the earlier of
+// its idle and absolute expiries.
+func (f RefreshFamily) Expiry() time.Time {
+	if f.AbsoluteExpiry.Before(f.IdleExpiry) {
+		return f.AbsoluteExpiry
+	}
+	return f.IdleExpiry
+}
+
 // Retry is what RotateRefresh keeps of a rotation so that a client that
 // lost its response can present the rotated token again and be given the
 // same successor (see Storage.RotateRefresh).

@@ -41,10 +41,7 @@ func (a *Authority) Introspect(ctx context.Context, cl *runtime.Client, token st
 		if fam.Grant.ClientID != cl.ID || !fam.IdleExpiry.After(a.now()) {
 			return Inactive, nil
 		}
-		exp := fam.IdleExpiry
-		if fam.AbsoluteExpiry.Before(exp) {
-			exp = fam.AbsoluteExpiry
-		}
+		exp := fam.Expiry()
 		return map[string]any{
 			"active":     true,
 			"token_type": "refresh_token",

@@ -50,10 +50,7 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 		return err
 	}
 	now := s.now()
-	exp := f.IdleExpiry
-	if f.AbsoluteExpiry.Before(exp) {
-		exp = f.AbsoluteExpiry
-	}
+	exp := f.Expiry()
 	// Index first: a stale index entry is harmless, a missing one would let
 	// RevokeSubject miss the family.
 	if err := s.indexAdd(ctx, s.subjFamKey(f.Grant.Subject), f.ID, f.AbsoluteExpiry, now); err != nil {

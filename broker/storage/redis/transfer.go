@@ -170,10 +170,7 @@ func (s *Store) Import(ctx context.Context, it storage.Item) error {
 		if err != nil {
 			return err
 		}
-		exp := f.IdleExpiry
-		if f.AbsoluteExpiry.Before(exp) {
-			exp = f.AbsoluteExpiry
-		}
+		exp := f.Expiry()
 		if !now.Before(exp) {
 			return nil
 		}

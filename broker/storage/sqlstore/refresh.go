@@ -77,10 +77,7 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 	if err != nil {
 		return err
 	}
-	exp := f.IdleExpiry
-	if f.AbsoluteExpiry.Before(exp) {
-		exp = f.AbsoluteExpiry
-	}
+	exp := f.Expiry()
 	n, err := affected(s.w.ExecContext(ctx, `INSERT INTO refresh_families
 	(id, expires, subject, grant_data, created_at, last_used, idle_expiry, abs_expiry, cur, gen)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)

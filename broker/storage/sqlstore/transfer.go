@@ -104,10 +104,7 @@ func (s *Store) Import(ctx context.Context, it storage.Item) error {
 		return err
 	case it.Family != nil:
 		f := it.Family.Family
-		exp := f.IdleExpiry
-		if f.AbsoluteExpiry.Before(exp) {
-			exp = f.AbsoluteExpiry
-		}
+		exp := f.Expiry()
 		if !now.Before(exp) {
 			return nil
 		}
