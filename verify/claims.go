@@ -22,6 +22,10 @@ type Claims struct {
 	JTI       string    // jti
 	Groups    []string  // groups, when the broker's mapping issued them
 	Roles     []string  // roles, when the broker's mapping issued them
+	// KeyThumbprint is cnf.jkt (RFC 9449 §6): the SHA-256 JWK thumbprint
+	// of the DPoP key the token is bound to, empty for a bearer token. A
+	// bound token passes only VerifyDPoP, with a proof signed by that key.
+	KeyThumbprint string
 	// Raw holds every claim of the payload as decoded by encoding/json
 	// (numbers as float64), including those above.
 	Raw map[string]any

@@ -39,6 +39,17 @@ var (
 	// ErrInsufficientScope means the token is valid but lacks a required
 	// scope. The error also matches *ScopeError, which names the scopes.
 	ErrInsufficientScope = errors.New("verify: insufficient scope")
+	// ErrDPoPRequired means the token is bound to a DPoP key (cnf.jkt) but
+	// was presented as a bearer token, without a proof (RFC 9449 §7.2).
+	ErrDPoPRequired = errors.New("verify: token bound to a DPoP key presented without a proof")
+	// ErrNotDPoPBound means a token presented with a DPoP proof is not
+	// bound to a DPoP key: it has no cnf.jkt.
+	ErrNotDPoPBound = errors.New("verify: token not bound to a DPoP key")
+	// ErrInvalidDPoPProof means the DPoP proof presented with a bound token
+	// is missing, fails a check of RFC 9449 §4.3 (errors.Is also matches
+	// dpop.ErrInvalidProof then), is signed by another key than the one
+	// the token is bound to, or was used before.
+	ErrInvalidDPoPProof = errors.New("verify: invalid DPoP proof")
 )
 
 // ExpiredError reports a token whose exp lies in the past beyond the leeway.

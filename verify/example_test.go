@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"strings"
 
+	"github.com/fedbroker/fedbroker/dpop"
 	"github.com/fedbroker/fedbroker/verify"
 )
 
@@ -46,4 +48,27 @@ func ExampleVerifier_Verify() {
 	default:
 		log.Printf("request by %s via client %s", claims.Subject, claims.ClientID)
 	}
+}
+
+// A service checking a DPoP-bound token outside HTTP middleware, such as
+// a WebSocket upgrade: the token, the proof and the request's method and
+// public URL.
+func ExampleVerifier_VerifyDPoP() {
+	v, err := verify.New(context.Background(), "https://broker.example.com", "orders-api")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+	http.HandleFunc("GET /orders/live", func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "DPoP ")
+		claims, err := v.VerifyDPoP(r.Context(), token, r.Header.Get(dpop.Header), r.Method, "https://orders.example.com/orders/live")
+		switch {
+		case errors.Is(err, verify.ErrInvalidDPoPProof):
+			http.Error(w, "bad proof", http.StatusUnauthorized)
+		case err != nil:
+			http.Error(w, "bad token", http.StatusUnauthorized)
+		default:
+			fmt.Fprintf(w, "live orders of %s (key %s)\n", claims.Subject, claims.KeyThumbprint)
+		}
+	})
 }

@@ -9,30 +9,49 @@ import (
 	"strings"
 )
 
-// denial is the RFC 6750 answer to a request the middleware refuses.
+// denial is the RFC 6750 or RFC 9449 answer to a request the middleware
+// refuses.
 type denial struct {
-	status int
-	header string // WWW-Authenticate
-	code   string // RFC 6750 error code; empty when no token was sent
-	desc   string
+	status  int
+	headers []string // WWW-Authenticate, one challenge each
+	code    string   // error code; empty when no token was sent
+	desc    string
 }
 
-// authenticate verifies the request's bearer token and checks the route's
-// required scopes. It reads the token from the Authorization header only,
-// never from the query string or body (RFC 6750 §2.1).
+// The authentication schemes of the Authorization header.
+const (
+	schemeBearer = "Bearer"
+	schemeDPoP   = "DPoP"
+)
+
+// authenticate verifies the request's access token, a bearer token or a
+// DPoP-bound token with its proof, and checks the route's required scopes.
+// It reads the token from the Authorization header only, never from the
+// query string or body (RFC 6750 §2.1).
 func (v *Verifier) authenticate(ctx context.Context, r *http.Request, required []string) (*Claims, *denial) {
 	values := r.Header.Values("Authorization")
 	if len(values) > 1 {
-		return nil, v.deny(http.StatusBadRequest, "invalid_request", "more than one Authorization header", nil)
+		return nil, v.deny(schemeBearer, http.StatusBadRequest, "invalid_request", "more than one Authorization header", nil)
 	}
-	token, ok := bearer(values)
+	scheme, token, ok := credentials(values)
 	if !ok {
 		return nil, &denial{
 			status: http.StatusUnauthorized,
-			header: fmt.Sprintf("Bearer realm=%q", v.realm),
+			headers: []string{
+				fmt.Sprintf("Bearer realm=%q", v.realm),
+				fmt.Sprintf("DPoP realm=%q, algs=%q", v.realm, dpopAlgorithms),
+			},
 		}
 	}
-	claims, err := v.Verify(ctx, token)
+	var (
+		claims *Claims
+		err    error
+	)
+	if scheme == schemeDPoP {
+		claims, err = v.verifyDPoPRequest(ctx, r, token)
+	} else {
+		claims, err = v.Verify(ctx, token)
+	}
 	if err == nil {
 		err = claims.RequireScopes(required...)
 	}
@@ -41,32 +60,51 @@ func (v *Verifier) authenticate(ctx context.Context, r *http.Request, required [
 	case err == nil:
 		return claims, nil
 	case errors.As(err, &se):
-		return nil, v.deny(http.StatusForbidden, "insufficient_scope", "the token lacks a required scope", se.Required)
+		return nil, v.deny(scheme, http.StatusForbidden, "insufficient_scope", "the token lacks a required scope", se.Required)
+	case errors.Is(err, ErrDPoPRequired):
+		// RFC 9449 §7.2: a bound token is refused as a bearer token, with
+		// the challenge that says how to present it.
+		return nil, v.deny(schemeDPoP, http.StatusUnauthorized, "invalid_token", description(err), nil)
+	case errors.Is(err, ErrInvalidDPoPProof):
+		return nil, v.deny(schemeDPoP, http.StatusUnauthorized, "invalid_dpop_proof", dpopDescription(err), nil)
 	default:
-		return nil, v.deny(http.StatusUnauthorized, "invalid_token", description(err), nil)
+		return nil, v.deny(scheme, http.StatusUnauthorized, "invalid_token", description(err), nil)
 	}
 }
 
-func (v *Verifier) deny(status int, code, desc string, scopes []string) *denial {
-	h := fmt.Sprintf("Bearer realm=%q, error=%q, error_description=%q", v.realm, code, desc)
+// deny builds the refusal's challenge in scheme; a DPoP challenge names
+// the accepted proof algorithms (RFC 9449 §7.1).
+func (v *Verifier) deny(scheme string, status int, code, desc string, scopes []string) *denial {
+	h := fmt.Sprintf("%s realm=%q, error=%q, error_description=%q", scheme, v.realm, code, desc)
 	if len(scopes) > 0 {
 		h += fmt.Sprintf(", scope=%q", strings.Join(scopes, " "))
 	}
-	return &denial{status: status, header: h, code: code, desc: desc}
+	if scheme == schemeDPoP {
+		h += fmt.Sprintf(", algs=%q", dpopAlgorithms)
+	}
+	return &denial{status: status, headers: []string{h}, code: code, desc: desc}
 }
 
-// bearer returns the token of an "Authorization: Bearer <token>" header;
-// the scheme is case-insensitive.
-func bearer(values []string) (string, bool) {
+// credentials returns the scheme (schemeBearer or schemeDPoP) and token of
+// an "Authorization: Bearer <token>" or "Authorization: DPoP <token>"
+// header; the scheme is case-insensitive.
+func credentials(values []string) (string, string, bool) {
 	if len(values) != 1 {
-		return "", false
+		return "", "", false
 	}
 	scheme, token, ok := strings.Cut(values[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+	switch {
+	case !ok:
+		return "", "", false
+	case strings.EqualFold(scheme, schemeBearer):
+		scheme = schemeBearer
+	case strings.EqualFold(scheme, schemeDPoP):
+		scheme = schemeDPoP
+	default:
+		return "", "", false
 	}
 	token = strings.TrimSpace(token)
-	return token, token != ""
+	return scheme, token, token != ""
 }
 
 // description names the class of a verification failure without echoing
@@ -85,6 +123,10 @@ func description(err error) string {
 		return "the token is from another issuer"
 	case errors.Is(err, ErrUnknownKey), errors.Is(err, ErrInvalidSignature):
 		return "the token signature is invalid"
+	case errors.Is(err, ErrDPoPRequired):
+		return "the token is bound to a DPoP key: present it with a DPoP proof"
+	case errors.Is(err, ErrNotDPoPBound):
+		return "the token is not bound to a DPoP key"
 	default:
 		return "the token is malformed"
 	}
@@ -98,20 +140,31 @@ func (d *denial) body() map[string]string {
 }
 
 // Middleware returns net/http middleware that lets a request through only
-// with a valid bearer access token carrying every scope in required (on top
-// of WithRequiredScopes). The verified *Claims are in the request context
-// for ClaimsFromContext. Refusals follow RFC 6750: 401 with
-// `WWW-Authenticate: Bearer realm="..."` when no bearer token is sent; 401
-// with error="invalid_token" when the token fails verification; 403 with
-// error="insufficient_scope" and the required scopes when a scope is
-// missing; 400 with error="invalid_request" for repeated Authorization
-// headers.
+// with a valid access token carrying every scope in required (on top of
+// WithRequiredScopes): a bearer token (`Authorization: Bearer <token>`),
+// or a token bound to a DPoP key (`Authorization: DPoP <token>`) with one
+// `DPoP` proof header for this request, checked by VerifyDPoP against the
+// request's method and URL (see WithDPoPBaseURL). A bound token presented
+// as a bearer token is refused. The verified *Claims are in the request
+// context for ClaimsFromContext.
+//
+// Refusals follow RFC 6750 and RFC 9449 §7.1: 401 with the challenges
+// `Bearer realm="..."` and `DPoP realm="...", algs="..."` when no token
+// is sent; 401 with error="invalid_token" when the token fails
+// verification, is bound but sent as a bearer token (a DPoP challenge), or
+// is sent with the DPoP scheme but not bound; 401 with a DPoP challenge
+// and error="invalid_dpop_proof" when the proof is missing, invalid,
+// signed by another key or replayed; 403 with error="insufficient_scope"
+// and the required scopes when a scope is missing; 400 with
+// error="invalid_request" for repeated Authorization headers.
 func (v *Verifier) Middleware(required ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			claims, d := v.authenticate(r.Context(), r, required)
 			if d != nil {
-				w.Header().Set("WWW-Authenticate", d.header)
+				for _, h := range d.headers {
+					w.Header().Add("WWW-Authenticate", h)
+				}
 				w.Header().Set("Content-Type", "application/json")
 				w.Header().Set("Cache-Control", "no-store")
 				w.WriteHeader(d.status)

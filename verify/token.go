@@ -28,11 +28,28 @@ var accessTokenTypes = []string{"at+jwt", "application/at+jwt"}
 //   - iss not exactly the issuer (ErrWrongIssuer), aud without the audience
 //     (ErrWrongAudience);
 //   - exp past, or nbf/iat future, beyond the leeway (*ExpiredError, ErrNotYetValid);
+//   - a token bound to a DPoP key (cnf.jkt), which passes only VerifyDPoP
+//     (ErrDPoPRequired), and a cnf claim without jkt (ErrMalformed);
 //   - a missing scope required by WithRequiredScopes (*ScopeError).
 //
 // ctx bounds the key set fetch an unknown key ID may cause; verifying with
 // cached keys does no I/O.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	claims, err := v.verifyToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if claims.KeyThumbprint != "" {
+		return nil, ErrDPoPRequired
+	}
+	if err := claims.RequireScopes(v.scopes...); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// verifyToken makes every check of Verify but the binding and the scopes.
+func (v *Verifier) verifyToken(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(token), MaxTokenSize)
 	}
@@ -74,9 +91,6 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, err
 	}
 	if err := v.checkClaims(claims); err != nil {
-		return nil, err
-	}
-	if err := claims.RequireScopes(v.scopes...); err != nil {
 		return nil, err
 	}
 	return claims, nil
@@ -177,6 +191,20 @@ func decodeClaims(body []byte) (*Claims, error) {
 	c.Audience = strs("aud", true)
 	c.Groups = strs("groups", false)
 	c.Roles = strs("roles", false)
+	switch cnf := raw["cnf"].(type) {
+	case nil:
+	case map[string]any:
+		// A confirmation method other than jkt (an mTLS certificate,
+		// RFC 8705) binds the token to something this package cannot
+		// check: such a token must not pass as a bearer token.
+		jkt, ok := cnf["jkt"].(string)
+		if !ok || jkt == "" {
+			errs = append(errs, "cnf")
+		}
+		c.KeyThumbprint = jkt
+	default:
+		errs = append(errs, "cnf")
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: claims of the wrong type: %s", ErrMalformed, strings.Join(errs, ", "))
 	}

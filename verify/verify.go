@@ -3,10 +3,12 @@
 //
 // A service creates one Verifier at start-up with New, which reads the
 // issuer's OpenID discovery document and key set once, then keeps the key
-// set fresh in the background. Verifier.Verify checks one token;
-// Verifier.Middleware guards net/http handlers and puts the verified
-// *Claims in the request context. Package echoverify provides the same
-// middleware for echo, so that only services using echo depend on it.
+// set fresh in the background. Verifier.Verify checks one bearer token,
+// Verifier.VerifyDPoP one token bound to a DPoP key (RFC 9449) with its
+// proof; Verifier.Middleware guards net/http handlers, accepting both, and
+// puts the verified *Claims in the request context. Package echoverify
+// provides the same middleware for echo, so that only services using echo
+// depend on it.
 //
 // Every check that makes a token trustworthy is always on: the signature
 // (with an explicit algorithm allowlist that never contains "none" or an
@@ -28,6 +30,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/fedbroker/fedbroker/dpop"
 	"github.com/fedbroker/fedbroker/jwa"
 )
 
@@ -61,6 +64,8 @@ type Verifier struct {
 	scopes   []string
 	now      func() time.Time
 	keys     *keySet
+	dpopBase string
+	replay   *dpop.ReplayCache
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -77,6 +82,9 @@ type config struct {
 	scopes   []string
 	realm    string
 	errs     []error
+
+	dpopBase   string
+	replaySize int
 }
 
 // Option configures New.
@@ -204,6 +212,8 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 		algs:     slices.Clone(DefaultAlgorithms),
 		interval: DefaultRefreshInterval,
 		realm:    audience,
+
+		replaySize: DefaultReplayCacheSize,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -246,6 +256,8 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 		scopes:   cfg.scopes,
 		now:      cfg.now,
 		keys:     ks,
+		dpopBase: cfg.dpopBase,
+		replay:   dpop.NewReplayCache(cfg.replaySize),
 		cancel:   cancel,
 		done:     make(chan struct{}),
 	}

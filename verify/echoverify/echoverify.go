@@ -19,10 +19,12 @@ import (
 )
 
 // Middleware returns echo middleware that lets a request through only with
-// a valid bearer access token carrying every scope in required (on top of
-// verify.WithRequiredScopes). It makes the same checks and gives the same
-// RFC 6750 answers as v.Middleware(required...), and puts the verified
-// *verify.Claims in c.Request().Context() for verify.ClaimsFromContext.
+// a valid access token carrying every scope in required (on top of
+// verify.WithRequiredScopes): a bearer token, or a DPoP-bound token with
+// its DPoP proof (RFC 9449). It makes the same checks and gives the same
+// RFC 6750 and RFC 9449 answers as v.Middleware(required...), and puts the
+// verified *verify.Claims in c.Request().Context() for
+// verify.ClaimsFromContext.
 //
 // A refusal is written directly to the response, not returned as an error,
 // so the application's HTTPErrorHandler cannot drop the WWW-Authenticate
