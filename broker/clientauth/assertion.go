@@ -30,7 +30,8 @@ const (
 // assertion is private_key_jwt client authentication (RFC 7523 §2.2, §3):
 // the assertion is a canonically encoded JWT signed by one of the client's
 // keys (its header asking for no compression or extension), iss and sub
-// are the client id, aud is this issuer or its token endpoint alone, it
+// are the client id, aud is this issuer, its token endpoint or its PAR endpoint
+// (RFC 9126 §2) alone, it
 // expires soon, it was not issued in the future, and its jti is accepted
 // once.
 func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form url.Values) (*runtime.Client, error) {
@@ -78,8 +79,8 @@ func (a *Authenticator) assertion(ctx context.Context, rt *runtime.Runtime, form
 	switch {
 	case claims.Issuer != cl.ID || claims.Subject != cl.ID:
 		return nil, oauth.InvalidClient("client_assertion iss and sub must both be the client id")
-	case len(claims.Audience) != 1 || (claims.Audience[0] != a.issuer && claims.Audience[0] != a.tokenEndpoint):
-		return nil, oauth.InvalidClient("client_assertion aud must be the issuer or the token endpoint, alone")
+	case len(claims.Audience) != 1 || (claims.Audience[0] != a.issuer && claims.Audience[0] != a.tokenEndpoint && claims.Audience[0] != a.parEndpoint):
+		return nil, oauth.InvalidClient("client_assertion aud must be the issuer, the token endpoint or the PAR endpoint, alone")
 	case claims.Expiry == nil || !claims.Expiry.Time().After(now.Add(-assertionSkew)):
 		return nil, oauth.InvalidClient("client_assertion is expired or has no exp")
 	case claims.Expiry.Time().Sub(now) > maxAssertionLifetime:

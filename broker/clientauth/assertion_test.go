@@ -63,6 +63,7 @@ func TestAssertionAudience(t *testing.T) {
 	}{
 		{"issuer", runtimetest.Issuer, true},
 		{"token endpoint", tokenEndpoint, true},
+		{"PAR endpoint", runtimetest.Issuer + "/par", true},
 		{"[issuer]", []string{runtimetest.Issuer}, true},
 		{"[token endpoint]", []string{tokenEndpoint}, true},
 		{"[issuer, foreign]", []string{runtimetest.Issuer, "https://evil.example"}, false},

@@ -43,13 +43,14 @@ type ReplayCache interface {
 // Authenticator authenticates clients against the current configuration.
 type Authenticator struct {
 	issuer string
-	// tokenEndpoint is the token endpoint's URL: the issuer + /token, as
-	// the broker routes it and discovery publishes it.
-	tokenEndpoint string
-	replay        ReplayCache
-	now           func() time.Time
-	audit         observe.Audit
-	secrets       *secretCache
+	// tokenEndpoint and parEndpoint are the token endpoint's and the pushed
+	// authorization request endpoint's URLs (RFC 9126 §2), as the broker
+	// routes them and discovery publishes them.
+	tokenEndpoint, parEndpoint string
+	replay                     ReplayCache
+	now                        func() time.Time
+	audit                      observe.Audit
+	secrets                    *secretCache
 }
 
 // Deps are an Authenticator's dependencies.
@@ -69,7 +70,7 @@ func New(deps Deps) *Authenticator {
 		deps.Now = time.Now
 	}
 	issuer := strings.TrimSuffix(deps.Issuer, "/")
-	return &Authenticator{issuer: issuer, tokenEndpoint: issuer + "/token", replay: deps.Replay, now: deps.Now, audit: deps.Audit, secrets: newSecretCache(deps.Now)}
+	return &Authenticator{issuer: issuer, tokenEndpoint: issuer + "/token", parEndpoint: issuer + "/par", replay: deps.Replay, now: deps.Now, audit: deps.Audit, secrets: newSecretCache(deps.Now)}
 }
 
 // Authenticate identifies and authenticates the client of req. Every
