@@ -87,6 +87,10 @@ func newEnv(t *testing.T) *env {
 		"GRAFANA_SECRET_HASH":       secretHash(),
 		"DEPLOYER_SECRET_HASH":      secretHash(),
 		"METRICS_AGENT_SECRET_HASH": secretHash(),
+		"AWS_DEPLOYER_SECRET_HASH":  secretHash(),
+		"GCP_BATCH_SECRET_HASH":     secretHash(),
+		"AZURE_BACKUP_SECRET_HASH":  secretHash(),
+		"VAULT_LOGIN_SECRET_HASH":   secretHash(),
 	}}
 }
 
@@ -272,7 +276,7 @@ func TestExampleConfigs(t *testing.T) {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	for _, want := range []string{"compose.yaml", "enterprise.yaml", "local.yaml", "workloads.yaml"} {
+	for _, want := range []string{"compose.yaml", "enterprise.yaml", "local.yaml", "workloads.yaml", "platforms.yaml"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("examples/%s is missing (have %v)", want, names)
 		}
@@ -282,6 +286,7 @@ func TestExampleConfigs(t *testing.T) {
 		"compose.yaml":    {"FEDBROKER_KEK"},
 		"enterprise.yaml": {"BREAKGLASS_PASSWORD_HASH", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET", "FEDBROKER_ADMIN_TOKEN", "FEDBROKER_CONFIG_DIR", "FEDBROKER_KEK", "FEDBROKER_REDIS_URL", "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET", "GRAFANA_SECRET_HASH", "SAML_SP_CERT_FILE", "SAML_SP_KEY_FILE", "WIKI_SECRET_HASH"},
 		"workloads.yaml":  {"BREAKGLASS_PASSWORD_HASH", "DEPLOYER_SECRET_HASH", "FEDBROKER_CONFIG_DIR", "FEDBROKER_KEK", "FEDBROKER_REDIS_URL", "METRICS_AGENT_SECRET_HASH"},
+		"platforms.yaml":  {"AWS_DEPLOYER_SECRET_HASH", "AZURE_BACKUP_SECRET_HASH", "BREAKGLASS_PASSWORD_HASH", "FEDBROKER_CONFIG_DIR", "FEDBROKER_KEK", "FEDBROKER_REDIS_URL", "GCP_BATCH_SECRET_HASH", "VAULT_LOGIN_SECRET_HASH"},
 	}
 	for _, f := range files {
 		name := filepath.Base(f)

@@ -219,6 +219,11 @@ func compileClient(ctx context.Context, cc config.Client, tokens config.Tokens, 
 			ps = append(ps, config.Problem{Path: "id_token_signed_response_alg", Message: fmt.Sprintf("no signing key for %s: add it to signing.algorithms", cl.Alg)})
 		}
 	}
+	// A configuration built in code skips SetDefaults and Validate: the
+	// client still never signs what its platform refuses.
+	if p, ok := config.Platforms[cc.Profile]; ok && cl.Alg != "" && !slices.Contains(p.Algorithms, cl.Alg) {
+		ps = append(ps, config.Problem{Path: "id_token_signed_response_alg", Message: fmt.Sprintf("%s accepts %s, not %s", p.Title, strings.Join(p.Algorithms, " or "), cl.Alg)})
+	}
 	if cl.IDTokenTTL == 0 {
 		cl.IDTokenTTL = tokens.IDToken
 	}

@@ -40,6 +40,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newLinksCmd(),
 		newProbeCmd(),
 		newStorageCmd(),
+		newTokenCmd(),
 	)
 	return root
 }
