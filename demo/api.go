@@ -9,7 +9,9 @@ import (
 
 // APIHandler is the demo API: every request must carry an access token of
 // the broker for the API's audience, verified locally by the verify package
-// (no call to the broker per request).
+// (no call to the broker per request). A token bound to a DPoP key (RFC
+// 9449, cnf.jkt) passes only as "Authorization: DPoP" with a proof of that
+// key; as a bearer token it is refused.
 func APIHandler(v *verify.Verifier) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
@@ -27,6 +29,9 @@ func APIHandler(v *verify.Verifier) http.Handler {
 		}
 		if len(c.Roles) > 0 {
 			out["roles"] = c.Roles
+		}
+		if c.KeyThumbprint != "" {
+			out["cnf_jkt"] = c.KeyThumbprint
 		}
 		if email, ok := c.Raw["email"]; ok {
 			out["email"] = email

@@ -6,12 +6,14 @@ package demo
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,16 +25,25 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/fedbroker/fedbroker/dpop"
 )
 
 // App is a small OpenID Connect client (authorization code + PKCE) that
 // keeps a session of its own, shows the decoded internal tokens it
 // received, calls the demo API with the access token, and signs out at the
-// broker (RP-initiated logout).
+// broker (RP-initiated logout). It holds a DPoP key (RFC 9449) and sends a
+// proof of it with every token request, so that the broker binds the
+// tokens to the key; it calls the API with a proof too, and shows that the
+// same token without one is refused.
 type App struct {
 	issuer, clientID, baseURL, apiURL string
 	log                               *slog.Logger
 	client                            *http.Client
+	// dpop signs the app's DPoP proofs; nil when no key could be made.
+	dpop *dpop.Signer
+	// tokenClient is client with DPoP proofs on token requests.
+	tokenClient *http.Client
 	// cookie is the name of the app's browser cookie. It carries a digest
 	// of the app's URL: cookies do not keep ports apart, and the broker,
 	// Contoso and Fabrikam set theirs on the same host.
@@ -84,16 +95,26 @@ const (
 
 // NewApp returns the demo app for the broker at issuer. baseURL is where
 // the app itself is served; its callback is baseURL + "/callback" and its
-// post-logout redirect URI baseURL + "/".
+// post-logout redirect URI baseURL + "/". The app makes its DPoP key, an
+// ECDSA P-256 key that lives as long as the app.
 func NewApp(issuer, clientID, baseURL, apiURL string, client *http.Client, log *slog.Logger) *App {
 	sum := sha256.Sum256([]byte(baseURL))
-	return &App{
+	a := &App{
 		issuer: issuer, clientID: clientID, baseURL: baseURL, apiURL: apiURL, client: client, log: log,
-		cookie:   "demo_app_" + hex.EncodeToString(sum[:3]),
-		pending:  make(map[string]pendingLogin),
-		sessions: make(map[string]*appSession),
-		logouts:  make(map[string]time.Time),
+		tokenClient: client,
+		cookie:      "demo_app_" + hex.EncodeToString(sum[:3]),
+		pending:     make(map[string]pendingLogin),
+		sessions:    make(map[string]*appSession),
+		logouts:     make(map[string]time.Time),
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err == nil {
+		a.dpop, err = dpop.NewSigner(key)
+	}
+	if err != nil {
+		log.Warn("demo app: no DPoP key: tokens will be bearer tokens", "err", err)
+	}
+	return a
 }
 
 // now is the app's clock.
@@ -122,6 +143,15 @@ func (a *App) init(ctx context.Context) error {
 			return
 		}
 		a.endSession, a.revocation = meta.EndSession, meta.Revocation
+		if a.dpop != nil {
+			c := *a.client
+			base := c.Transport
+			if base == nil {
+				base = http.DefaultTransport
+			}
+			c.Transport = &dpopTransport{base: base, signer: a.dpop, tokenURL: a.provider.Endpoint().TokenURL}
+			a.tokenClient = &c
+		}
 		a.oauth = &oauth2.Config{
 			ClientID:    a.clientID,
 			Endpoint:    a.provider.Endpoint(),
@@ -203,7 +233,7 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		a.refused(w, e, q.Get("error_description"))
 		return
 	}
-	ctx := oidc.ClientContext(r.Context(), a.client)
+	ctx := oidc.ClientContext(r.Context(), a.tokenClient)
 	tok, err := a.oauth.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(p.verifier))
 	if err != nil {
 		a.fail(w, "The code could not be exchanged for tokens", err)
@@ -251,7 +281,16 @@ func (a *App) showTokens(w http.ResponseWriter, r *http.Request, s *appSession) 
 	if refreshErr != nil {
 		a.log.Warn("demo app: refresh", "err", refreshErr)
 	}
-	apiStatus, apiBody := a.callAPI(r.Context(), tok.AccessToken)
+	bound := isDPoP(tok.TokenType) && a.dpop != nil
+	api := a.callAPIWith(r.Context(), tok.AccessToken, bound)
+	var stolen apiCall
+	if bound {
+		stolen = a.callAPIWith(r.Context(), tok.AccessToken, false)
+	}
+	appJKT := ""
+	if a.dpop != nil {
+		appJKT = a.dpop.Thumbprint()
+	}
 	whoami := a.apiURL + "/whoami"
 	render(w, http.StatusOK, tokensPage, map[string]any{
 		"Issuer":         a.issuer,
@@ -260,11 +299,17 @@ func (a *App) showTokens(w http.ResponseWriter, r *http.Request, s *appSession) 
 		"AccessToken":    decodeJWT(tok.AccessToken),
 		"RawAccessToken": tok.AccessToken,
 		"AccessExpiry":   tok.Expiry.Format("15:04:05 MST"),
-		"Curl":           fmt.Sprintf("curl -H \"Authorization: Bearer %s\" %s", tok.AccessToken, whoami),
+		"Curl":           a.curlLine(tok.AccessToken, tok.TokenType),
 		"HasRefresh":     tok.RefreshToken != "",
 		"RefreshFailed":  refreshErr != nil,
-		"APIStatus":      apiStatus,
-		"APIBody":        apiBody,
+		"APIStatus":      api.Status,
+		"APIBody":        api.Body,
+		"TokenType":      tok.TokenType,
+		"HasDPoPKey":     a.dpop != nil,
+		"Bound":          bound,
+		"CnfJKT":         jwtCnfJKT(tok.AccessToken),
+		"AppJKT":         appJKT,
+		"Stolen":         stolen,
 		"APIURL":         whoami,
 		"CSRF":           s.csrf,
 	})
@@ -280,7 +325,7 @@ func (a *App) fresh(ctx context.Context, s *appSession) (subject, idToken string
 	if s.token.RefreshToken == "" || (s.token.Expiry.Sub(now) > margin && jwtExpiry(s.idToken).Sub(now) > margin) {
 		return s.subject, s.idToken, s.token, nil
 	}
-	ctx = oidc.ClientContext(ctx, a.client)
+	ctx = oidc.ClientContext(ctx, a.tokenClient)
 	next, err := a.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: s.token.RefreshToken}).Token()
 	if err != nil {
 		return s.subject, s.idToken, s.token, err
@@ -391,22 +436,6 @@ func (a *App) revoke(ctx context.Context, refreshToken string) {
 	}
 }
 
-// callAPI calls the demo API with the access token, as a service would.
-func (a *App) callAPI(ctx context.Context, accessToken string) (string, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.apiURL+"/whoami", nil)
-	if err != nil {
-		return "error", err.Error()
-	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return "error", err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.Status, indentJSON(body)
-}
-
 // session returns the browser's signed-in session, or nil.
 func (a *App) session(r *http.Request) *appSession {
 	id := a.cookieValue(r)
@@ -474,42 +503,6 @@ func (a *App) expire() {
 	}
 }
 
-// errorData is the error page's content.
-type errorData struct {
-	Heading, Message string
-	Error, Detail    string // the broker's error and error_description
-	Retry, RetryText string // a link onward
-}
-
-// refused shows an error response of the broker (RFC 6749 §4.1.2.1), its
-// error_description included: access_denied when the person cancelled at
-// the broker (or an upstream refused them), anything else as a failure.
-func (a *App) refused(w http.ResponseWriter, code, description string) {
-	a.log.Info("demo app: the broker answered with an error", "error", code, "error_description", description)
-	d := errorData{Heading: "Sign-in failed", Message: "The broker did not sign you in.", Error: code, Detail: description, Retry: "/login", RetryText: "Try again"}
-	if code == "access_denied" {
-		d.Heading, d.Message = "Sign-in cancelled", "You are not signed in: the sign-in was cancelled, or refused."
-	}
-	render(w, http.StatusBadRequest, errorPage, d)
-}
-
-// fail shows a failed sign-in and logs why. The message is the log
-// line's own: no attribute is named msg.
-func (a *App) fail(w http.ResponseWriter, msg string, err error) {
-	if err != nil {
-		a.log.Warn("demo app: "+msg, "err", err)
-	}
-	render(w, http.StatusBadGateway, errorPage, errorData{Heading: "Sign-in failed", Message: msg, Retry: "/login", RetryText: "Try again"})
-}
-
-// failSignOut shows a failed sign-out and logs why.
-func (a *App) failSignOut(w http.ResponseWriter, status int, msg string, err error) {
-	if err != nil {
-		a.log.Warn("demo app: "+msg, "err", err)
-	}
-	render(w, status, errorPage, errorData{Heading: "Sign-out failed", Message: msg, Retry: "/", RetryText: "Back to the app"})
-}
-
 // jwtExpiry reads a JWT's exp claim without verifying anything (the zero
 // time when there is none).
 func jwtExpiry(tok string) time.Time {
@@ -534,108 +527,7 @@ func jwtExpiry(tok string) time.Time {
 	return time.Unix(n, 0)
 }
 
-// decodeJWT shows a JWT's header and payload, pretty-printed. It does not
-// verify anything: the app verified the ID token with go-oidc and the API
-// verifies the access token.
-func decodeJWT(tok string) map[string]string {
-	parts := strings.Split(tok, ".")
-	out := map[string]string{"Raw": tok}
-	if len(parts) != 3 {
-		return out
-	}
-	for i, name := range []string{"Header", "Payload"} {
-		b, err := base64.RawURLEncoding.DecodeString(parts[i])
-		if err == nil {
-			out[name] = indentJSON(b)
-		}
-	}
-	return out
-}
-
-func indentJSON(b []byte) string {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return string(b)
-	}
-	pretty, _ := json.MarshalIndent(v, "", "  ")
-	return string(pretty)
-}
-
 func randomString() string {
 	sum := sha256.Sum256([]byte(oauth2.GenerateVerifier()))
 	return base64.RawURLEncoding.EncodeToString(sum[:18])
 }
-
-func render(w http.ResponseWriter, status int, t *template.Template, data any) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(status)
-	_ = t.Execute(w, data)
-}
-
-// pageHead opens every page of the app: the mobile viewport and the style.
-const pageHead = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo app</title><style>
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;color:#1d2330;margin:0;line-height:1.45}
-main{max-width:60rem;margin:2rem auto;padding:0 1rem}
-.card{background:#fff;padding:1.5rem;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.12);margin-bottom:1rem}
-h1{font-size:1.4rem;margin-top:0}h2{font-size:1.1rem;margin:1.2rem 0 .5rem}
-code{overflow-wrap:anywhere}
-pre{background:#f4f5f7;padding:.8rem;overflow:auto;border-radius:6px;font-size:.85rem;margin:.4rem 0}
-pre.wrap{white-space:pre-wrap;word-break:break-all;user-select:all}
-.button,button{display:inline-block;margin:.3rem .5rem .3rem 0;padding:.6rem 1.2rem;background:#2456c9;color:#fff;border:1px solid #2456c9;border-radius:4px;text-decoration:none;cursor:pointer;font:inherit}
-.button.secondary{background:#fff;color:#2456c9}
-form.inline{display:inline}
-.notice{background:#e7f4ec;color:#17693a;padding:.6rem .8rem;border-radius:4px}
-.hint{color:#5c6475;font-size:.9rem}
-.ok{color:#17693a}.bad,.error{color:#a3161a}
-</style></head><body><main>`
-
-const pageFoot = `</main></body></html>`
-
-var homePage = template.Must(template.New("home").Parse(pageHead + `
-<div class="card">
-<h1>Demo app</h1>
-{{if .SignedOut}}<p class="notice" id="signed-out" role="status">You have signed out of the demo app and of the broker.</p>{{end}}
-<p>This application trusts one issuer: <code>{{.Issuer}}</code>. Sign in through the broker with any upstream identity provider.</p>
-<p><a class="button" id="signin" href="/login">Sign in</a></p>
-</div>` + pageFoot))
-
-var tokensPage = template.Must(template.New("tokens").Parse(pageHead + `
-<div class="card">
-<h1 id="signed-in">Signed in as <code>{{.Subject}}</code></h1>
-<p>Issuer: <code>{{.Issuer}}</code>. Refresh token held: {{.HasRefresh}}.{{if .RefreshFailed}} <span class="bad">The last refresh failed: sign in again.</span>{{end}}</p>
-<div><form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit" id="signout">Sign out</button></form>
-<a class="button secondary" id="signin-again" href="/login">Sign in again</a></div>
-<p class="hint">"Sign in again" uses your session at the broker (single sign-on): no password is asked. "Sign out" ends it, at the broker too.</p>
-</div>
-<div class="card">
-<h2>ID token</h2>
-<pre id="id-token-header">{{index .IDToken "Header"}}</pre>
-<pre id="id-token">{{index .IDToken "Payload"}}</pre>
-<h2>Access token</h2>
-<pre id="access-token-header">{{index .AccessToken "Header"}}</pre>
-<pre id="access-token">{{index .AccessToken "Payload"}}</pre>
-</div>
-<div class="card">
-<h2>Call the demo API yourself</h2>
-<p>The raw access token (valid until {{.AccessExpiry}}; reload this page for a fresh one):</p>
-<pre class="wrap" id="access-token-raw">{{.RawAccessToken}}</pre>
-<p>Paste this in a terminal:</p>
-<pre class="wrap" id="curl">{{.Curl}}</pre>
-</div>
-<div class="card">
-<h2>Demo API (<code>{{.APIURL}}</code>), verifying the access token locally</h2>
-<p id="api-status">{{.APIStatus}}</p>
-<pre id="api-body">{{.APIBody}}</pre>
-</div>` + pageFoot))
-
-var errorPage = template.Must(template.New("error").Parse(pageHead + `
-<div class="card">
-<h1 class="bad" id="error-heading">{{.Heading}}</h1>
-<p id="error">{{.Message}}</p>
-{{if .Error}}<p>Error: <code id="error-code">{{.Error}}</code></p>{{end}}
-{{if .Detail}}<p>The broker says: <span id="error-description">{{.Detail}}</span></p>{{end}}
-<p>{{if .Retry}}<a class="button" id="retry" href="{{.Retry}}">{{.RetryText}}</a>{{end}}<a class="button secondary" href="/">Home</a></p>
-</div>` + pageFoot))

@@ -184,11 +184,12 @@ func loggedOutAtBroker(reqs []*network.EventRequestWillBeSent, d *Demo) string {
 	return "the browser never went to the broker's end_session_endpoint"
 }
 
-var curlLine = regexp.MustCompile(`^curl -H "Authorization: Bearer ([A-Za-z0-9_.-]+)" (\S+)$`)
+var curlLine = regexp.MustCompile(`^curl -H "Authorization: DPoP ([A-Za-z0-9_.-]+)" -H "DPoP: ([A-Za-z0-9_.-]+)" (\S+)$`)
 
 // curlLineWorks checks the raw access token and the curl line on the tokens
-// page, and runs the line's request as curl would: the demo API answers
-// 200 for the subject.
+// page (the token is DPoP-bound: the line carries a proof made for it), and
+// runs the line's request as curl would: the demo API answers 200 for the
+// subject.
 func curlLineWorks(tb *tab, d *Demo, subject string) string {
 	tb.t.Helper()
 	raw := strings.TrimSpace(run(tb, "raw access token", chromedp.Text(chromedp.ID("access-token-raw"))))
@@ -196,17 +197,18 @@ func curlLineWorks(tb *tab, d *Demo, subject string) string {
 	m := curlLine.FindStringSubmatch(line)
 	switch {
 	case m == nil:
-		return fmt.Sprintf("the curl line %q is not curl -H \"Authorization: Bearer <token>\" <url>", line)
+		return fmt.Sprintf("the curl line %q is not curl -H \"Authorization: DPoP <token>\" -H \"DPoP: <proof>\" <url>", line)
 	case m[1] != raw:
 		return fmt.Sprintf("the curl line's token is not the raw access token shown (%q)", raw)
-	case m[2] != d.APIURL+"/whoami":
-		return fmt.Sprintf("the curl line calls %s, want the demo API's %s/whoami", m[2], d.APIURL)
+	case m[3] != d.APIURL+"/whoami":
+		return fmt.Sprintf("the curl line calls %s, want the demo API's %s/whoami", m[3], d.APIURL)
 	}
-	req, err := http.NewRequest(http.MethodGet, m[2], nil)
+	req, err := http.NewRequest(http.MethodGet, m[3], nil)
 	if err != nil {
 		return err.Error()
 	}
-	req.Header.Set("Authorization", "Bearer "+m[1])
+	req.Header.Set("Authorization", "DPoP "+m[1])
+	req.Header.Set("DPoP", m[2])
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		return err.Error()
