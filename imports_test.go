@@ -24,10 +24,11 @@ const module = "github.com/fedbroker/fedbroker/"
 var layers = map[string][]string{
 	"problem":      {},
 	"jwa":          {},
+	"dpop":         {"jwa"},
 	"templates":    {},
 	"mapping":      {"mapping/...", "problem"},
 	"mapping/spec": {},
-	"verify":       {"verify/...", "jwa"},
+	"verify":       {"verify/...", "jwa", "dpop"},
 	"connectors":   {"connectors/...", "problem", "jwa"},
 	// The LDAP connector needs only the contract; its slapd test helper
 	// needs nothing of the module.
@@ -48,10 +49,10 @@ var layers = map[string][]string{
 	"broker/runtime":    {"broker/runtime/...", "broker/config", "broker/keys", "broker/storage/...", "connectors/...", "mapping/...", "problem", "jwa"},
 	"broker/tokens":     {"broker/runtime", "broker/oauth", "broker/observe", "broker/keys", "broker/seal", "broker/storage", "broker/config", "mapping", "jwa"},
 	"broker/clientauth": {"broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "jwa"},
-	"broker/grants":     {"broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors/...", "mapping", "jwa"},
-	"broker/authflow":   {"broker/tokens", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors", "mapping", "templates"},
+	"broker/grants":     {"broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors/...", "mapping", "jwa", "dpop"},
+	"broker/authflow":   {"broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors", "mapping", "templates"},
 	"broker/admin":      {"broker/runtime", "broker/observe", "broker/keys", "broker/storage", "broker/config", "connectors"},
-	"broker":            {"broker/...", "connectors/...", "mapping/...", "templates", "jwa", "problem"},
+	"broker":            {"broker/...", "connectors/...", "mapping/...", "templates", "jwa", "problem", "dpop"},
 }
 
 // rulesFor returns the rule of the most specific directory containing dir.
@@ -120,6 +121,7 @@ func TestDependencyWeight(t *testing.T) {
 		"./verify":       {"github.com/labstack/echo"},
 		"./mapping/spec": {"github.com/google/cel-go"},
 		"./jwa":          {"github.com/go-jose/"},
+		"./dpop":         {"github.com/labstack/echo", "github.com/fedbroker/fedbroker/broker"},
 	} {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()
 		if err != nil {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,7 +12,7 @@ import (
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/runtime"
-	"github.com/fedbroker/fedbroker/broker/tokens"
+	"github.com/fedbroker/fedbroker/dpop"
 	"github.com/fedbroker/fedbroker/jwa"
 	"github.com/fedbroker/fedbroker/templates"
 )
@@ -83,6 +82,12 @@ type discovery struct {
 	RequestParameterSupported         bool     `json:"request_parameter_supported"`
 	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
 	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
+	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
+	DPoPSigningAlgs                   []string `json:"dpop_signing_alg_values_supported"`
+
+	// Pushed authorization requests (RFC 9126 §5).
+	PushedAuthorizationRequestEndpoint string `json:"pushed_authorization_request_endpoint"`
+	RequirePushedAuthorizationRequests bool   `json:"require_pushed_authorization_requests"`
 }
 
 func (s *Server) handleDiscovery(c echo.Context) error {
@@ -111,7 +116,12 @@ func (s *Server) handleDiscovery(c echo.Context) error {
 			"email", "email_verified", "name", "preferred_username", "groups", "roles"},
 		PromptValues:                      []string{"none", "login"},
 		AuthorizationResponseISSSupported: true,
+		DeviceAuthorizationEndpoint:       s.issuer + "/device/authorization",
+		DPoPSigningAlgs:                   dpop.DefaultAlgorithms,
 	}
+	d.GrantTypes = append(d.GrantTypes, config.GrantDeviceCode)
+	d.PushedAuthorizationRequestEndpoint = s.issuer + "/par"
+	d.RequirePushedAuthorizationRequests = s.par.Settings().Require
 	c.Response().Header().Set("Cache-Control", "public, max-age=3600")
 	return c.JSON(http.StatusOK, d)
 }
@@ -138,20 +148,21 @@ func (s *Server) handleJWKS(c echo.Context) error {
 }
 
 // handleUserinfo serves the UserInfo endpoint (OpenID Connect Core §5.3).
+// A token comes as a bearer token or, DPoP-bound, with a DPoP proof
+// (RFC 9449 §7): see presentedToken and userinfoError.
 func (s *Server) handleUserinfo(c echo.Context) error {
-	token, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+	token, jkt, ok, err := s.presentedToken(c, "/userinfo")
+	if err != nil {
+		return err
+	}
 	if !ok {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="fedbroker"`)
+		c.Response().Header().Add("WWW-Authenticate", `DPoP algs="`+dpopAlgs+`"`)
 		return c.NoContent(http.StatusUnauthorized)
 	}
-	out, err := s.tokens.Userinfo(c.Request().Context(), strings.TrimSpace(token))
-	switch {
-	case errors.Is(err, tokens.ErrInvalid):
-		return oauth.ErrTokenInvalid
-	case errors.Is(err, tokens.ErrInsufficientScope):
-		return &oauth.Error{Code: oauth.ErrInsufficientScope, Description: "the openid scope is required", Status: http.StatusForbidden}
-	case err != nil:
-		return err
+	out, err := s.tokens.UserinfoBound(c.Request().Context(), token, jkt)
+	if err != nil {
+		return userinfoError(c, err, jkt)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, out)

@@ -13,7 +13,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/fedbroker/fedbroker/broker/authflow"
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/grants"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/templates"
 )
@@ -35,8 +37,9 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	}
 	e.GET(p.discovery, s.handleDiscovery)
 	e.GET(p.jwks, s.handleJWKS)
-	e.GET(p.authorize, f.HandleAuthorize)
-	e.POST(p.authorize, f.HandleAuthorize)
+	// /authorize answers pushed requests too (request_uri, RFC 9126).
+	e.GET(p.authorize, s.par.HandleAuthorize)
+	e.POST(p.authorize, s.par.HandleAuthorize)
 	e.GET(p.login, f.HandleChooser)
 	e.GET(p.login+"/:connector", f.HandleLogin)
 	// The password form is the broker's own: a cross-origin post of it is
@@ -52,6 +55,15 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	e.GET(p.logout, f.HandleLogout)
 	e.POST(p.logout, f.HandleLogout)
 	e.POST(p.token, s.token.HandleToken)
+	e.POST(p.par, s.par.HandlePAR)
+	// The device grant (RFC 8628): its endpoint for clients, and the
+	// verification page, whose form is the broker's own.
+	dev := authflow.NewDevice(f, cfg.Device.Attempts())
+	devAuth := &grants.DeviceEndpoint{Grants: s.token.Grants, Clients: s.clients, Runtime: s.rt.Load,
+		Settings: grants.DeviceSettings{Lifetime: cfg.Device.Lifetime(), Interval: cfg.Device.Interval(), VerificationURI: s.issuer + "/device"}}
+	e.POST(p.deviceAuth, devAuth.HandleDeviceAuthorization)
+	e.GET(p.device, dev.HandlePage)
+	e.POST(p.device, dev.HandleSubmit, f.SameOrigin)
 	e.GET(p.userinfo, s.handleUserinfo)
 	e.POST(p.userinfo, s.handleUserinfo)
 	e.POST(p.revoke, s.handleRevoke)
@@ -92,6 +104,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 // introspection, revocation, userinfo, JWKS, discovery) rather than people.
 func (s *Server) machine(c echo.Context) bool {
 	switch c.Request().URL.Path {
+	case s.paths.deviceAuth:
+		return true
+	case s.paths.par:
+		return true
 	case s.paths.token, s.paths.revoke, s.paths.userinfo, s.paths.introspect, s.paths.jwks, s.paths.discovery:
 		return true
 	}

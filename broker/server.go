@@ -85,6 +85,7 @@ type Server struct {
 	tokens  *tokens.Authority
 	clients *clientauth.Authenticator
 	flow    *authflow.Flow
+	par     *authflow.PAR
 	token   *grants.Endpoint
 	echo    *echo.Echo
 
@@ -110,6 +111,11 @@ type paths struct {
 	// root is the issuer's own path ("" at the host's root); cancel is the
 	// sign-in's Cancel link, outside login so no connector id can take it.
 	root, cancel string
+	// device is the verification page of the device grant (RFC 8628),
+	// deviceAuth its device authorization endpoint.
+	device, deviceAuth string
+	// par is the pushed authorization request endpoint (RFC 9126).
+	par string
 }
 
 func newPaths(p string) paths {
@@ -130,6 +136,9 @@ func newPaths(p string) paths {
 		healthz:    p + "/healthz",
 		readyz:     p + "/readyz",
 		saml:       p + "/saml",
+		device:     p + "/device",
+		deviceAuth: p + "/device/authorization",
+		par:        p + "/par",
 	}
 }
 
@@ -226,6 +235,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		Now: now, Audit: s.audit, Logger: s.log, Metrics: s.metrics, Health: s.health, Pages: s.pages, Runtime: s.rt.Load,
 		BrowserKey: browserKey, SignInLimit: cfg.HTTP.SignIns(),
 	})
+	s.par = authflow.NewPAR(s.flow, s.clients, cfg.PAR)
 	s.token = &grants.Endpoint{
 		Grants:  grants.New(grants.Deps{Tokens: s.tokens, Sealer: sealer, Store: s.store, Now: now, Audit: s.audit, Logger: s.log}),
 		Clients: s.clients,
@@ -266,6 +276,7 @@ func browserBindingKey(kek []byte, storageType string, log *slog.Logger) ([]byte
 // needs a restart until it is listed here.
 var reloadable = map[string]bool{
 	"tokens": true, "connectors": true, "mappings": true, "clients": true, "links": true, "workloads": true,
+	"par": true, // not compiled: ReloadWithReport hands it to PAR.Configure
 }
 
 // Reload is ReloadWithReport without the report.
@@ -314,6 +325,7 @@ func (s *Server) ReloadWithReport(ctx context.Context, cfg *config.Config) (conf
 	s.running = config.WithSections(s.running, &next, func(section string) bool { return reloadable[section] })
 	old := s.rt.Swap(rt)
 	old.Close()
+	s.par.Configure(s.running.PAR)
 	s.log.Info("configuration reloaded", "connectors", len(rt.Connectors()))
 	return rep, nil
 }

@@ -144,6 +144,31 @@ type RootData struct {
 	AdminURL     string
 }
 
+// DeviceData fills device.html, the verification page of the device
+// authorization grant: a form for the user code (with Error about the
+// last one entered) or, with Confirm, what the device asks for and the
+// buttons to confirm or deny it.
+type DeviceData struct {
+	Page
+	Action   string
+	UserCode string
+	Error    string
+	Confirm  bool
+	// ClientName and Scopes are what the device asks for; CSRF binds the
+	// confirm form to the browser and the code.
+	ClientName string
+	Scopes     []string
+	CSRF       string
+}
+
+// DeviceDoneData fills device_done.html: the device was approved (signed
+// in) or denied.
+type DeviceDoneData struct {
+	Page
+	Approved   bool
+	ClientName string
+}
+
 // Render writes the named page ("chooser.html", ...) to w. The page is
 // rendered into a buffer first so a template error never leaves half a page.
 func (t *Templates) Render(w io.Writer, name string, data any) error {

@@ -2,6 +2,8 @@ package authflow
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/url"
 	"slices"
 	"strconv"
@@ -17,7 +19,7 @@ import (
 )
 
 // authorizeParams may each appear once.
-var authorizeParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint", "connector_id"}
+var authorizeParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint", "connector_id", "dpop_jkt"}
 
 // Bounds on what /authorize accepts. Every value stored with a pending
 // auth request is bounded by one of them (or is one of a few known
@@ -96,61 +98,85 @@ func parseMaxAge(v string) (int, bool) {
 // browser goes on to the chooser, or straight to the one connector it may
 // use.
 func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Values, b Browser) (Result, error) {
+	v, err := f.validateAuthorize(rt, form)
+	if err != nil {
+		return Result{}, err
+	}
+	return f.authorizeValid(ctx, rt, v, b)
+}
+
+// checkedAuthorize is an authorization request that passed
+// validateAuthorize.
+type checkedAuthorize struct {
+	client *runtime.Client
+	// req is the auth request to store, without its ID, expiry and
+	// browser binding.
+	req    storage.AuthRequest
+	prompt []string
+	forced *runtime.Connector
+}
+
+// validateAuthorize checks an authorization request as the authorization
+// endpoint does, storing nothing: the client and redirect_uri first (an
+// error page until both are known), then everything else (an error for
+// the client's redirect_uri). The pushed authorization request endpoint
+// checks pushed requests with it too.
+func (f *Flow) validateAuthorize(rt *runtime.Runtime, form url.Values) (checkedAuthorize, error) {
 	for _, k := range authorizeParams {
 		if len(form[k]) > 1 {
-			return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-in request repeats the parameter "+k+".")
+			return checkedAuthorize{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-in request repeats the parameter "+k+".")
 		}
 	}
 	clientID := form.Get("client_id")
 	cl, ok := rt.Client(clientID)
 	if !ok || len(clientID) > maxClientIDLen {
 		f.audit.Event("authorize_rejected", "reason", "unknown client")
-		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidClient, "The application that sent you here is not registered with this sign-in service.")
+		return checkedAuthorize{}, oauth.BadRequestPage(oauth.ErrInvalidClient, "The application that sent you here is not registered with this sign-in service.")
 	}
 	redirectURI := form.Get("redirect_uri")
 	if redirectURI == "" || len(redirectURI) > maxRedirectURILen || !cl.MatchRedirect(redirectURI) {
 		f.audit.Event("authorize_rejected", "client_id", cl.ID, "reason", "redirect_uri not registered")
-		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application asked to return you to an address it has not registered.")
+		return checkedAuthorize{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application asked to return you to an address it has not registered.")
 	}
 	// The state goes back in every redirect from here on: one that is too
 	// long or not VSCHAR is refused with a page before any redirect error.
 	state := form.Get("state")
 	if !validState(state) {
 		f.audit.Event("authorize_rejected", "client_id", cl.ID, "reason", "state too long or not printable ASCII")
-		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application sent a state value that is too long or contains characters that are not allowed.")
+		return checkedAuthorize{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application sent a state value that is too long or contains characters that are not allowed.")
 	}
 	fail := func(code, desc string) error {
 		return &oauth.RedirectError{RedirectURI: redirectURI, State: state, Code: code, Description: desc}
 	}
 	if form.Get("request") != "" {
-		return Result{}, fail(oauth.ErrRequestNotSupported, "request objects are not supported")
+		return checkedAuthorize{}, fail(oauth.ErrRequestNotSupported, "request objects are not supported")
 	}
 	if form.Get("request_uri") != "" {
-		return Result{}, fail(oauth.ErrRequestURINotSupported, "request_uri is not supported")
+		return checkedAuthorize{}, fail(oauth.ErrRequestURINotSupported, "request_uri is not supported")
 	}
 	if form.Get("response_type") != "code" {
-		return Result{}, fail(oauth.ErrUnsupportedResponseType, "only response_type=code is supported")
+		return checkedAuthorize{}, fail(oauth.ErrUnsupportedResponseType, "only response_type=code is supported")
 	}
 	if !cl.AllowsGrant(config.GrantAuthorizationCode) {
-		return Result{}, fail(oauth.ErrUnauthorizedClient, "the client may not use the authorization code flow")
+		return checkedAuthorize{}, fail(oauth.ErrUnauthorizedClient, "the client may not use the authorization code flow")
 	}
 	if rm := form.Get("response_mode"); rm != "" && rm != "query" {
-		return Result{}, fail(oauth.ErrInvalidRequest, "only response_mode=query is supported")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "only response_mode=query is supported")
 	}
 	rawScope := form.Get("scope")
 	if len(rawScope) > maxScopeLen {
-		return Result{}, fail(oauth.ErrInvalidScope, "scope is too long")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidScope, "scope is too long")
 	}
 	scopes := strings.Fields(rawScope)
 	if len(scopes) > maxScopes {
-		return Result{}, fail(oauth.ErrInvalidScope, "scope has too many values")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidScope, "scope has too many values")
 	}
 	if !slices.Contains(scopes, "openid") {
-		return Result{}, fail(oauth.ErrInvalidScope, "the openid scope is required")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidScope, "the openid scope is required")
 	}
 	for _, sc := range scopes {
 		if !cl.AllowsScope(sc) {
-			return Result{}, fail(oauth.ErrInvalidScope, "scope "+strconv.Quote(sc)+" is not allowed for this client")
+			return checkedAuthorize{}, fail(oauth.ErrInvalidScope, "scope "+strconv.Quote(sc)+" is not allowed for this client")
 		}
 	}
 	scopes = oauth.Dedupe(scopes)
@@ -159,22 +185,22 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 	method := form.Get("code_challenge_method")
 	switch {
 	case challenge == "" && method != "":
-		return Result{}, fail(oauth.ErrInvalidRequest, "code_challenge_method without code_challenge")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "code_challenge_method without code_challenge")
 	case challenge == "" && cl.Public:
-		return Result{}, fail(oauth.ErrInvalidRequest, "PKCE is required: send code_challenge with code_challenge_method=S256")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "PKCE is required: send code_challenge with code_challenge_method=S256")
 	case challenge != "" && method != oauth.PKCEMethodS256:
-		return Result{}, fail(oauth.ErrInvalidRequest, "code_challenge_method must be S256")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "code_challenge_method must be S256")
 	case challenge != "" && !oauth.ValidChallenge(challenge):
-		return Result{}, fail(oauth.ErrInvalidRequest, "code_challenge is not a valid S256 challenge")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "code_challenge is not a valid S256 challenge")
 	}
 
 	rawPrompt := form.Get("prompt")
 	if len(rawPrompt) > maxPromptLen {
-		return Result{}, fail(oauth.ErrInvalidRequest, "prompt is too long")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "prompt is too long")
 	}
 	promptValues := strings.Fields(rawPrompt)
 	if slices.Contains(promptValues, "none") && len(promptValues) > 1 {
-		return Result{}, fail(oauth.ErrInvalidRequest, "prompt=none cannot be combined with other values")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "prompt=none cannot be combined with other values")
 	}
 	// Only known values are kept; unknown ones are ignored.
 	var prompt []string
@@ -187,24 +213,32 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 	if v := form.Get("max_age"); v != "" {
 		n, ok := parseMaxAge(v)
 		if !ok {
-			return Result{}, fail(oauth.ErrInvalidRequest, "max_age must be a non-negative integer of at most 9 digits")
+			return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "max_age must be a non-negative integer of at most 9 digits")
 		}
 		maxAge = n
 	}
 	nonce := form.Get("nonce")
 	if len(nonce) > maxNonceLen || !utf8.ValidString(nonce) {
-		return Result{}, fail(oauth.ErrInvalidRequest, "nonce is too long or not UTF-8")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "nonce is too long or not UTF-8")
 	}
 	loginHint := form.Get("login_hint")
 	if len(loginHint) > maxLoginHintLen || !validText(loginHint) {
-		return Result{}, fail(oauth.ErrInvalidRequest, "login_hint is too long or contains control characters")
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "login_hint is too long or contains control characters")
+	}
+
+	// dpop_jkt (RFC 9449 §10) binds the code to a DPoP key: the token
+	// endpoint redeems it only with a proof of that key. It is a SHA-256
+	// JWK thumbprint, base64url without padding.
+	jkt := form.Get("dpop_jkt")
+	if jkt != "" && !isThumbprint(jkt) {
+		return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "dpop_jkt is not a base64url SHA-256 JWK thumbprint")
 	}
 
 	var forced *runtime.Connector
 	if id := form.Get("connector_id"); id != "" {
 		conn, ok := rt.Connector(id)
 		if !ok || len(id) > maxConnectorIDLen || !cl.AllowsConnector(id) {
-			return Result{}, fail(oauth.ErrInvalidRequest, "unknown or disallowed connector_id")
+			return checkedAuthorize{}, fail(oauth.ErrInvalidRequest, "unknown or disallowed connector_id")
 		}
 		forced = conn
 	} else if loginHint != "" {
@@ -212,7 +246,6 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 	}
 
 	req := storage.AuthRequest{
-		ID:                  oauth.RandomToken(24),
 		ClientID:            cl.ID,
 		RedirectURI:         redirectURI,
 		Scopes:              scopes,
@@ -223,7 +256,19 @@ func (f *Flow) Authorize(ctx context.Context, rt *runtime.Runtime, form url.Valu
 		Prompt:              strings.Join(prompt, " "),
 		MaxAge:              maxAge,
 		LoginHint:           loginHint,
-		Expiry:              f.now().Add(rt.Tokens.AuthRequest),
+		DPoPJKT:             jkt,
+	}
+	return checkedAuthorize{client: cl, req: req, prompt: prompt, forced: forced}, nil
+}
+
+// authorizeValid answers a validated authorization request: from the SSO
+// session, or by storing it and sending the browser on to sign in.
+func (f *Flow) authorizeValid(ctx context.Context, rt *runtime.Runtime, v checkedAuthorize, b Browser) (Result, error) {
+	cl, req, prompt, maxAge, forced := v.client, v.req, v.prompt, v.req.MaxAge, v.forced
+	req.ID = oauth.RandomToken(24)
+	req.Expiry = f.now().Add(rt.Tokens.AuthRequest)
+	fail := func(code, desc string) error {
+		return &oauth.RedirectError{RedirectURI: req.RedirectURI, State: req.State, Code: code, Description: desc}
 	}
 
 	// Single sign-on: a live session answers without asking again, unless
@@ -294,4 +339,11 @@ func (f *Flow) currentSession(ctx context.Context, b Browser) (storage.Session, 
 		return storage.Session{}, false, nil
 	}
 	return sess, true, nil
+}
+
+// isThumbprint reports whether s is a base64url (unpadded) SHA-256 digest,
+// the form of a JWK thumbprint (RFC 7638) in dpop_jkt.
+func isThumbprint(s string) bool {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == sha256.Size
 }

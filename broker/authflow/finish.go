@@ -85,6 +85,10 @@ func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 	f.metrics.SignIn(conn.ID, "success")
 	f.health.Record(conn.ID, now, "")
 	f.audit.Event("login", "connector", conn.ID, "connector_type", conn.Type, "client_id", cl.ID, "sub", subject, "upstream_sub", id.Subject, "sid", sess.PublicID)
+	if req.Device != nil {
+		// Started from the device verification page (device.go).
+		return f.finishDevice(ctx, cl, req, grant, &sess)
+	}
 	out, err := f.issueCode(ctx, rt, req, grant)
 	if err != nil {
 		return Result{}, err
@@ -114,6 +118,9 @@ func (f *Flow) issueCode(ctx context.Context, rt *runtime.Runtime, req storage.A
 		return Result{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The application's redirect address is not valid.")
 	}
 	code := oauth.RandomToken(32)
+	// The code is bound to the dpop_jkt of its request, if any (RFC 9449
+	// §10); grant is this code's copy, never the session's.
+	grant.DPoPJKT = req.DPoPJKT
 	ac := storage.AuthCode{
 		ClientID:            req.ClientID,
 		RedirectURI:         req.RedirectURI,

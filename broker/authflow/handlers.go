@@ -3,6 +3,7 @@ package authflow
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/labstack/echo/v4"
 
@@ -52,15 +53,31 @@ var (
 // HandleAuthorize serves GET and POST /authorize.
 func (f *Flow) HandleAuthorize(c echo.Context) error {
 	r := c.Request()
+	form, b, err := f.readAuthorize(c)
+	if err != nil {
+		return err
+	}
+	res, err := f.Authorize(r.Context(), f.current(), form, b)
+	if err != nil {
+		return err
+	}
+	return f.write(c.Response(), r, res)
+}
+
+// readAuthorize reads a request to /authorize: its parameters (the query
+// of a GET, the form of a POST), both capped, and the browser's cookies
+// and address.
+func (f *Flow) readAuthorize(c echo.Context) (url.Values, Browser, error) {
+	r := c.Request()
 	if len(r.URL.RawQuery) > maxAuthorizeBytes {
-		return errAuthorizeQueryTooLarge
+		return nil, Browser{}, errAuthorizeQueryTooLarge
 	}
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxAuthorizeBytes)
 	if err := r.ParseForm(); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return errAuthorizeBodyTooLarge
+			return nil, Browser{}, errAuthorizeBodyTooLarge
 		}
-		return oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-in request is malformed.")
+		return nil, Browser{}, oauth.BadRequestPage(oauth.ErrInvalidRequest, "The sign-in request is malformed.")
 	}
 	form := r.Form
 	if r.Method == http.MethodGet {
@@ -70,11 +87,7 @@ func (f *Flow) HandleAuthorize(c echo.Context) error {
 	if b.RemoteIP = c.RealIP(); b.RemoteIP == "" {
 		b.RemoteIP = unknownAddr
 	}
-	res, err := f.Authorize(r.Context(), f.current(), form, b)
-	if err != nil {
-		return err
-	}
-	return f.write(c.Response(), r, res)
+	return form, b, nil
 }
 
 // HandleChooser serves GET /login.
@@ -124,6 +137,12 @@ func (f *Flow) HandlePasswordLogin(c echo.Context) error {
 // be called "cancel".
 func (f *Flow) HandleCancel(c echo.Context) error {
 	r := c.Request()
+	if res, ok, err := f.cancelDevice(r.Context(), c.QueryParam("req"), c.QueryParam("csrf"), f.cookies.Read(r)); ok {
+		if err != nil {
+			return err
+		}
+		return f.write(c.Response(), r, res)
+	}
 	return f.Cancel(r.Context(), f.current(), c.QueryParam("req"), c.QueryParam("csrf"), f.cookies.Read(r))
 }
 

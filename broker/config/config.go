@@ -23,6 +23,8 @@ type Config struct {
 	Links      Links                `yaml:"links"`
 	Workloads  []Workload           `yaml:"workloads"`
 	Admin      Admin                `yaml:"admin"`
+	Device     Device               `yaml:"device"`
+	PAR        PAR                  `yaml:"par"`
 }
 
 // Admin is the admin API listener (off unless addr and a token or mTLS are
@@ -189,6 +191,9 @@ type Tokens struct {
 	// syntax); unset: DefaultRefreshRetryWindow, 0s: never. Read it with
 	// RefreshRetry.
 	RefreshRetryWindow *time.Duration `yaml:"refresh_retry_window"`
+	// DPoP configures DPoP (RFC 9449) proofs at the token endpoint and
+	// the resource endpoints (see DPoP).
+	DPoP DPoP `yaml:"dpop"`
 }
 
 // DefaultRefreshRetryWindow is tokens.refresh_retry_window when unset.
@@ -264,6 +269,18 @@ type Client struct {
 	// token must have been issued to the client (client_id) or name it in
 	// aud.
 	DelegateAnyAudience bool `yaml:"delegate_any_audience"`
+	// RequireDPoP refuses the client's token requests without a DPoP
+	// proof (RFC 9449 §5.2, dpop_bound_access_tokens): all its access
+	// tokens are bound to a key.
+	RequireDPoP bool `yaml:"require_dpop"`
+
+	// Profile names the platform the client's tokens are presented to
+	// (aws, gcp, azure, vault, kubernetes; see Platforms): its rules are
+	// checked and its defaults filled in. Empty: none.
+	Profile string `yaml:"profile"`
+	// RequirePushedAuthorizationRequests refuses the client's
+	// authorization requests unless they were pushed first (RFC 9126 §6).
+	RequirePushedAuthorizationRequests bool `yaml:"require_pushed_authorization_requests"`
 }
 
 // Links declares which connectors may link identities with each other.

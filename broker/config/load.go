@@ -328,6 +328,7 @@ func (c *Config) SetDefaults() {
 	if c.Mappings == nil {
 		c.Mappings = make(map[string]spec.Spec)
 	}
+	c.applyProfileDefaults()
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		if len(cl.Audiences) == 0 && cl.ID != "" {

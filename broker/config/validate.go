@@ -39,7 +39,7 @@ const (
 )
 
 var (
-	grantTypes    = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange}
+	grantTypes    = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange, GrantDeviceCode}
 	connectorIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	domainLabelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	schemeRe      = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
@@ -59,12 +59,16 @@ func (c *Config) Validate() []Problem {
 		validateStorage,
 		validateSigning,
 		validateTokens,
+		validateDPoP,
 		validateConnectors,
 		validateClients,
+		validateProfiles,
 		validateRedirectPorts,
 		validateLinks,
 		validateWorkloads,
 		validateAdmin,
+		validateDevice,
+		validatePAR,
 	}
 	for _, check := range checks {
 		check(c, &ps)

@@ -29,10 +29,11 @@ func (g *Grants) ClientCredentials(ctx context.Context, rt *runtime.Runtime, cl 
 	}
 	now := g.now()
 	grant := storage.Grant{ClientID: cl.ID, Subject: cl.ID, Scopes: req.Scope}
+	grant.DPoPJKT = req.dpopJKT
 	at, exp, err := g.tokens.AccessToken(cl, grant, aud, now)
 	if err != nil {
 		return nil, err
 	}
 	g.audit.Event("token", "grant_type", config.GrantClientCredentials, "client_id", cl.ID)
-	return &tokens.Response{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now).Seconds()), Scope: strings.Join(req.Scope, " ")}, nil
+	return &tokens.Response{AccessToken: at, TokenType: tokenType(grant), ExpiresIn: int64(exp.Sub(now).Seconds()), Scope: strings.Join(req.Scope, " ")}, nil
 }

@@ -62,8 +62,12 @@ func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 	if _, ok := rt.Connector(ac.Grant.ConnectorID); !ok {
 		return nil, oauth.InvalidGrant("the sign-in method of this code was removed")
 	}
+	if err := g.dpopCode(cl, &ac.Grant, req); err != nil {
+		return nil, err
+	}
 	grant := ac.Grant
 	grant.FamilyRef = tokens.FamilyRef(ac.FamilyID)
+	grant.DPoPJKT = req.dpopJKT
 	resp, err := g.tokens.Issue(cl, grant, now)
 	if err != nil {
 		return nil, err

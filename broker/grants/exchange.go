@@ -96,6 +96,12 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 	if err != nil {
 		return nil, err
 	}
+	if unverified.Issuer == g.tokens.Issuer() {
+		if err := dpopSubject(parsed, req); err != nil {
+			return nil, err
+		}
+	}
+	grant.DPoPJKT = req.dpopJKT
 	resp := &tokens.Response{TokenType: "Bearer", Scope: strings.Join(grant.Scopes, " "), IssuedTokenType: requested}
 	if requested == oauth.TokenTypeIDToken {
 		grant.Scopes = append(grant.Scopes, "openid")
@@ -110,6 +116,7 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 			return nil, err
 		}
 		resp.AccessToken, resp.ExpiresIn = at, int64(exp.Sub(now).Seconds())
+		resp.TokenType = tokenType(grant)
 	}
 	g.audit.Event("token_exchange", "client_id", cl.ID, "sub", grant.Subject, "source", grant.ConnectorID, "audience", strings.Join(aud, " "), "requested", requested)
 	return resp, nil

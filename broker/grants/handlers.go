@@ -9,6 +9,7 @@ import (
 	"github.com/fedbroker/fedbroker/broker/clientauth"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/dpop"
 )
 
 // maxTokenRequestBytes caps a token request's body.
@@ -44,6 +45,11 @@ func (e *Endpoint) HandleToken(c echo.Context) error {
 		return err
 	}
 	rt := e.Runtime()
+	req.DPoP = r.Header.Values(dpop.Header)
+	if n := e.Grants.DPoPNonce(rt); n != "" {
+		// On every answer, errors included (RFC 9449 §8).
+		c.Response().Header().Set(DPoPNonceHeader, n)
+	}
 	cl, err := e.Clients.Authenticate(r.Context(), rt, clientauth.FromRequest(r, c.RealIP()))
 	if err != nil {
 		return err

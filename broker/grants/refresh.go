@@ -49,6 +49,9 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 		g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
 		return nil, oauth.InvalidGrant("the refresh token was issued to another client")
 	}
+	if err := g.dpopRefresh(cl, fam.Grant, req); err != nil {
+		return nil, err
+	}
 	scopes, err := requestedScopes(fam.Grant, req)
 	if err != nil {
 		return nil, err
@@ -80,6 +83,7 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 			g.log.Error("refresh: keep the upstream's new connector data", "client_id", cl.ID, "err", err)
 		}
 	}
+	grant.DPoPJKT = req.dpopJKT
 	resp, err := g.issue(cl, grant, scopes, famID, next, now)
 	if err != nil {
 		return nil, err
@@ -153,6 +157,9 @@ func (g *Grants) retried(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 		g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
 		return nil, oauth.InvalidGrant("the refresh token was issued to another client")
 	}
+	if err := g.dpopRefresh(cl, fam.Grant, req); err != nil {
+		return nil, err
+	}
 	scopes, err := requestedScopes(fam.Grant, req)
 	if err != nil {
 		return nil, err
@@ -167,6 +174,7 @@ func (g *Grants) retried(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 		return nil, g.reused(ctx, rt, cl, famID)
 	}
 	now := g.now()
+	fam.Grant.DPoPJKT = req.dpopJKT
 	resp, err := g.issue(cl, fam.Grant, scopes, famID, next, now)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,13 @@ type Request struct {
 	Audience, Resource []string
 	// token exchange
 	SubjectToken, SubjectTokenType, ActorToken, RequestedTokenType string
+	// DPoP are the values of the request's DPoP headers (RFC 9449 §4.1).
+	DPoP []string
+	// dpopJKT is the thumbprint of the key of the verified DPoP proof,
+	// set by Token (see BoundKey).
+	dpopJKT string
+	// DeviceCode is the device_code of the device grant (RFC 8628 §3.4).
+	DeviceCode string
 }
 
 // repeatable are the parameters that may appear more than once.
@@ -62,6 +69,7 @@ func ParseRequest(form url.Values) (Request, error) {
 		SubjectTokenType:   form.Get("subject_token_type"),
 		ActorToken:         form.Get("actor_token"),
 		RequestedTokenType: form.Get("requested_token_type"),
+		DeviceCode:         form.Get("device_code"),
 	}, nil
 }
 
@@ -73,6 +81,7 @@ type Grants struct {
 	now    func() time.Time
 	audit  observe.Audit
 	log    *slog.Logger
+	nonces *dpopNonces
 }
 
 // Deps are the grants' dependencies; all are required but Now and Logger.
@@ -94,6 +103,7 @@ func New(deps Deps) *Grants {
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	g.nonces = newDPoPNonces(deps.Sealer)
 	return g
 }
 
@@ -111,6 +121,8 @@ func (g *Grants) Token(ctx context.Context, rt *runtime.Runtime, cl *runtime.Cli
 		run = g.Exchange
 	case config.GrantClientCredentials:
 		run = g.ClientCredentials
+	case config.GrantDeviceCode:
+		run = g.DeviceCode
 	case "":
 		return nil, oauth.InvalidRequest("grant_type is required")
 	default:
@@ -118,6 +130,10 @@ func (g *Grants) Token(ctx context.Context, rt *runtime.Runtime, cl *runtime.Cli
 	}
 	if !cl.AllowsGrant(req.GrantType) {
 		return nil, oauth.UnauthorizedClient("the client may not use grant_type %s", req.GrantType)
+	}
+	req, err := g.checkDPoP(ctx, rt, cl, req)
+	if err != nil {
+		return nil, err
 	}
 	return run(ctx, rt, cl, req)
 }

@@ -30,6 +30,9 @@ const (
 	ErrRequestURINotSupported  = "request_uri_not_supported"
 	ErrInvalidToken            = "invalid_token"
 	ErrInsufficientScope       = "insufficient_scope"
+	// RFC 9449 §5, §7.1 and §8.
+	ErrInvalidDPoPProof = "invalid_dpop_proof"
+	ErrUseDPoPNonce     = "use_dpop_nonce"
 )
 
 // Error is an OAuth error answered as JSON (RFC 6749 §5.2). It is the one

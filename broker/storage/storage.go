@@ -83,7 +83,57 @@ type AuthRequest struct {
 	ConnectorState      []byte    `json:"connector_state,omitempty"`
 	BrowserBinding      string    `json:"browser_binding,omitempty"` // hash of a per-browser cookie
 	Expiry              time.Time `json:"expiry"`
+	// DPoPJKT is the authorization request's dpop_jkt (RFC 9449 §10): the
+	// thumbprint of the DPoP key its code is bound to.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
+	// Device is set on the records of the device authorization grant
+	// (RFC 8628): see DeviceState.
+	Device *DeviceState `json:"device,omitempty"`
+	// Pushed is set on a pushed authorization request (RFC 9126), stored
+	// under PushedRequestID until /authorize takes it: the authorization
+	// parameters the client pushed, client authentication left out.
+	Pushed map[string][]string `json:"pushed,omitempty"`
 }
+
+// DeviceState is what the device authorization grant (RFC 8628) keeps in
+// AuthRequest records, which every backend stores as one JSON blob. Three
+// kinds of record carry it: the device record, under
+// DeviceRecordID(UserCode), made by the device authorization endpoint
+// (CodeHash, Interval and CodeExpiry set); the result record, under
+// DeviceResultID(UserCode), created once when the person approves (Grant
+// set) or denies (Denied set), so that the first decision wins; and the
+// pending sign-in a person starts from the verification page, with a
+// random id, whose Device names only the UserCode it approves.
+type DeviceState struct {
+	// UserCode is the normalized user code (no dash, upper case).
+	UserCode string `json:"user_code"`
+	// CodeHash is Hash(device_code).
+	CodeHash string `json:"code_hash,omitempty"`
+	// Interval is the polling interval in seconds given to the device.
+	Interval int64 `json:"interval,omitempty"`
+	// CodeExpiry is when the device code expires; the record lives a
+	// while longer so that a late poll learns expired_token.
+	CodeExpiry time.Time `json:"code_expiry,omitzero"`
+	// Grant is what the person approved; Denied that they refused.
+	Grant  *Grant `json:"grant,omitempty"`
+	Denied bool   `json:"denied,omitempty"`
+}
+
+// DeviceUserCodeAlphabet is the alphabet of device user codes: consonants
+// only, without ones easily mistaken for each other or for digits.
+const DeviceUserCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
+
+// DeviceRecordID is the id of the device record of user code userCode
+// (normalized).
+func DeviceRecordID(userCode string) string { return "device:" + userCode }
+
+// DeviceResultID is the id of the record of the person's decision about
+// user code userCode (normalized).
+func DeviceResultID(userCode string) string { return "device-result:" + userCode }
+
+// PushedRequestID is the id of the pushed authorization request whose
+// request_uri ends in handle: the handle is a secret, stored only hashed.
+func PushedRequestID(handle string) string { return "par:" + Hash(handle) }
 
 // Grant is what a person consented to and what tokens are made from: the
 // outcome of a sign-in after mapping. Codes and refresh families carry one.
@@ -110,6 +160,11 @@ type Grant struct {
 	// family revokes them too; see tokens.FamilyRef. The token endpoint
 	// sets it just before minting; it is never stored.
 	FamilyRef string `json:"-"`
+	// DPoPJKT is the thumbprint of the key the grant's tokens are bound to
+	// (RFC 9449 cnf.jkt). In a refresh family it binds the family's
+	// refresh tokens to that key (public clients, RFC 9449 §5); on a
+	// grant about to be minted it becomes the access token's cnf.jkt.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // AuthCode is a one-time authorization code.

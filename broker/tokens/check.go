@@ -29,6 +29,9 @@ type Claims struct {
 	// FamilyRef is the token's FamilyClaim: the refresh family it
 	// descends from (access tokens; "" when none).
 	FamilyRef string
+	// JKT is the token's cnf.jkt: the thumbprint of the DPoP key it is
+	// bound to (RFC 9449 §6.1); "" for a bearer token.
+	JKT string
 }
 
 // check is the one check of the broker's own tokens: size, a signature by
@@ -66,6 +69,13 @@ func (a *Authority) check(token, typ string) (*Claims, error) {
 	}
 	if iss != a.issuer || c.Subject == "" || !ok || !c.Expiry.After(a.now()) {
 		return nil, ErrInvalid
+	}
+	if cnf, present := raw["cnf"]; present {
+		m, _ := cnf.(map[string]any)
+		if c.JKT, _ = m["jkt"].(string); c.JKT == "" {
+			// A confirmation the broker cannot check is never ignored.
+			return nil, ErrInvalid
+		}
 	}
 	return c, nil
 }

@@ -70,6 +70,14 @@ type accessTokenClaims struct {
 	Act      map[string]any  `json:"act,omitempty"`
 	// Family is FamilyClaim.
 	Family string `json:"fb_fam,omitempty"`
+	// Cnf binds the token to a DPoP key (RFC 9449 §6.1).
+	Cnf *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation is the cnf claim of a DPoP-bound access token:
+// {"jkt": "<RFC 7638 thumbprint>"}.
+type confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // encodeClaims encodes the registered claims struct and appends the extra

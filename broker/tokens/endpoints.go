@@ -42,7 +42,7 @@ func (a *Authority) Introspect(ctx context.Context, cl *runtime.Client, token st
 			return Inactive, nil
 		}
 		exp := fam.Expiry()
-		return map[string]any{
+		out := map[string]any{
 			"active":     true,
 			"token_type": "refresh_token",
 			"client_id":  fam.Grant.ClientID,
@@ -51,7 +51,11 @@ func (a *Authority) Introspect(ctx context.Context, cl *runtime.Client, token st
 			"exp":        exp.Unix(),
 			"iat":        fam.LastUsed.Unix(),
 			"iss":        a.issuer,
-		}, nil
+		}
+		if fam.Grant.DPoPJKT != "" {
+			out["cnf"] = map[string]any{"jkt": fam.Grant.DPoPJKT}
+		}
+		return out, nil
 	}
 	at, err := a.CheckAccessToken(ctx, token)
 	if err != nil {
@@ -61,6 +65,10 @@ func (a *Authority) Introspect(ctx context.Context, cl *runtime.Client, token st
 		return nil, err
 	}
 	out := map[string]any{"active": true, "token_type": "Bearer"}
+	if at.JKT != "" {
+		// RFC 9449 §6.2: the resource server checks proofs against it.
+		out["token_type"], out["cnf"] = TokenTypeDPoP, map[string]any{"jkt": at.JKT}
+	}
 	for _, k := range introspected {
 		if v, ok := at.Raw[k]; ok {
 			out[k] = v
@@ -117,6 +125,37 @@ func (a *Authority) Userinfo(ctx context.Context, token string) (map[string]any,
 	at, err := a.CheckAccessToken(ctx, token)
 	if err != nil {
 		return nil, err
+	}
+	if at.JKT != "" {
+		// A DPoP-bound token is never accepted as a bearer token (RFC
+		// 9449 §7.1): UserinfoBound takes it with its proof's key.
+		return nil, ErrKeyBinding
+	}
+	if !slices.Contains(at.Scopes, "openid") {
+		return nil, ErrInsufficientScope
+	}
+	out := map[string]any{"sub": at.Subject}
+	for k, v := range Releasable(at.Raw, at.Scopes) {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// ErrKeyBinding means an access token was presented otherwise than its
+// DPoP binding (cnf.jkt, RFC 9449 §6.1) demands: a bound token as a bearer
+// token, a proof of another key, or a proof with a token bound to none.
+var ErrKeyBinding = errors.New("tokens: the access token is not presented with the key it is bound to")
+
+// UserinfoBound is Userinfo for a token presented with a verified DPoP
+// proof of the key whose thumbprint is jkt, or as a bearer token when jkt
+// is "": the token's cnf.jkt must be exactly jkt, else ErrKeyBinding.
+func (a *Authority) UserinfoBound(ctx context.Context, token, jkt string) (map[string]any, error) {
+	at, err := a.CheckAccessToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if at.JKT != jkt {
+		return nil, ErrKeyBinding
 	}
 	if !slices.Contains(at.Scopes, "openid") {
 		return nil, ErrInsufficientScope

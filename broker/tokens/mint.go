@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -30,10 +31,18 @@ const (
 	TypIDToken     = "JWT"
 )
 
+// TokenTypeDPoP is the token_type of a DPoP-bound access token (RFC 9449
+// §5).
+const TokenTypeDPoP = "DPoP"
+
 // AccessToken signs an RFC 9068 access token of grant g for cl, for the
 // given audiences, and returns it with its expiry. g.FamilyRef, when set,
-// becomes its FamilyClaim.
+// becomes its FamilyClaim; g.DPoPJKT, when set, its cnf.jkt (RFC 9449
+// §6.1).
 func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences []string, now time.Time) (string, time.Time, error) {
+	if msg := config.SubjectProblem(cl.Profile, g.Subject); msg != "" {
+		return "", time.Time{}, oauth.InvalidGrant("%s", msg)
+	}
 	exp := now.Add(cl.AccessTokenTTL)
 	aud, err := encodeAudience(audiences)
 	if err != nil {
@@ -54,6 +63,9 @@ func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences [
 	if !g.AuthTime.IsZero() {
 		claims.AuthTime = g.AuthTime.Unix()
 	}
+	if g.DPoPJKT != "" {
+		claims.Cnf = &confirmation{JKT: g.DPoPJKT}
+	}
 	// Only token exchange sets act (mappings cannot: it is reserved).
 	if act, ok := g.AccessTokenClaims["act"].(map[string]any); ok {
 		claims.Act = act
@@ -72,6 +84,9 @@ func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences [
 // IDToken signs an ID token of grant g for cl. accessToken, when set, gives
 // at_hash.
 func (a *Authority) IDToken(cl *runtime.Client, g storage.Grant, accessToken string, now time.Time) (string, error) {
+	if msg := config.SubjectProblem(cl.Profile, g.Subject); msg != "" {
+		return "", oauth.InvalidGrant("%s", msg)
+	}
 	claims := idTokenClaims{
 		Issuer:   a.issuer,
 		Subject:  g.Subject,
@@ -108,6 +123,9 @@ func (a *Authority) Issue(cl *runtime.Client, g storage.Grant, now time.Time) (*
 		return nil, err
 	}
 	resp := &Response{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now).Seconds()), Scope: strings.Join(g.Scopes, " ")}
+	if g.DPoPJKT != "" {
+		resp.TokenType = TokenTypeDPoP
+	}
 	if slices.Contains(g.Scopes, "openid") {
 		if resp.IDToken, err = a.IDToken(cl, g, at, now); err != nil {
 			return nil, err
