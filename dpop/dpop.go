@@ -137,37 +137,8 @@ func invalid(format string, args ...any) error {
 // that is not absolute http or https, a negative skew, a symmetric
 // algorithm) yields an error wrapping neither.
 //
-// Verify keeps no state: it does not detect a replayed proof. It is Parse
-// followed by Unverified.Verify.
+// Verify keeps no state: it does not detect a replayed proof.
 func Verify(proof string, c Check) (*Proof, error) {
-	u, err := Parse(proof, c)
-	if err != nil {
-		return nil, err
-	}
-	return u.Verify()
-}
-
-// Unverified is a proof that passed every check of Verify that needs no
-// signature verification: its form, header and key. Its JTI and
-// Thumbprint are not yet proven to be the signer's; a server may use them
-// only to start recording the proof against replay while Verify runs.
-type Unverified struct {
-	// JTI is the proof's jti as sent (at most MaxJTILength bytes, not
-	// empty).
-	JTI string
-	// Thumbprint is the thumbprint of the jwk header's key.
-	Thumbprint string
-
-	c      Check
-	want   string
-	jws    *jose.JSONWebSignature
-	key    *jose.JSONWebKey
-	claims proofClaims // read from the payload, trusted only after jws verifies
-}
-
-// Parse checks proof as Verify does, up to but not including the
-// signature and the claims other than jti. Its errors are Verify's.
-func Parse(proof string, c Check) (*Unverified, error) {
 	algs, want, err := c.prepare()
 	if err != nil {
 		return nil, err
@@ -202,38 +173,22 @@ func Parse(proof string, c Check) (*Unverified, error) {
 	if err := fitsAlgorithm(key, h.Algorithm); err != nil {
 		return nil, err
 	}
-	thumb, err := Thumbprint(*key)
+	body, err := jws.Verify(key)
 	if err != nil {
-		return nil, invalid("jwk: %v", err)
-	}
-	// The claims are read from the payload now; Verify checks that these
-	// very bytes are what the key signed before any claim counts.
-	var pc proofClaims
-	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &pc); err != nil {
-		return nil, invalid("claims: %v", err)
-	}
-	switch {
-	case pc.JTI == nil || *pc.JTI == "":
-		return nil, invalid("no jti")
-	case len(*pc.JTI) > MaxJTILength:
-		return nil, invalid("jti longer than %d bytes", MaxJTILength)
-	}
-	return &Unverified{JTI: *pc.JTI, Thumbprint: thumb, c: c, want: want, jws: jws, key: key, claims: pc}, nil
-}
-
-// Verify completes Verify for a parsed proof: the signature by the jwk
-// header's key, then the claims against the Check given to Parse.
-func (u *Unverified) Verify() (*Proof, error) {
-	c := &u.c
-	if _, err := u.jws.Verify(u.key); err != nil {
 		return nil, invalid("signature does not verify with the jwk header")
 	}
-	p, err := c.checkClaims(&u.claims, u.want)
+	var pc proofClaims
+	if err := json.Unmarshal(body, &pc); err != nil {
+		return nil, invalid("claims: %v", err)
+	}
+	p, err := c.checkClaims(&pc, want)
 	if err != nil {
 		return nil, err
 	}
-	p.Key = *u.key
-	p.Thumbprint = u.Thumbprint
+	p.Key = *key
+	if p.Thumbprint, err = Thumbprint(*key); err != nil {
+		return nil, invalid("jwk: %v", err)
+	}
 	// Last, so that ErrUseNonce means the proof is otherwise good.
 	if c.Nonce != "" && subtle.ConstantTimeCompare([]byte(p.Nonce), []byte(c.Nonce)) != 1 {
 		if p.Nonce == "" {

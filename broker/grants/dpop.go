@@ -92,55 +92,37 @@ func (g *Grants) VerifyProof(ctx context.Context, rt *runtime.Runtime, proofs []
 	}
 	now := g.now()
 	skew := rt.Tokens.DPoP.Skew()
-	u, err := dpop.Parse(proofs[0], dpop.Check{Method: method, URL: url, Now: now, Skew: skew, AccessToken: accessToken})
-	if err != nil {
-		return nil, proofError(err)
-	}
-	// The replay record is written while the signature is checked: on
-	// shared storage it is a round trip, and the two overlap. Its key is
-	// the proof's jti and key as sent (not yet verified): a forged proof
-	// can only record a key nobody presented, and it expires with the
-	// skew. A proof is accepted while iat is within the skew of now, and
-	// iat may be up to the skew ahead: it is recorded for twice the skew.
-	type seen struct {
-		fresh bool
-		err   error
-	}
-	record := make(chan seen, 1)
-	go func() {
-		fresh, err := g.store.MarkSeen(ctx, proofNamespace, proofID(u.Thumbprint, url, u.JTI), now.Add(2*skew+time.Second))
-		record <- seen{fresh, err}
-	}()
-	p, err := u.Verify()
-	r := <-record
+	p, err := dpop.Verify(proofs[0], dpop.Check{Method: method, URL: url, Now: now, Skew: skew, AccessToken: accessToken})
 	switch {
+	case errors.Is(err, dpop.ErrInvalidProof):
+		// The detail names the failed check of the client's own proof;
+		// it holds nothing of the broker's.
+		return nil, invalidProof("%s", err.Error())
 	case err != nil:
-		return nil, proofError(err)
-	case needNonce && !g.nonces.valid(p.Nonce, now, rt):
+		return nil, err
+	}
+	if needNonce && !g.nonces.valid(p.Nonce, now, rt) {
 		return nil, useNonce()
-	case r.err != nil:
-		return nil, r.err
-	case !r.fresh:
+	}
+	until := p.IssuedAt.Add(skew + time.Second)
+	if !until.After(now) {
+		until = now.Add(time.Second)
+	}
+	fresh, err := g.store.MarkSeen(ctx, proofNamespace, proofID(p, url), until)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
 		return nil, invalidProof("the DPoP proof was already used")
 	}
 	return p, nil
 }
 
-// proofError is the answer to a proof dpop refused: invalid_dpop_proof
-// with the failed check (of the client's own proof; it holds nothing of
-// the broker's). Anything else is the broker's own error.
-func proofError(err error) error {
-	if errors.Is(err, dpop.ErrInvalidProof) {
-		return invalidProof("%s", err.Error())
-	}
-	return err
-}
-
 // proofID names an accepted proof in storage: its jti, scoped by its key
 // and URL, hashed to a fixed length.
-func proofID(thumbprint, url, jti string) string {
+func proofID(p *dpop.Proof, url string) string {
 	h := sha256.New()
-	for _, s := range []string{thumbprint, url, jti} {
+	for _, s := range []string{p.Thumbprint, url, p.JTI} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
