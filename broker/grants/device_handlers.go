@@ -1,7 +1,6 @@
 package grants
 
 import (
-	"mime"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -26,15 +25,8 @@ type DeviceEndpoint struct {
 // client_id) and gets a device code and a user code as JSON.
 func (e *DeviceEndpoint) HandleDeviceAuthorization(c echo.Context) error {
 	r := c.Request()
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxTokenRequestBytes)
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return oauth.InvalidRequest("the body must be application/x-www-form-urlencoded")
-	}
-	if err := r.ParseForm(); err != nil {
-		return oauth.InvalidRequest("the body could not be parsed")
-	}
-	if len(r.URL.Query()) > 0 {
-		return oauth.InvalidRequest("parameters must be sent in the body, not the query")
+	if err := readForm(c); err != nil {
+		return err
 	}
 	for k, v := range r.PostForm {
 		if len(v) > 1 {

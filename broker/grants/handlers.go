@@ -28,17 +28,8 @@ type Endpoint struct {
 // HandleToken serves POST /token (RFC 6749 §3.2).
 func (e *Endpoint) HandleToken(c echo.Context) error {
 	r := c.Request()
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxTokenRequestBytes)
-	// A media type, compared as one (RFC 9110 §8.3.1: case-insensitive,
-	// parameters allowed), so that no body is silently read as empty.
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return oauth.InvalidRequest("the body must be application/x-www-form-urlencoded")
-	}
-	if err := r.ParseForm(); err != nil {
-		return oauth.InvalidRequest("the body could not be parsed")
-	}
-	if len(r.URL.Query()) > 0 {
-		return oauth.InvalidRequest("parameters must be sent in the body, not the query")
+	if err := readForm(c); err != nil {
+		return err
 	}
 	req, err := ParseRequest(r.PostForm)
 	if err != nil {
@@ -65,4 +56,24 @@ func (e *Endpoint) HandleToken(c echo.Context) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	return c.JSON(http.StatusOK, resp)
+}
+
+// readForm reads the body of a POST to a machine endpoint (the token and
+// device authorization endpoints) into r.PostForm: capped, a form by its
+// media type, nothing in the query.
+func readForm(c echo.Context) error {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxTokenRequestBytes)
+	// A media type, compared as one (RFC 9110 §8.3.1: case-insensitive,
+	// parameters allowed), so that no body is silently read as empty.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return oauth.InvalidRequest("the body must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		return oauth.InvalidRequest("the body could not be parsed")
+	}
+	if len(r.URL.Query()) > 0 {
+		return oauth.InvalidRequest("parameters must be sent in the body, not the query")
+	}
+	return nil
 }
