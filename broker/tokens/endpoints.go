@@ -120,25 +120,11 @@ func (a *Authority) Revoke(ctx context.Context, cl *runtime.Client, token string
 var ErrInsufficientScope = errors.New("tokens: the openid scope is required")
 
 // Userinfo answers the UserInfo endpoint (OpenID Connect Core §5.3) from
-// the claims of a live access token with the openid scope.
+// the claims of a live access token with the openid scope, presented as a
+// bearer token: UserinfoBound with no key, so a DPoP-bound token is
+// ErrKeyBinding (RFC 9449 §7.1).
 func (a *Authority) Userinfo(ctx context.Context, token string) (map[string]any, error) {
-	at, err := a.CheckAccessToken(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	if at.JKT != "" {
-		// A DPoP-bound token is never accepted as a bearer token (RFC
-		// 9449 §7.1): UserinfoBound takes it with its proof's key.
-		return nil, ErrKeyBinding
-	}
-	if !slices.Contains(at.Scopes, "openid") {
-		return nil, ErrInsufficientScope
-	}
-	out := map[string]any{"sub": at.Subject}
-	for k, v := range Releasable(at.Raw, at.Scopes) {
-		out[k] = v
-	}
-	return out, nil
+	return a.UserinfoBound(ctx, token, "")
 }
 
 // ErrKeyBinding means an access token was presented otherwise than its
