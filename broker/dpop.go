@@ -62,8 +62,10 @@ func (s *Server) presentedToken(c echo.Context, path string) (token, jkt string,
 // invalid token the challenge of the scheme it came with.
 func userinfoError(c echo.Context, err error, jkt string) error {
 	switch {
-	case errors.Is(err, tokens.ErrKeyBinding):
+	case errors.Is(err, tokens.ErrKeyBinding) && jkt == "":
 		return dpopChallenge(c, oauth.ErrInvalidToken, "the access token is DPoP-bound: present it with a DPoP proof of its key")
+	case errors.Is(err, tokens.ErrKeyBinding):
+		return dpopChallenge(c, oauth.ErrInvalidToken, "the access token is not bound to the key of this DPoP proof")
 	case errors.Is(err, tokens.ErrInvalid) && jkt != "":
 		return dpopChallenge(c, oauth.ErrInvalidToken, oauth.ErrTokenInvalid.Description)
 	case errors.Is(err, tokens.ErrInvalid):
