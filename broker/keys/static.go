@@ -1,12 +1,11 @@
 package keys
 
 import (
-	"crypto"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // loadStatic reads PEM private keys into a snapshot. Per algorithm, the
@@ -47,32 +46,9 @@ func readPEMKey(f StaticKey) (key, error) {
 	if err != nil {
 		return key{}, fmt.Errorf("keys: static key: %w", err)
 	}
-	var priv any
-scan:
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return key{}, fmt.Errorf("keys: static key %s: no PEM private key found", f.File)
-		}
-		switch b.Type {
-		case "PRIVATE KEY":
-			priv, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-		case "EC PRIVATE KEY":
-			priv, err = x509.ParseECPrivateKey(b.Bytes)
-		case "RSA PRIVATE KEY":
-			priv, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-		default:
-			continue
-		}
-		break scan
-	}
+	signer, err := jwa.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return key{}, fmt.Errorf("keys: static key %s: %w", f.File, err)
-	}
-	signer, ok := priv.(crypto.Signer)
-	if !ok {
-		return key{}, fmt.Errorf("keys: static key %s: %T cannot sign", f.File, priv)
 	}
 	alg, err := algFor(signer.Public())
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 
+	"github.com/fedbroker/fedbroker/jwa"
 	"github.com/fedbroker/fedbroker/problem"
 )
 
@@ -165,7 +166,7 @@ func loadAssertionKey(ca ClientAuth) (assertionKey, error) {
 	if err != nil {
 		return ak, keyErr("key_file", "cannot read the key: %v", err)
 	}
-	key, err := parsePrivateKey(b)
+	key, err := jwa.ParsePrivateKeyPEM(b)
 	if err != nil {
 		return ak, keyErr("key_file", "%v", err)
 	}
@@ -191,39 +192,6 @@ func loadAssertionKey(ca ClientAuth) (assertionKey, error) {
 		ak.headers["x5t"] = base64.RawURLEncoding.EncodeToString(s1[:])
 	}
 	return ak, nil
-}
-
-// parsePrivateKey reads the first PEM private key in b.
-func parsePrivateKey(b []byte) (crypto.Signer, error) {
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("no PEM private key found (want PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)")
-		}
-		var key any
-		var err error
-		switch blk.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(blk.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("the key is encrypted; give an unencrypted PEM key (protect the file instead)")
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("cannot parse the %s: %v", blk.Type, err)
-		}
-		s, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("unsupported key type %T", key)
-		}
-		return s, nil
-	}
 }
 
 // keyAlgorithm returns alg (or the key's default) after checking it fits

@@ -31,6 +31,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/fedbroker/fedbroker/connectors"
+	"github.com/fedbroker/fedbroker/jwa"
 	"github.com/fedbroker/fedbroker/problem"
 )
 
@@ -313,27 +314,13 @@ func loadKeyPair(certFile, keyFile string) (*x509.Certificate, *rsa.PrivateKey, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse certificate: %w", err)
 	}
-	block, _ = pem.Decode(keyPEM)
-	if block == nil {
-		return nil, nil, errors.New("sp_key_file holds no PEM block")
-	}
-	var key *rsa.PrivateKey
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "PRIVATE KEY":
-		var k any
-		if k, err = x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
-			var ok bool
-			if key, ok = k.(*rsa.PrivateKey); !ok {
-				return nil, nil, errors.New("sp_key_file must hold an RSA key (it also decrypts assertions)")
-			}
-		}
-	default:
-		return nil, nil, fmt.Errorf("sp_key_file: unsupported PEM block %q", block.Type)
-	}
+	signer, err := jwa.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse key: %w", err)
+		return nil, nil, fmt.Errorf("sp_key_file: %w", err)
+	}
+	key, ok := signer.(*rsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("sp_key_file must hold an RSA key (it also decrypts assertions)")
 	}
 	if key.N.BitLen() < minRSAKeyBits {
 		return nil, nil, fmt.Errorf("sp key has %d bits, need at least %d", key.N.BitLen(), minRSAKeyBits)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/beevik/etree"
 	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // metadataContentType is the media type of SAML metadata (saml-metadata
@@ -105,23 +107,9 @@ func loadSigner(certFile, keyFile string) (*metadataSigner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse metadata signing certificate: %w", err)
 	}
-	block, _ = pem.Decode(keyPEM)
-	if block == nil {
-		return nil, errors.New("metadata_signing_key_file holds no PEM block")
-	}
-	var key any
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("metadata_signing_key_file: unsupported PEM block %q", block.Type)
-	}
+	key, err := jwa.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("parse metadata signing key: %w", err)
+		return nil, fmt.Errorf("metadata_signing_key_file: %w", err)
 	}
 	s := &metadataSigner{cert: cert}
 	switch k := key.(type) {
