@@ -88,9 +88,6 @@ func normalizeUserCode(s string) (string, bool) {
 	return string(out), true
 }
 
-// displayCode is a normalized user code as shown: XXXX-XXXX.
-func displayCode(uc string) string { return uc[:4] + "-" + uc[4:] }
-
 // deviceToken binds the confirm form to this browser and this code.
 func deviceToken(browserID, userCode string) string {
 	return csrfToken(browserID, "device\x00"+userCode)
@@ -104,7 +101,7 @@ func (d *DeviceFlow) form(b *Browser, typed, msg string) Result {
 		status = http.StatusBadRequest
 	}
 	if uc, ok := normalizeUserCode(typed); ok {
-		typed = displayCode(uc)
+		typed = storage.DisplayUserCode(uc)
 	} else if len(typed) > 32 || !validText(typed) {
 		typed = ""
 	}
@@ -157,7 +154,7 @@ func (d *DeviceFlow) Submit(ctx context.Context, rt *runtime.Runtime, form Devic
 		var res Result
 		browserID := b.ensureID(&res)
 		res.Status, res.Template = http.StatusOK, "device.html"
-		res.Data = templates.DeviceData{Page: f.pages.Page("Sign in on a device"), Action: d.path, UserCode: displayCode(uc), Confirm: true,
+		res.Data = templates.DeviceData{Page: f.pages.Page("Sign in on a device"), Action: d.path, UserCode: storage.DisplayUserCode(uc), Confirm: true,
 			ClientName: clientName(cl), Scopes: rec.Scopes, CSRF: deviceToken(browserID, uc)}
 		return res, nil
 	case "confirm", "deny":

@@ -77,9 +77,6 @@ func newUserCode() string {
 	return string(out)
 }
 
-// displayUserCode is the user code as shown: XXXX-XXXX.
-func displayUserCode(uc string) string { return uc[:4] + "-" + uc[4:] }
-
 // DeviceAuthorize starts a device authorization (RFC 8628 §3.1) for the
 // authenticated client cl: it checks the grant and the scope as /authorize
 // does and stores the device record, keyed by the user code, with the
@@ -123,7 +120,7 @@ func (g *Grants) DeviceAuthorize(ctx context.Context, rt *runtime.Runtime, cl *r
 			return nil, err
 		}
 		g.audit.Event("device_authorization", "client_id", cl.ID)
-		shown := displayUserCode(uc)
+		shown := storage.DisplayUserCode(uc)
 		return &DeviceAuthorization{
 			DeviceCode:              dc,
 			UserCode:                shown,

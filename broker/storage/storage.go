@@ -123,6 +123,10 @@ type DeviceState struct {
 // only, without ones easily mistaken for each other or for digits.
 const DeviceUserCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
 
+// DisplayUserCode is a normalized device user code (eight characters) as
+// a person reads it: XXXX-XXXX.
+func DisplayUserCode(uc string) string { return uc[:4] + "-" + uc[4:] }
+
 // DeviceRecordID is the id of the device record of user code userCode
 // (normalized).
 func DeviceRecordID(userCode string) string { return "device:" + userCode }
