@@ -173,11 +173,13 @@ func shutdown(srv *http.Server, b *broker.Server, drain time.Duration, sigc <-ch
 }
 
 // cancelledBySignal reports whether ctx was cancelled by
-// signal.NotifyContext (whose cause names the signal) rather than by its
-// caller or a deadline.
+// signal.NotifyContext rather than by its caller or a deadline. Its cause
+// names the signal but also matches context.Canceled (errors.Is), so it is
+// told apart from a plain cancel by identity: cancel() leaves exactly
+// context.Canceled as the cause.
 func cancelledBySignal(ctx context.Context) bool {
 	cause := context.Cause(ctx)
-	return cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded)
+	return cause != nil && cause != context.Canceled && !errors.Is(cause, context.DeadlineExceeded)
 }
 
 // closeWhileDraining asks clients to close their connection after each
