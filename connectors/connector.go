@@ -40,6 +40,11 @@ type Identity struct {
 	// RefreshUntil, when not zero, is when the upstream session this
 	// sign-in rests on ends: no broker refresh token of it may outlive it.
 	RefreshUntil time.Time
+	// SessionID is the upstream's own id of the session this sign-in
+	// started there (an OpenID provider's sid claim, a SAML
+	// SessionIndex), "" when it gave none. The broker keeps it with its
+	// own session, so that the upstream's logout can name it.
+	SessionID string
 }
 
 // Scopes tells a connector what the downstream client asked for.
@@ -111,6 +116,57 @@ type RefreshConnector interface {
 // (token exchange) and returns the identity it vouches for.
 type TokenVerifier interface {
 	VerifyToken(ctx context.Context, token string) (Identity, error)
+}
+
+// LogoutConnector takes part in single logout with its upstream. It is
+// optional; a connector without it signs nobody out upstream.
+//
+// Both directions meet at one URL per connector, the broker's
+// /logout/{connector} (logoutURL below): the upstream sends the browser
+// back there after a logout the broker started, and sends its own logout
+// notices there (an OpenID provider's back-channel logout_token, a SAML
+// IdP's LogoutRequest).
+type LogoutConnector interface {
+	// LogoutRequest starts ending the upstream session of a sign-in: id is
+	// what the sign-in's Identity carried (Subject, SessionID,
+	// ConnectorData). It returns where to send the browser (a redirect, or
+	// a form to post), and ok=false when there is nothing to end upstream
+	// (no logout endpoint, no upstream session known). The upstream must
+	// send the browser back to logoutURL with state unchanged.
+	LogoutRequest(ctx context.Context, id Identity, logoutURL, state string) (req LoginRequest, ok bool, err error)
+	// HandleLogout takes a request to logoutURL and says what it is: the
+	// browser back from a LogoutRequest (Returned, with its state), or the
+	// upstream's notice that a session ended there (Ended). An error is a
+	// request that is not a valid one of those (a forged, replayed-as-other,
+	// expired or malformed message); a *UserError says why in words.
+	HandleLogout(ctx context.Context, r *http.Request, logoutURL string) (LogoutEvent, error)
+}
+
+// LogoutEvent is what HandleLogout found in a request.
+type LogoutEvent struct {
+	// Returned is set when the browser came back from a LogoutRequest;
+	// State is the state given to it. Success is false when the upstream
+	// said the logout failed there (the broker still ends its own session).
+	Returned bool
+	State    string
+	Success  bool
+
+	// Ended is set when the upstream says one of its sessions ended: the
+	// broker ends its sessions of that upstream account (Subject) or
+	// upstream session (SessionID); either may be empty, not both.
+	Ended     bool
+	Subject   string
+	SessionID string
+	// ReplayID and ReplayUntil, when ReplayID is set, identify the
+	// message for replay detection (a logout_token's jti, a
+	// LogoutRequest's ID): the broker refuses a second message with the
+	// same ReplayID from this connector before ReplayUntil.
+	ReplayID    string
+	ReplayUntil time.Time
+	// Reply, for a notice the browser brought (SAML), is the answer to
+	// send the browser back to the upstream with (a LogoutResponse); nil
+	// for a back-channel notice, which the broker answers 200.
+	Reply *LoginRequest
 }
 
 // MetadataHandler is implemented by connectors that publish metadata under

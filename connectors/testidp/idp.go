@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"time"
 
@@ -118,6 +119,9 @@ type IdP struct {
 	clientAuth    ClientAuth
 	jtis          map[string]time.Time // client assertion ids seen, with their exp
 	assertions    []Assertion
+
+	endSession     bool       // advertise end_session_endpoint (logout.go)
+	lastEndSession url.Values // its last request
 }
 
 type userState struct {
@@ -324,6 +328,7 @@ func (p *IdP) routes() http.Handler {
 	mux.HandleFunc("GET /authorize", p.authorize)
 	mux.HandleFunc("POST /token", p.token)
 	mux.HandleFunc("GET /userinfo", p.userinfo)
+	mux.HandleFunc("GET /end_session", p.endSessionHandler)
 	mux.HandleFunc("GET /v1.0/users/{id}/transitiveMemberOf", p.graphGroups)
 	mux.HandleFunc("GET /admin/directory/v1/groups", p.directoryGroups)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,7 @@ func (p *IdP) discovery(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	advertiseIss := p.issParam.Advertise
 	scopes := p.scopes
+	endSession := p.endSession
 	p.mu.Unlock()
 	if scopes == nil {
 		scopes = []string{"openid", "profile", "email", "offline_access"}
@@ -39,6 +40,11 @@ func (p *IdP) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	if advertiseIss {
 		doc["authorization_response_iss_parameter_supported"] = true
+	}
+	if endSession {
+		doc["end_session_endpoint"] = u + "/end_session"
+		doc["backchannel_logout_supported"] = true
+		doc["backchannel_logout_session_supported"] = true
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
