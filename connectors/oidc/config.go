@@ -7,7 +7,9 @@
 // see clientauth.go), an optional userinfo merge, and
 // upstream refresh so that a user disabled upstream can no longer refresh at
 // the broker (prompt=consent with offline_access, OpenID Connect Core §11;
-// a policy for sign-ins that bring no refresh token, see offline.go).
+// a policy for sign-ins that bring no refresh token, see offline.go),
+// and single logout: RP-initiated through the upstream's
+// end_session_endpoint and back-channel logout tokens (see logout.go).
 //
 // The google and azuread connectors are built on it through Open and
 // Extension.
@@ -61,7 +63,8 @@ type Config struct {
 	// (default RS256 ES256). HMAC and "none" are rejected.
 	AllowedAlgorithms []string `yaml:"allowed_algorithms"`
 	// UserInfo merges the userinfo response into the claims; ID token
-	// values win for sub, iss, aud, exp, iat, nonce, azp and auth_time.
+	// values win for sub, iss, aud, exp, iat, nonce, azp, auth_time and
+	// sid.
 	UserInfo bool `yaml:"userinfo"`
 	// InsecureSkipEmailVerified accepts an email claim whose email_verified
 	// is not true. Off by default: an unverified email is a login failure,

@@ -74,6 +74,10 @@ type Connector struct {
 	scopeNotListed bool // wanted, but the upstream does not list offline_access
 	issRequired    bool // the upstream advertises authorization_response_iss_parameter_supported
 	track          offlineTracker
+
+	algs              []jose.SignatureAlgorithm // allowed_algorithms
+	endSession        string                    // the upstream's end_session_endpoint; "" when none or ignored (see logout.go)
+	endSessionWarning string                    // why an end_session_endpoint was ignored
 }
 
 // Compile-time checks of the contract.
@@ -147,6 +151,7 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 	for i, a := range cfg.AllowedAlgorithms {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
+	c.algs = algs
 	c.keys = jwks.NewRemote(meta.JWKSURL, jwks.Options{Client: c.client, Now: c.now, MinRefresh: cfg.KeyRefreshInterval, MaxAge: time.Hour, Algorithms: algs})
 	c.verifier = oidc.NewVerifier(cfg.Issuer, c.keys, &oidc.Config{
 		ClientID:             cfg.ClientID,
@@ -167,6 +172,9 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 		Scopes:       scopes,
 	}
 	if err := c.setupClientAuth(); err != nil {
+		return nil, err
+	}
+	if err := c.setupLogout(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -252,11 +260,16 @@ func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, raw
 	if err := c.keepRefresh(&id, tok, claims); err != nil {
 		return connectors.Identity{}, err
 	}
+	raw, _ := tok.Extra("id_token").(string)
+	if err := c.keepIDToken(&id, raw); err != nil {
+		return connectors.Identity{}, err
+	}
 	return id, nil
 }
 
 // Refresh asks the upstream again with the refresh token kept in
-// id.ConnectorData and returns the updated Identity. An upstream that
+// id.ConnectorData and returns the updated Identity. Its connector data
+// keeps the upstream's newest ID token (see logout.go). An upstream that
 // refuses (invalid_grant: user disabled, token revoked) yields a
 // *connectors.UserError with Code CodeRefreshDenied. When the upstream gave
 // no refresh token at sign-in, offline_access_missing decides (see
@@ -301,7 +314,11 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 	if nid.Subject != id.Subject {
 		return connectors.Identity{}, userError(CodeInvalidToken, "The identity provider returned another account. Please sign in again.", fmt.Errorf("oidc: refresh subject %q, want %q", nid.Subject, id.Subject))
 	}
-	if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken}); err != nil {
+	if nid.SessionID == "" {
+		nid.SessionID = id.SessionID
+	}
+	newIDToken, _ := tok.Extra("id_token").(string)
+	if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken, IDToken: c.keptIDToken(newIDToken, data.IDToken)}); err != nil {
 		return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
 	}
 	return nid, nil
@@ -350,7 +367,7 @@ func (c *Connector) verify(ctx context.Context, tok *oauth2.Token, nonce string)
 const issuedAtLeeway = 5 * time.Minute
 
 // idTokenWins are the claims userinfo may not override.
-var idTokenWins = []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "at_hash", "c_hash"}
+var idTokenWins = []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "at_hash", "c_hash", "sid"}
 
 // mergeUserInfo adds the userinfo response to claims. The userinfo sub must
 // equal the ID token's (OpenID Connect Core 5.3.2).
@@ -395,7 +412,7 @@ func (c *Connector) identity(ctx context.Context, tok *oauth2.Token, claims map[
 	if sub == "" {
 		return connectors.Identity{}, userError(CodeInvalidToken, "The identity provider did not say who you are.", fmt.Errorf("oidc: empty subject"))
 	}
-	id := connectors.Identity{Subject: sub, Claims: claims}
+	id := connectors.Identity{Subject: sub, Claims: claims, SessionID: sessionID(claims)}
 	if c.ext.Enrich != nil {
 		if err := c.ext.Enrich(ctx, tok, &id); err != nil {
 			return connectors.Identity{}, err

@@ -76,13 +76,19 @@ func (c *Config) validateOffline() []problem.Problem {
 // connectorData is Identity.ConnectorData: the upstream refresh token, or,
 // when the upstream issued none, what the policy allows the broker's
 // refresh: nothing (NoRefresh) or refreshes until Until with the claims
-// and sources of the sign-in.
+// and sources of the sign-in; and, in either case, the upstream ID token
+// for logout (IDToken). The JSON is read leniently: data written before a
+// field existed still decodes.
 type connectorData struct {
 	RefreshToken string         `json:"refresh_token,omitempty"`
 	NoRefresh    bool           `json:"no_refresh,omitempty"`
 	Until        int64          `json:"until,omitempty"` // Unix seconds
 	Claims       map[string]any `json:"claims,omitempty"`
 	Sources      map[string]any `json:"sources,omitempty"`
+	// IDToken is the raw upstream ID token of the sign-in (the newest one
+	// a refresh returned), sent as id_token_hint to the upstream's
+	// end_session_endpoint; kept only when there is one (see logout.go).
+	IDToken string `json:"id_token,omitempty"`
 }
 
 // refreshLimit is what a sign-in's connector data allows the broker.
@@ -191,7 +197,7 @@ func (c *Connector) refreshWithoutToken(id connectors.Identity, d connectorData)
 			return connectors.Identity{}, userError(CodeRefreshDenied, "Your session at the identity provider has ended. Please sign in again.",
 				fmt.Errorf("oidc: %s: upstream session without refresh token ended at %s", c.id, until.UTC().Format(time.RFC3339)))
 		}
-		return connectors.Identity{Subject: id.Subject, Claims: d.Claims, Sources: d.Sources, ConnectorData: id.ConnectorData}, nil
+		return connectors.Identity{Subject: id.Subject, Claims: d.Claims, Sources: d.Sources, ConnectorData: id.ConnectorData, SessionID: id.SessionID}, nil
 	}
 	return id, nil
 }
@@ -244,6 +250,9 @@ func (c *Connector) OfflineAccessStatus() OfflineStatus {
 // for (while the last one is less than a day old). Empty when all is well.
 func (c *Connector) Warnings() []string {
 	var w []string
+	if c.endSessionWarning != "" {
+		w = append(w, c.endSessionWarning)
+	}
 	if c.scopeNotListed {
 		w = append(w, "offline_access is on, but the upstream's discovery document does not list the offline_access scope: it is not requested")
 	}
