@@ -219,6 +219,13 @@ func (c *Connector) precheck(raw []byte) error {
 
 // classify maps a crewjam error to a UserError with a code.
 func classify(err error) error {
+	code, err := classifyCode(err)
+	return reject(code, fmt.Errorf("saml: %w", err))
+}
+
+// classifyCode returns the code of a crewjam error, and the error with a
+// crewjam InvalidResponseError unwrapped to its cause.
+func classifyCode(err error) (string, error) {
 	var ire *saml.InvalidResponseError
 	if errors.As(err, &ire) && ire.PrivateErr != nil {
 		err = ire.PrivateErr
@@ -249,8 +256,12 @@ func classify(err error) error {
 	case strings.Contains(err.Error(), "signature element not present"):
 		// crewjam/saml keeps this sentinel unexported.
 		code = CodeSignatureInvalid
+	case strings.Contains(err.Error(), "cannot validate signature"):
+		// An HTTP-Redirect query signature that does not verify: crewjam
+		// wraps no sentinel.
+		code = CodeSignatureInvalid
 	}
-	return reject(code, fmt.Errorf("saml: %w", err))
+	return code, err
 }
 
 // verifyAssertion checks the assertion crewjam verified again, on its own

@@ -14,6 +14,10 @@
 // IdP metadata past its validUntil is never used; metadata from a URL is
 // refreshed on use when due (metadata_refresh, cacheDuration, validUntil).
 // The published SP metadata may be signed (metadata_signing_*).
+//
+// With an SP key pair the connector also takes part in single logout
+// (connectors.LogoutConnector, logout.go) over the HTTP-Redirect and
+// HTTP-POST bindings at LogoutURL.
 package saml
 
 import (

@@ -38,9 +38,12 @@ type Connector struct {
 	format  saml.NameIDFormat
 	acsURL  url.URL
 	metaURL url.URL
-	key     *rsa.PrivateKey
-	cert    *x509.Certificate
-	idp     *metadataSource
+	// sloURL is the broker's /logout/{id}: the SingleLogoutService for
+	// both bindings.
+	sloURL url.URL
+	key    *rsa.PrivateKey
+	cert   *x509.Certificate
+	idp    *metadataSource
 	// mdSigner signs the SP metadata; nil when it goes out unsigned.
 	mdSigner *metadataSigner
 	now      func() time.Time
@@ -78,8 +81,12 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 	if err != nil {
 		return nil, fmt.Errorf("saml: metadata url: %w", err)
 	}
+	slo, err := url.Parse(LogoutURL(opts.BaseURL, id))
+	if err != nil || !slo.IsAbs() {
+		return nil, fmt.Errorf("saml: logout url %q is not absolute", LogoutURL(opts.BaseURL, id))
+	}
 	format, _ := cfg.nameIDFormat() // validated
-	c := &Connector{id: id, cfg: cfg, format: format, acsURL: *acs, metaURL: *meta, now: opts.Now, logger: opts.Logger, replay: opts.ReplayCache}
+	c := &Connector{id: id, cfg: cfg, format: format, acsURL: *acs, metaURL: *meta, sloURL: *slo, now: opts.Now, logger: opts.Logger, replay: opts.ReplayCache}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -136,6 +143,7 @@ func (c *Connector) serviceProvider(idp *saml.EntityDescriptor, verifier saml.Si
 		EntityID:                         c.cfg.EntityID,
 		MetadataURL:                      c.metaURL,
 		AcsURL:                           c.acsURL,
+		SloURL:                           c.sloURL,
 		IDPMetadata:                      idp,
 		AuthnNameIDFormat:                c.format,
 		AllowIDPInitiated:                c.cfg.IDPInitiated != nil,
@@ -148,6 +156,9 @@ func (c *Connector) serviceProvider(idp *saml.EntityDescriptor, verifier saml.Si
 	if c.key != nil {
 		sp.Key, sp.Certificate = c.key, c.cert
 		sp.SignatureMethod = dsig.RSASHA256SignatureMethod
+		// Single logout needs signed messages (saml-profiles §4.4.3),
+		// so it is offered only with a key to sign them.
+		sp.LogoutBindings = []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding}
 	}
 	if c.format == "" {
 		sp.AuthnNameIDFormat = saml.UnspecifiedNameIDFormat

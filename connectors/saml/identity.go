@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -82,5 +83,70 @@ func (c *Connector) identity(a *saml.Assertion) (connectors.Identity, error) {
 	if subject == "" {
 		return connectors.Identity{}, reject(CodeSubject, errors.New("saml: empty subject"))
 	}
-	return connectors.Identity{Subject: subject, Claims: claims}, nil
+	id := connectors.Identity{Subject: subject, Claims: claims}
+	ld := logoutData{}
+	if a.Subject != nil && a.Subject.NameID != nil {
+		n := a.Subject.NameID
+		ld = logoutData{NameID: n.Value, Format: n.Format, NameQualifier: n.NameQualifier, SPNameQualifier: n.SPNameQualifier, SPProvidedID: n.SPProvidedID}
+	}
+	for _, st := range a.AuthnStatements {
+		if st.SessionIndex != "" {
+			ld.SessionIndex = st.SessionIndex
+			break
+		}
+	}
+	id.SessionID = ld.SessionIndex
+	if ld.NameID != "" || ld.SessionIndex != "" {
+		b, err := json.Marshal(ld)
+		if err != nil {
+			return connectors.Identity{}, fmt.Errorf("saml: connector data: %w", err)
+		}
+		id.ConnectorData = b
+	}
+	return id, nil
+}
+
+// nameIDSubject returns the Identity.Subject a sign-in with this NameID
+// got, by the rules of identity; "" when the subject was not the NameID
+// (subject_attribute is set) or such a NameID was not accepted as one.
+func (c *Connector) nameIDSubject(n *saml.NameID) string {
+	if n == nil || c.cfg.SubjectAttribute != "" {
+		return ""
+	}
+	format := n.Format
+	if format == "" {
+		format = string(saml.UnspecifiedNameIDFormat)
+	}
+	if c.format != "" && format != string(c.format) {
+		return ""
+	}
+	if format == string(saml.TransientNameIDFormat) || (!subjectFormats[format] && format != string(c.format)) {
+		return ""
+	}
+	return strings.TrimSpace(n.Value)
+}
+
+// logoutData is the Identity.ConnectorData of a sign-in: what a
+// LogoutRequest for it must name (saml-core §3.7.1), the NameID exactly as
+// the assertion carried it and the AuthnStatement's SessionIndex.
+type logoutData struct {
+	NameID          string `json:"nid,omitempty"`
+	Format          string `json:"fmt,omitempty"`
+	NameQualifier   string `json:"nq,omitempty"`
+	SPNameQualifier string `json:"spnq,omitempty"`
+	SPProvidedID    string `json:"spid,omitempty"`
+	SessionIndex    string `json:"si,omitempty"`
+}
+
+// decodeLogoutData reads Identity.ConnectorData; empty data (a sign-in
+// from before single logout) decodes to the zero value.
+func decodeLogoutData(b []byte) (logoutData, error) {
+	var d logoutData
+	if len(b) == 0 {
+		return d, nil
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, fmt.Errorf("saml: decode connector data: %w", err)
+	}
+	return d, nil
 }

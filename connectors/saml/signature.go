@@ -47,6 +47,9 @@ type verifiedSignature struct {
 type signatureRecorder struct {
 	mu       sync.Mutex
 	verified []verifiedSignature
+	// elements holds, for each entry of verified, what its signature
+	// covers (the element to read a message from).
+	elements []*etree.Element
 }
 
 var _ saml.SignedElementVerifier = (*signatureRecorder)(nil)
@@ -72,6 +75,7 @@ func (r *signatureRecorder) VerifySignedElement(vc *dsig.ValidationContext, el *
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.verified = append(r.verified, verifiedSignature{Tag: el.Tag, ID: el.SelectAttrValue("ID", ""), Method: method})
+	r.elements = append(r.elements, signed.Copy())
 	return signed, nil
 }
 
@@ -86,6 +90,19 @@ func (r *signatureRecorder) signed(tag, id string) bool {
 		}
 	}
 	return false
+}
+
+// signedElement returns what the first verified signature over an element
+// named tag covers, nil when none verified.
+func (r *signatureRecorder) signedElement(tag string) *etree.Element {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, v := range r.verified {
+		if v.Tag == tag {
+			return r.elements[i]
+		}
+	}
+	return nil
 }
 
 // checkAlgorithms refuses el if any Signature in it (at any depth, in any
