@@ -523,3 +523,37 @@ func TestUpstreamDownAtStart(t *testing.T) {
 		t.Fatalf("ID token after the upstream came up: %v", err)
 	}
 }
+
+// TestUpstreamRefreshWithoutIDToken: an upstream that answers a refresh
+// with no id_token (OIDC Core §12.2), with userinfo off, still refreshes:
+// the upstream accepted the refresh token of that account, and the
+// broker keeps the claims it mapped at sign-in.
+func TestUpstreamRefreshWithoutIDToken(t *testing.T) {
+	idp := newCorpIdP(t)
+	idp.SetRefreshIDToken(false)
+	up := corpConnector(idp)
+	up.config = strings.Replace(up.config, "userinfo: true", "userinfo: false", 1)
+	h := newHarness(t, nil, nil, withUpstreams(t, []upstream{up}, nil))
+	tr, _ := h.upstreamSignIn(h.newBrowser(), "corp")
+	for i := range 2 {
+		r := h.refresh(tr.RefreshToken, "app")
+		if r.status != http.StatusOK {
+			t.Fatalf("refresh %d = %d %s %s, want 200", i+1, r.status, r.Error, r.Description)
+		}
+		tok, err := h.es256Verifier("app").Verify(context.Background(), r.IDToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Email string `json:"email"`
+		}
+		if err := tok.Claims(&c); err != nil || c.Email != "dana@acme.com" {
+			t.Errorf("refresh %d: email %q, want the sign-in's dana@acme.com", i+1, c.Email)
+		}
+		tr = r
+	}
+	idp.DisableUser(corpUser.Subject)
+	if r := h.refresh(tr.RefreshToken, "app"); r.status != http.StatusBadRequest {
+		t.Errorf("refresh of a disabled upstream account = %d, want 400", r.status)
+	}
+}

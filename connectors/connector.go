@@ -40,6 +40,11 @@ type Identity struct {
 	// RefreshUntil, when not zero, is when the upstream session this
 	// sign-in rests on ends: no broker refresh token of it may outlive it.
 	RefreshUntil time.Time
+	// ClaimsUnchanged, set by RefreshConnector.Refresh, says that the
+	// upstream accepted the refresh for this account but sent no claims
+	// (no ID token, no userinfo): the broker keeps what it mapped before,
+	// and Claims and Sources are empty.
+	ClaimsUnchanged bool
 	// SessionID is the upstream's own id of the session this sign-in
 	// started there (an OpenID provider's sid claim, a SAML
 	// SessionIndex), "" when it gave none. The broker keeps it with its

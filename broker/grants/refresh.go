@@ -272,6 +272,13 @@ func (g *Grants) refreshUpstream(ctx context.Context, rt *runtime.Runtime, fam s
 	if id.Subject != "" && id.Subject != gr.UpstreamSubject {
 		return gr, nil, oauth.InvalidGrant("the upstream identity changed")
 	}
+	if id.ClaimsUnchanged {
+		// Nothing new to map: the grant keeps the claims of its sign-in.
+		if id.ConnectorData == nil {
+			id.ConnectorData = data
+		}
+		return gr, id.ConnectorData, nil
+	}
 	res, err := conn.Mapping.Evaluate(ctx, mapping.Input{ConnectorID: conn.ID, ConnectorType: conn.Type, UpstreamSubject: gr.UpstreamSubject, Claims: id.Claims, Sources: id.Sources})
 	if err != nil {
 		if rerr := g.tokens.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); rerr != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -291,20 +292,27 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = data.RefreshToken
 	}
+	newIDToken, _ := tok.Extra("id_token").(string)
 	var claims map[string]any
-	if _, ok := tok.Extra("id_token").(string); ok {
+	switch {
+	case newIDToken != "":
 		if claims, err = c.verify(ctx, tok, ""); err != nil {
 			return connectors.Identity{}, err
 		}
-	} else {
-		claims = make(map[string]any, len(id.Claims))
-		for k, v := range id.Claims {
-			claims[k] = v
+	case !c.cfg.UserInfo:
+		// No ID token (OIDC Core §12.2 makes it optional on refresh) and
+		// no userinfo: the upstream accepted this account's refresh token
+		// and said nothing new about it.
+		nid := connectors.Identity{Subject: id.Subject, SessionID: id.SessionID, ClaimsUnchanged: true}
+		if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken, IDToken: data.IDToken}); err != nil {
+			return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
 		}
-		if c.cfg.UserInfo {
-			if err := c.mergeUserInfo(ctx, tok, claims); err != nil {
-				return connectors.Identity{}, err
-			}
+		return nid, nil
+	default:
+		claims = make(map[string]any, len(id.Claims))
+		maps.Copy(claims, id.Claims)
+		if err := c.mergeUserInfo(ctx, tok, claims); err != nil {
+			return connectors.Identity{}, err
 		}
 	}
 	nid, err := c.identity(ctx, tok, claims)
@@ -317,7 +325,6 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 	if nid.SessionID == "" {
 		nid.SessionID = id.SessionID
 	}
-	newIDToken, _ := tok.Extra("id_token").(string)
 	if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken, IDToken: c.keptIDToken(newIDToken, data.IDToken)}); err != nil {
 		return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
 	}

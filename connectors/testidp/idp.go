@@ -122,6 +122,8 @@ type IdP struct {
 
 	endSession     bool       // advertise end_session_endpoint (logout.go)
 	lastEndSession url.Values // its last request
+
+	noRefreshIDToken bool // refresh responses without id_token
 }
 
 type userState struct {

@@ -93,3 +93,11 @@ func (p *IdP) SignLogoutToken(claims map[string]any, typ string) (string, error)
 	}
 	return jwt.Signed(signer).Claims(c).Serialize()
 }
+
+// SetRefreshIDToken(false) makes refresh responses carry no id_token (OIDC
+// Core §12.2 makes it optional), as Entra ID and others do.
+func (p *IdP) SetRefreshIDToken(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.noRefreshIDToken = !on
+}

@@ -172,6 +172,9 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		"expires_in":   int(p.opts.TokenLifetime.Seconds()),
 		"id_token":     idToken,
 	}
+	if p.noRefreshIDToken && r.PostForm.Get("grant_type") == "refresh_token" {
+		delete(resp, "id_token")
+	}
 	if hasScope(g.scope, "offline_access") {
 		rt := randString(16)
 		p.refresh[rt] = g
