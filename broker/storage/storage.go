@@ -93,7 +93,30 @@ type AuthRequest struct {
 	// under PushedRequestID until /authorize takes it: the authorization
 	// parameters the client pushed, client authentication left out.
 	Pushed map[string][]string `json:"pushed,omitempty"`
+	// Logout is set on the record of a sign-out that went on to end the
+	// upstream session too, stored under UpstreamLogoutID(state) until the
+	// browser comes back from the upstream.
+	Logout *LogoutState `json:"logout,omitempty"`
+	// Test is set on the records of a test sign-in started from the
+	// admin console's mapping workbench (testsignin.go): it never creates
+	// a session, a code or a link.
+	Test *TestSignIn `json:"test,omitempty"`
 }
+
+// LogoutState is where a sign-out goes once the upstream has ended its
+// session too.
+type LogoutState struct {
+	// Target is the client's post_logout_redirect_uri with its state, ""
+	// for the broker's signed-out page.
+	Target string `json:"target,omitempty"`
+	// FrontChannel are the front-channel logout URLs of the sessions that
+	// ended, for the signed-out page's iframes.
+	FrontChannel []string `json:"front_channel,omitempty"`
+}
+
+// UpstreamLogoutID is the id of the record of a sign-out waiting for the
+// upstream, whose state is state (a secret, stored only hashed).
+func UpstreamLogoutID(state string) string { return "logout:" + Hash(state) }
 
 // DeviceState is what the device authorization grant (RFC 8628) keeps in
 // AuthRequest records, which every backend stores as one JSON blob. Three
@@ -234,6 +257,15 @@ type Session struct {
 	// the store's Since is not found. Zero (stored by an older version) is
 	// never refused for that reason.
 	Created time.Time `json:"created,omitzero"`
+	// UpstreamSID is the upstream's own session id for this sign-in (an
+	// OpenID provider's sid claim, a SAML SessionIndex), "" when it gave
+	// none: an upstream's logout names it.
+	UpstreamSID string `json:"upstream_sid,omitempty"`
+	// Clients are the clients this session signed into (TouchSession),
+	// which its end tells by back- and front-channel logout.
+	Clients []string `json:"clients,omitempty"`
+	// LastUsed is when the session last signed the person into a client.
+	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
 // Link ties a link key (a verified email, an employee id) to one internal
@@ -346,6 +378,9 @@ type Storage interface {
 	// between security writes; the broker calls it every EpochInterval.
 	// A store that cannot lose state alone (memory) does nothing.
 	Heartbeat(ctx context.Context) error
+
+	SessionStore
+	Outbox
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

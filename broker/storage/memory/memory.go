@@ -75,6 +75,7 @@ type Store struct {
 	leases     map[string]lease
 	seen       map[seenKey]time.Time
 	links      map[string][]byte
+	deliveries map[string]storage.Delivery
 }
 
 // record is a JSON-encoded record with its expiry; subject is set for
@@ -170,6 +171,7 @@ func New(opts ...Option) *Store {
 		leases:     map[string]lease{},
 		seen:       map[seenKey]time.Time{},
 		links:      map[string][]byte{},
+		deliveries: map[string]storage.Delivery{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -245,7 +247,7 @@ func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.authReqs) + len(s.codes) + len(s.families) + len(s.tombstones) +
-		len(s.sessions) + len(s.leases) + len(s.seen) + len(s.links)
+		len(s.sessions) + len(s.leases) + len(s.seen) + len(s.links) + len(s.deliveries)
 }
 
 func encode(v any) ([]byte, error) {
@@ -299,6 +301,7 @@ func (s *Store) Close() error {
 	s.authReqs, s.areqByExp = nil, nil
 	s.codes, s.families, s.sessions, s.links = nil, nil, nil, nil
 	s.tombstones, s.leases, s.seen, s.keys = nil, nil, nil, nil
+	s.deliveries = nil
 	s.keyNotes.Close()
 	return nil
 }

@@ -137,7 +137,10 @@ func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode,
 }
 
 // CreateSession stores se under storage.Hash(se.ID) until se.Expiry and
-// indexes it under its subject.
+// indexes it under its subject, and under its upstream account and
+// upstream session when it has them (see logout.go). The indexes are
+// written first: an entry without its session is skipped by readers, a
+// session without its entries would be missed by a logout.
 func (s *Store) CreateSession(ctx context.Context, se storage.Session) error {
 	rec, err := encode(se) // Session.ID is not part of the JSON form.
 	if err != nil {
@@ -148,8 +151,10 @@ func (s *Store) CreateSession(ctx context.Context, se storage.Session) error {
 		return nil
 	}
 	h := storage.Hash(se.ID)
-	if err := s.indexAdd(ctx, s.subjSessKey(se.Subject), h, se.Expiry, now); err != nil {
-		return err
+	for _, idx := range s.sessionIndexes(se) {
+		if err := s.indexAdd(ctx, idx, h, se.Expiry, now); err != nil {
+			return err
+		}
 	}
 	err = s.c.SetArgs(ctx, s.sessKey(h), rec, goredis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(ms(se.Expiry))}).Err()
 	switch {
@@ -181,17 +186,23 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 	return se, nil
 }
 
-// DeleteSession deletes the session; ErrNotFound if there is none. The
-// subject index entry stays until the index expires or RevokeSubject.
+// DeleteSession deletes the session; ErrNotFound if there is none. Its
+// index entries are then removed, best effort: one left behind is skipped
+// and pruned when the session would have expired.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	var del *goredis.IntCmd
-	s.thenTick(ctx, func(p goredis.Pipeliner) { del = p.Del(ctx, s.sessKey(storage.Hash(id))) })
-	n, err := del.Result()
+	h := storage.Hash(id)
+	var del *goredis.StringCmd
+	s.thenTick(ctx, func(p goredis.Pipeliner) { del = p.GetDel(ctx, s.sessKey(h)) })
+	data, err := del.Result()
 	switch {
+	case isNil(err):
+		return notFound("session")
 	case err != nil:
 		return unavailable("delete session", err)
-	case n == 0:
-		return notFound("session")
+	}
+	var se storage.Session
+	if json.Unmarshal([]byte(data), &se) == nil {
+		s.unindexSession(ctx, h, se)
 	}
 	return nil
 }

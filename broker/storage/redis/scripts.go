@@ -133,3 +133,54 @@ local cur = redis.call('HGET', KEYS[1], 'cur')
 if not cur or cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'rec', ARGV[2])
 return 1`)
+
+// touchSession: KEYS[1] session; ARGV the record as read, the new record.
+// Writes the new record (keeping the TTL) only if the stored one is still
+// the one read: 1 when written, the stored record when it changed
+// meanwhile, nil when the session is gone.
+var touchSessionScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if v ~= ARGV[1] then return v end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1`)
+
+// putDelivery: KEYS outbox queue, outbox hash; ARGV id, value (20-digit
+// due, 10-digit attempts, JSON). Replaces the delivery with that id.
+var putDeliveryScript = goredis.NewScript(`
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then redis.call('ZREM', KEYS[1], string.sub(old, 1, 20) .. ARGV[1]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], 0, string.sub(ARGV[2], 1, 20) .. ARGV[1])
+return 1`)
+
+// claimDeliveries: KEYS outbox queue, outbox hash; ARGV due bound (20
+// digits, exclusive: now plus 1 ns), new due (20 digits), limit. Moves up
+// to limit deliveries due before the bound, earliest first, to the new
+// due, adds one to their attempts, and returns their new values. A queue
+// member without its delivery is dropped.
+var claimDeliveriesScript = goredis.NewScript(`
+local ms = redis.call('ZRANGEBYLEX', KEYS[1], '-', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, m in ipairs(ms) do
+  local id = string.sub(m, 21)
+  local v = redis.call('HGET', KEYS[2], id)
+  redis.call('ZREM', KEYS[1], m)
+  if v and string.sub(v, 1, 20) == string.sub(m, 1, 20) then
+    local a = tonumber(string.sub(v, 21, 30)) + 1
+    if a > 9999999999 then a = 9999999999 end
+    v = ARGV[2] .. string.format('%010d', a) .. string.sub(v, 31)
+    redis.call('HSET', KEYS[2], id, v)
+    redis.call('ZADD', KEYS[1], 0, ARGV[2] .. id)
+    table.insert(out, v)
+  end
+end
+return out`)
+
+// deleteDelivery: KEYS outbox queue, outbox hash; ARGV id.
+var deleteDeliveryScript = goredis.NewScript(`
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old then return 0 end
+redis.call('ZREM', KEYS[1], string.sub(old, 1, 20) .. ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1`)

@@ -190,8 +190,10 @@ func (s *Store) Import(ctx context.Context, it storage.Item) error {
 		if err != nil {
 			return err
 		}
-		if err := s.indexAdd(ctx, s.subjSessKey(se.Subject), it.Session.Hash, se.Expiry, now); err != nil {
-			return err
+		for _, idx := range s.sessionIndexes(se) {
+			if err := s.indexAdd(ctx, idx, it.Session.Hash, se.Expiry, now); err != nil {
+				return err
+			}
 		}
 		return s.setNX(ctx, s.sessKey(it.Session.Hash), rec, se.Expiry)
 	case it.Seen != nil:

@@ -133,7 +133,8 @@ func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode,
 	return c, nil
 }
 
-// CreateSession stores se under storage.Hash(se.ID) until se.Expiry.
+// CreateSession stores se under storage.Hash(se.ID) until se.Expiry, with
+// the columns UpstreamSessions looks it up by.
 func (s *Store) CreateSession(ctx context.Context, se storage.Session) error {
 	data, err := encode(se) // Session.ID is not part of the JSON form.
 	if err != nil {
@@ -143,9 +144,12 @@ func (s *Store) CreateSession(ctx context.Context, se storage.Session) error {
 	if !now.Before(se.Expiry) {
 		return nil
 	}
-	n, err := affected(s.w.ExecContext(ctx, `INSERT INTO sessions (hash, subject, data, expiry) VALUES ($1, $2, $3, $4)
-ON CONFLICT (hash) DO UPDATE SET subject = excluded.subject, data = excluded.data, expiry = excluded.expiry
-WHERE sessions.expiry <= $5`, storage.Hash(se.ID), se.Subject, data, ns(se.Expiry), ns(now)))
+	n, err := affected(s.w.ExecContext(ctx, `INSERT INTO sessions
+	(hash, subject, data, expiry, connector_id, upstream_sub, upstream_sid) VALUES ($1, $2, $3, $4, $6, $7, $8)
+ON CONFLICT (hash) DO UPDATE SET subject = excluded.subject, data = excluded.data, expiry = excluded.expiry,
+	connector_id = excluded.connector_id, upstream_sub = excluded.upstream_sub, upstream_sid = excluded.upstream_sid
+WHERE sessions.expiry <= $5`, storage.Hash(se.ID), se.Subject, data, ns(se.Expiry), ns(now),
+		se.ConnectorID, se.Grant.UpstreamSubject, se.UpstreamSID))
 	switch {
 	case err != nil:
 		return s.unavailable("create session", err)

@@ -137,8 +137,9 @@ ON CONFLICT (id) DO NOTHING`,
 		if err != nil {
 			return err
 		}
-		if _, err := s.w.ExecContext(ctx, `INSERT INTO sessions (hash, subject, data, expiry) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING`,
-			it.Session.Hash, se.Subject, data, ns(se.Expiry)); err != nil {
+		if _, err := s.w.ExecContext(ctx, `INSERT INTO sessions (hash, subject, data, expiry, connector_id, upstream_sub, upstream_sid)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING`,
+			it.Session.Hash, se.Subject, data, ns(se.Expiry), se.ConnectorID, se.Grant.UpstreamSubject, se.UpstreamSID); err != nil {
 			return s.unavailable("import session", err)
 		}
 	case it.Seen != nil:

@@ -58,6 +58,16 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"MarkSeen", testMarkSeen},
 		{"Link", testLink},
 		{"LinkConcurrent", testLinkConcurrent},
+		{"TouchSession", testTouchSession},
+		{"TouchSessionConcurrent", testTouchSessionConcurrent},
+		{"TouchEndConcurrent", testTouchEndConcurrent},
+		{"ListSessions", testListSessions},
+		{"UpstreamSessions", testUpstreamSessions},
+		{"EndSessionsOne", testEndSessionsOne},
+		{"EndSessionsAll", testEndSessionsAll},
+		{"Outbox", testOutbox},
+		{"OutboxPrecision", testOutboxPrecision},
+		{"OutboxClaimConcurrent", testOutboxConcurrent},
 		{"Ping", func(t *testing.T, s storage.Storage) {
 			if err := s.Ping(ctx(t)); err != nil {
 				t.Fatalf("Ping() = %v, want nil", err)
@@ -79,6 +89,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 			{"Refresh", testExpireRefresh},
 			{"Tombstone", testExpireTombstone},
 			{"Session", testExpireSession},
+			{"SessionLogout", testExpireLogout},
 			{"Lease", testExpireLease},
 			{"MarkSeen", testExpireSeen},
 		} {
@@ -274,6 +285,14 @@ func RunUnavailable(t *testing.T, s storage.Storage) {
 		{"GetLink", func() error { _, err := s.GetLink(c, "k"); return err }},
 		{"ListLinks", func() error { _, err := s.ListLinks(c); return err }},
 		{"DeleteLink", func() error { return s.DeleteLink(c, "k") }},
+		{"TouchSession", func() error { return s.TouchSession(c, sess.ID, "app", time.Now()) }},
+		{"ListSessions", func() error { _, err := s.ListSessions(c, "x"); return err }},
+		{"UpstreamSessions", func() error { _, err := s.UpstreamSessions(c, "google", "u", "x"); return err }},
+		{"EndSessions", func() error { _, _, err := s.EndSessions(c, "x", "", time.Now().Add(time.Hour)); return err }},
+		{"PutDelivery", func() error { return s.PutDelivery(c, storage.Delivery{ID: "d", Due: time.Now()}) }},
+		{"ClaimDeliveries", func() error { _, err := s.ClaimDeliveries(c, time.Now(), time.Minute, 10); return err }},
+		{"DeleteDelivery", func() error { return s.DeleteDelivery(c, "d") }},
+		{"PendingDeliveries", func() error { _, err := s.PendingDeliveries(c); return err }},
 	}
 	for _, tc := range calls {
 		err := tc.call()

@@ -45,6 +45,7 @@ func RunTransfer(t *testing.T, src, dst storage.Storage) {
 	}
 	se := session(t, "ada")
 	se.Created = time.Now().Round(0)
+	se.UpstreamSID = "up-sid-ada"
 	if err := src.CreateSession(c, se); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +89,14 @@ func RunTransfer(t *testing.T, src, dst storage.Storage) {
 		t.Errorf("GetSession after the copy: %v", err)
 	} else if got.PublicID != se.PublicID || got.Subject != se.Subject {
 		t.Errorf("session after the copy = %+v, want %+v", got, se)
+	}
+	// The copy is indexed like a session created there: an upstream's
+	// logout and the admin's list find it.
+	if up, err := dst.UpstreamSessions(c, se.ConnectorID, "", se.UpstreamSID); err != nil || len(up) != 1 || up[0].PublicID != se.PublicID {
+		t.Errorf("UpstreamSessions after the copy = %+v, %v; want the session", up, err)
+	}
+	if list, err := dst.ListSessions(c, se.Subject); err != nil || len(list) != 1 {
+		t.Errorf("ListSessions after the copy = %+v, %v; want the session", list, err)
 	}
 	if fresh, err := dst.MarkSeen(c, "revoked_at", "jti-1", time.Time{}); err != nil || fresh {
 		t.Errorf("revocation after the copy: recorded=%v, err %v; want recorded", !fresh, err)
