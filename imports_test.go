@@ -50,9 +50,18 @@ var layers = map[string][]string{
 	"broker/tokens":     {"broker/runtime", "broker/oauth", "broker/observe", "broker/keys", "broker/seal", "broker/storage", "broker/config", "mapping", "jwa"},
 	"broker/clientauth": {"broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "jwa"},
 	"broker/grants":     {"broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors/...", "mapping", "jwa", "dpop"},
-	"broker/authflow":   {"broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors", "mapping", "templates"},
-	"broker/admin":      {"broker/runtime", "broker/observe", "broker/keys", "broker/storage", "broker/config", "connectors"},
-	"broker":            {"broker/...", "connectors/...", "mapping/...", "templates", "jwa", "problem", "dpop"},
+	"broker/logout":     {"broker/tokens", "broker/runtime", "broker/observe", "broker/storage", "broker/config", "broker/oauth"},
+	"broker/authflow":   {"broker/logout", "broker/tokens", "broker/clientauth", "broker/runtime", "broker/oauth", "broker/observe", "broker/storage", "broker/config", "connectors", "mapping", "templates"},
+	"broker/admin":      {"broker/logout", "broker/runtime", "broker/observe", "broker/keys", "broker/storage", "broker/config", "connectors"},
+	// The admin console: the admin API's reads plus the token authority;
+	// never the flows (authflow, grants).
+	"broker/console": {"broker/workbench", "broker/admin", "broker/logout", "broker/tokens", "broker/runtime", "broker/observe", "broker/keys", "broker/storage", "broker/config", "connectors"},
+	"broker":         {"broker/...", "connectors/...", "mapping/...", "templates", "jwa", "problem", "dpop"},
+
+	// The console's mapping workbench: evaluations and drafts, reading
+	// the served configuration and storage; it writes only test sign-in
+	// records.
+	"broker/workbench": {"broker/tokens", "broker/runtime", "broker/storage", "broker/config", "mapping/...", "problem"},
 }
 
 // rulesFor returns the rule of the most specific directory containing dir.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fedbroker/fedbroker/broker/tokens"
 )
 
 func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
@@ -353,11 +355,21 @@ func TestIDTokenHint(t *testing.T) {
 			}
 		})
 	}
-	t.Run("expired", func(t *testing.T) {
+	// An ID token expired a while ago is still a hint (RP-Initiated
+	// Logout 1.0 §2: the app signs out long after its ID token's
+	// minutes); one expired more than a day ago is not.
+	t.Run("recently expired", func(t *testing.T) {
 		clk.Advance(6 * time.Minute)
 		r := h.newBrowser().get(h.issuer + "/logout?" + url.Values{"id_token_hint": {tr.IDToken}, "post_logout_redirect_uri": {appLogout}}.Encode())
+		if r.location == nil || r.location.String() != appLogout {
+			t.Fatalf("logout with a recently expired hint = %d %v, want a redirect to %s", r.status, r.location, appLogout)
+		}
+	})
+	t.Run("expired long ago", func(t *testing.T) {
+		clk.Advance(tokens.IDTokenHintGrace)
+		r := h.newBrowser().get(h.issuer + "/logout?" + url.Values{"id_token_hint": {tr.IDToken}, "post_logout_redirect_uri": {appLogout}}.Encode())
 		if r.location != nil || r.status != http.StatusBadRequest {
-			t.Fatalf("logout with an expired hint = %d %v, want 400 and no redirect", r.status, r.location)
+			t.Fatalf("logout with a hint expired a day ago = %d %v, want 400 and no redirect", r.status, r.location)
 		}
 	})
 	t.Run("unregistered post_logout_redirect_uri", func(t *testing.T) {

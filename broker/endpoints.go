@@ -57,33 +57,37 @@ func (s *Server) handleRoot(cfg *config.Config) echo.HandlerFunc {
 // discovery is the OpenID Provider Metadata (OpenID Connect Discovery §3,
 // RFC 8414). It advertises exactly what the broker supports.
 type discovery struct {
-	Issuer                            string   `json:"issuer"`
-	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
-	TokenEndpoint                     string   `json:"token_endpoint"`
-	JWKSURI                           string   `json:"jwks_uri"`
-	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
-	RevocationEndpoint                string   `json:"revocation_endpoint"`
-	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
-	EndSessionEndpoint                string   `json:"end_session_endpoint"`
-	ResponseTypes                     []string `json:"response_types_supported"`
-	ResponseModes                     []string `json:"response_modes_supported"`
-	GrantTypes                        []string `json:"grant_types_supported"`
-	SubjectTypes                      []string `json:"subject_types_supported"`
-	IDTokenAlgs                       []string `json:"id_token_signing_alg_values_supported"`
-	ScopesSupported                   []string `json:"scopes_supported"`
-	TokenAuthMethods                  []string `json:"token_endpoint_auth_methods_supported"`
-	TokenAuthSigningAlgs              []string `json:"token_endpoint_auth_signing_alg_values_supported"`
-	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
-	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
-	CodeChallengeMethods              []string `json:"code_challenge_methods_supported"`
-	ClaimsSupported                   []string `json:"claims_supported"`
-	PromptValues                      []string `json:"prompt_values_supported"`
-	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
-	RequestParameterSupported         bool     `json:"request_parameter_supported"`
-	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
-	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
-	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
-	DPoPSigningAlgs                   []string `json:"dpop_signing_alg_values_supported"`
+	Issuer                             string   `json:"issuer"`
+	AuthorizationEndpoint              string   `json:"authorization_endpoint"`
+	TokenEndpoint                      string   `json:"token_endpoint"`
+	JWKSURI                            string   `json:"jwks_uri"`
+	UserinfoEndpoint                   string   `json:"userinfo_endpoint"`
+	RevocationEndpoint                 string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint              string   `json:"introspection_endpoint"`
+	EndSessionEndpoint                 string   `json:"end_session_endpoint"`
+	BackchannelLogoutSupported         bool     `json:"backchannel_logout_supported"`
+	BackchannelLogoutSessionSupported  bool     `json:"backchannel_logout_session_supported"`
+	FrontchannelLogoutSupported        bool     `json:"frontchannel_logout_supported"`
+	FrontchannelLogoutSessionSupported bool     `json:"frontchannel_logout_session_supported"`
+	ResponseTypes                      []string `json:"response_types_supported"`
+	ResponseModes                      []string `json:"response_modes_supported"`
+	GrantTypes                         []string `json:"grant_types_supported"`
+	SubjectTypes                       []string `json:"subject_types_supported"`
+	IDTokenAlgs                        []string `json:"id_token_signing_alg_values_supported"`
+	ScopesSupported                    []string `json:"scopes_supported"`
+	TokenAuthMethods                   []string `json:"token_endpoint_auth_methods_supported"`
+	TokenAuthSigningAlgs               []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	RevocationAuthMethods              []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionAuthMethods           []string `json:"introspection_endpoint_auth_methods_supported"`
+	CodeChallengeMethods               []string `json:"code_challenge_methods_supported"`
+	ClaimsSupported                    []string `json:"claims_supported"`
+	PromptValues                       []string `json:"prompt_values_supported"`
+	AuthorizationResponseISSSupported  bool     `json:"authorization_response_iss_parameter_supported"`
+	RequestParameterSupported          bool     `json:"request_parameter_supported"`
+	RequestURIParameterSupported       bool     `json:"request_uri_parameter_supported"`
+	ClaimsParameterSupported           bool     `json:"claims_parameter_supported"`
+	DeviceAuthorizationEndpoint        string   `json:"device_authorization_endpoint"`
+	DPoPSigningAlgs                    []string `json:"dpop_signing_alg_values_supported"`
 
 	// Pushed authorization requests (RFC 9126 §5).
 	PushedAuthorizationRequestEndpoint string `json:"pushed_authorization_request_endpoint"`
@@ -93,25 +97,31 @@ type discovery struct {
 func (s *Server) handleDiscovery(c echo.Context) error {
 	authMethods := []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.AuthPrivateKeyJWT}
 	d := discovery{
-		Issuer:                   s.issuer,
-		AuthorizationEndpoint:    s.issuer + "/authorize",
-		TokenEndpoint:            s.issuer + "/token",
-		JWKSURI:                  s.issuer + "/keys",
-		UserinfoEndpoint:         s.issuer + "/userinfo",
-		RevocationEndpoint:       s.issuer + "/revoke",
-		IntrospectionEndpoint:    s.issuer + "/introspect",
-		EndSessionEndpoint:       s.issuer + "/logout",
-		ResponseTypes:            []string{"code"},
-		ResponseModes:            []string{"query"},
-		GrantTypes:               []string{config.GrantAuthorizationCode, config.GrantRefreshToken, config.GrantClientCredentials, config.GrantTokenExchange},
-		SubjectTypes:             []string{"public"},
-		IDTokenAlgs:              s.keys.PublishedAlgorithms(), // the shared set's, the same on every replica
-		ScopesSupported:          []string{"openid", "profile", "email", "groups", "offline_access"},
-		TokenAuthMethods:         append(authMethods, oauth.AuthNone),
-		TokenAuthSigningAlgs:     jwa.Names(),
-		RevocationAuthMethods:    append(authMethods, oauth.AuthNone),
-		IntrospectionAuthMethods: authMethods,
-		CodeChallengeMethods:     []string{oauth.PKCEMethodS256},
+		Issuer:                s.issuer,
+		AuthorizationEndpoint: s.issuer + "/authorize",
+		TokenEndpoint:         s.issuer + "/token",
+		JWKSURI:               s.issuer + "/keys",
+		UserinfoEndpoint:      s.issuer + "/userinfo",
+		RevocationEndpoint:    s.issuer + "/revoke",
+		IntrospectionEndpoint: s.issuer + "/introspect",
+		EndSessionEndpoint:    s.issuer + "/logout",
+		// OpenID Connect Back-Channel and Front-Channel Logout 1.0: the
+		// logout token and the iframe URL carry sid.
+		BackchannelLogoutSupported:         true,
+		BackchannelLogoutSessionSupported:  true,
+		FrontchannelLogoutSupported:        true,
+		FrontchannelLogoutSessionSupported: true,
+		ResponseTypes:                      []string{"code"},
+		ResponseModes:                      []string{"query"},
+		GrantTypes:                         []string{config.GrantAuthorizationCode, config.GrantRefreshToken, config.GrantClientCredentials, config.GrantTokenExchange},
+		SubjectTypes:                       []string{"public"},
+		IDTokenAlgs:                        s.keys.PublishedAlgorithms(), // the shared set's, the same on every replica
+		ScopesSupported:                    []string{"openid", "profile", "email", "groups", "offline_access"},
+		TokenAuthMethods:                   append(authMethods, oauth.AuthNone),
+		TokenAuthSigningAlgs:               jwa.Names(),
+		RevocationAuthMethods:              append(authMethods, oauth.AuthNone),
+		IntrospectionAuthMethods:           authMethods,
+		CodeChallengeMethods:               []string{oauth.PKCEMethodS256},
 		ClaimsSupported: []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr",
 			"email", "email_verified", "name", "preferred_username", "groups", "roles"},
 		PromptValues:                      []string{"none", "login"},

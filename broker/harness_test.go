@@ -168,6 +168,7 @@ func newHarness(t testing.TB, store storage.Storage, clk *clock, mutate func(*co
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}
+	go b.Run(ctx)
 	srv.Config.Handler = b.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)

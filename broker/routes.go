@@ -54,6 +54,11 @@ func (s *Server) routes(cfg *config.Config) *echo.Echo {
 	e.GET(p.saml+"/:connector/metadata", f.HandleMetadata)
 	e.GET(p.logout, f.HandleLogout)
 	e.POST(p.logout, f.HandleLogout)
+	// Single logout with upstreams: the browser back from an upstream's
+	// logout, and upstreams' logout notices (OpenID back-channel logout
+	// tokens, SAML LogoutRequests), per connector.
+	e.GET(p.logout+"/:connector", f.HandleConnectorLogout)
+	e.POST(p.logout+"/:connector", f.HandleConnectorLogout)
 	e.POST(p.token, s.token.HandleToken)
 	e.POST(p.par, s.par.HandlePAR)
 	// The device grant (RFC 8628): its endpoint for clients, and the
@@ -120,7 +125,7 @@ func securityHeaders(hsts string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Response().Header()
-			h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+			h.Set("Content-Security-Policy", oauth.PageCSP())
 			h.Set("X-Frame-Options", "DENY")
 			// same-origin, not no-referrer: browsers send `Origin: null` on
 			// a form POST under no-referrer, and the cross-origin check of

@@ -29,8 +29,10 @@ import (
 	"github.com/fedbroker/fedbroker/broker/authflow"
 	"github.com/fedbroker/fedbroker/broker/clientauth"
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/console"
 	"github.com/fedbroker/fedbroker/broker/grants"
 	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/logout"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
@@ -84,6 +86,7 @@ type Server struct {
 
 	tokens  *tokens.Authority
 	clients *clientauth.Authenticator
+	logout  *logout.Service
 	flow    *authflow.Flow
 	par     *authflow.PAR
 	token   *grants.Endpoint
@@ -94,6 +97,10 @@ type Server struct {
 	// storageStatus is GET /admin/status's storage: the type, and Redis's
 	// durability as Start read it.
 	storageStatus admin.StorageStatus
+	// auditRing keeps the recent audit lines for the admin console;
+	// samples the counters' last hour for its charts.
+	auditRing *observe.AuditRing
+	samples   *observe.Sampler
 }
 
 // Drain makes /readyz answer 503 from now on while everything else keeps
@@ -169,7 +176,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if auditLog == nil {
 		auditLog = s.log.With("log", "audit")
 	}
-	s.audit = observe.NewAudit(auditLog)
+	s.auditRing = observe.NewAuditRing(2000)
+	s.audit = observe.NewAuditTee(auditLog, s.auditRing)
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -187,6 +195,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.gatherer = g
 	}
 	s.metrics = observe.NewMetrics(reg)
+	s.samples = observe.NewSampler(s.gatherer, now)
 	client = s.metrics.Instrument(client)
 	observe.RegisterKeyRotations(reg, s.keys.Rotations)
 	observe.RegisterKeyRegressions(reg, s.keys.Regressions)
@@ -229,11 +238,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.storageStatus = admin.StorageStatus{Type: cfg.Storage.Type}
 
 	s.tokens = tokens.New(tokens.Deps{Issuer: s.issuer, Keys: s.keys, Store: s.store, Now: now, Audit: s.audit})
+	s.logout = logout.New(logout.Deps{
+		Store: s.store, Tokens: s.tokens, Runtime: s.rt.Load, Metrics: s.metrics, Audit: s.audit, Log: s.log, Now: now,
+		HTTP: &http.Client{Transport: client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+	}, logout.SettingsOf(cfg.Logout.Backchannel))
 	s.clients = clientauth.New(clientauth.Deps{Issuer: s.issuer, Replay: s.store, Now: now, Audit: s.audit})
 	s.flow = authflow.New(authflow.Deps{
 		Issuer: s.issuer, IssuerPath: issuerPath, Store: s.store, Tokens: s.tokens, Sealer: sealer,
 		Now: now, Audit: s.audit, Logger: s.log, Metrics: s.metrics, Health: s.health, Pages: s.pages, Runtime: s.rt.Load,
-		BrowserKey: browserKey, SignInLimit: cfg.HTTP.SignIns(),
+		BrowserKey: browserKey, SignInLimit: cfg.HTTP.SignIns(), Logout: s.logout,
 	})
 	s.par = authflow.NewPAR(s.flow, s.clients, cfg.PAR)
 	s.token = &grants.Endpoint{
@@ -276,7 +289,16 @@ func browserBindingKey(kek []byte, storageType string, log *slog.Logger) ([]byte
 // needs a restart until it is listed here.
 var reloadable = map[string]bool{
 	"tokens": true, "connectors": true, "mappings": true, "clients": true, "links": true, "workloads": true,
-	"par": true, // not compiled: ReloadWithReport hands it to PAR.Configure
+	"par":    true, // not compiled: ReloadWithReport hands it to PAR.Configure
+	"logout": true, // not compiled: ReloadWithReport hands it to logout.Service.Configure
+}
+
+// Run does the broker's background work until ctx is done: it delivers
+// back-channel logout tokens that are due (every replica does, taking
+// turns through storage). Start runs it.
+func (s *Server) Run(ctx context.Context) {
+	go s.samples.Run(ctx) // the admin console's charts
+	s.logout.Run(ctx)
 }
 
 // Reload is ReloadWithReport without the report.
@@ -326,6 +348,7 @@ func (s *Server) ReloadWithReport(ctx context.Context, cfg *config.Config) (conf
 	old := s.rt.Swap(rt)
 	old.Close()
 	s.par.Configure(s.running.PAR)
+	s.logout.Configure(logout.SettingsOf(s.running.Logout.Backchannel))
 	s.log.Info("configuration reloaded", "connectors", len(rt.Connectors()))
 	return rep, nil
 }
@@ -368,11 +391,48 @@ func (s *Server) Issuer() string { return s.issuer }
 // AdminOptions configure the admin API (see admin.Options).
 type AdminOptions = admin.Options
 
-// AdminHandler returns the admin API (JSON; see docs/admin.md). It runs on
-// its own listener, loopback by default.
+// AdminHandler returns the admin listener's handler: the admin API (JSON;
+// see docs/admin.md) and the admin console under /console/ (see
+// docs/console.md), sharing one credential check and failure limiter. It
+// runs on its own listener, loopback by default.
 func (s *Server) AdminHandler(opts AdminOptions) http.Handler {
-	return admin.Handler(admin.Deps{
+	creds := admin.NewCredentials(opts)
+	api := admin.Handler(admin.Deps{
 		Store: s.store, Keys: s.keys, Health: s.health, Audit: s.audit, Logger: s.log,
-		Runtime: s.rt.Load, Storage: s.storageStatus, Recover: recoverPanics,
+		Runtime: s.rt.Load, Storage: s.storageStatus, Recover: recoverPanics, Logout: s.logout,
+		Credentials: creds,
 	}, opts)
+	con := console.New(console.Deps{
+		Issuer: s.issuer, Runtime: s.rt.Load, Config: s.runningConfig, Store: s.store, Keys: s.keys,
+		Tokens: s.tokens, Logout: s.logout, Health: s.health, Audit: s.audit, AuditRing: s.auditRing,
+		AuditFile: opts.AuditFile, Logger: s.log, Storage: s.storageStatus, Credentials: creds,
+		Reload: opts.Reloader(), Gatherer: s.gatherer, Samples: s.samples, Readiness: s.readiness,
+		Recover: recoverPanics,
+	})
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix+"/", con.Handler())
+	mux.Handle(console.Prefix, con.Handler())
+	mux.Handle("/", api)
+	return mux
+}
+
+// runningConfig is the configuration being served (for the console).
+func (s *Server) runningConfig() *config.Config {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	return s.running
+}
+
+// readiness is what /readyz checks, as an error (for the console).
+func (s *Server) readiness(ctx context.Context) error {
+	if s.Draining() {
+		return errors.New("draining: shutting down")
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		return errors.New("storage unavailable")
+	}
+	if err := s.keys.Readiness(); err != nil {
+		return fmt.Errorf("signing keys not usable: %w", err)
+	}
+	return nil
 }

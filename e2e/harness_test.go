@@ -84,6 +84,9 @@ type brokerConfig struct {
 	// SignInBurst, when set, raises http.sign_in_limit (load tests start
 	// every sign-in from one address).
 	SignInBurst int
+	// BackchannelLogoutURI, when set, is client app's
+	// backchannel_logout_uri.
+	BackchannelLogoutURI string
 }
 
 func (c brokerConfig) yaml() string {
@@ -128,13 +131,13 @@ connectors:
     public: true
     redirect_uris: [%q]
     audiences: [api.acme.com]
-  - id: svc
+%s  - id: svc
     name: Service
     secret_hash: %q
     redirect_uris: ["http://127.0.0.1:9999/svc"]
     grant_types: [authorization_code, refresh_token, client_credentials]
     audiences: [api.acme.com]
-`, pw, c.ExtraConnectors, appRedirect, sh)
+`, pw, c.ExtraConnectors, appRedirect, c.backchannel(), sh)
 	if c.WorkloadAddr != "" {
 		fmt.Fprintf(&b, `  - id: ci
     name: CI
@@ -152,6 +155,14 @@ workloads:
 `, sh, c.WorkloadAddr, c.WorkloadAddr)
 	}
 	return b.String()
+}
+
+// backchannel is client app's backchannel_logout_uri line, if any.
+func (c brokerConfig) backchannel() string {
+	if c.BackchannelLogoutURI == "" {
+		return ""
+	}
+	return fmt.Sprintf("    backchannel_logout_uri: %q\n", c.BackchannelLogoutURI)
 }
 
 // replica is one fedbroker serve process.

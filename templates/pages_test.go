@@ -17,12 +17,13 @@ func everyPage() map[string]any {
 			CSRF: "c", RequestID: "r", BackURL: "/sso/login?req=r", CancelURL: "/sso/cancel?req=r&csrf=k"},
 		"error.html":          ErrorData{Page: page, Heading: "Too many attempts", Message: "Wait a minute.", Code: "too_many_attempts", RetryURL: "/sso/login/local?req=r", CancelURL: "/sso/cancel?req=r&csrf=k"},
 		"post.html":           PostData{Page: page, Action: "https://idp.example/sso", Fields: map[string]string{"SAMLRequest": "abc"}, CancelURL: "/sso/cancel?req=r&csrf=k"},
-		"logged_out.html":     LoggedOutData{Page: page},
+		"logged_out.html":     LoggedOutData{Page: page, FrontChannel: []string{"https://app.example/fc?iss=x&sid=y"}, Continue: "https://app.example/?state=s", Note: "n"},
 		"device.html":         DeviceData{Page: page, Action: "/sso/device", UserCode: "BCDF-GHJK", Confirm: true, ClientName: "CLI <beta>", Scopes: []string{"openid", "offline_access"}, CSRF: "c"},
 		"device_done.html":    DeviceDoneData{Page: page, Approved: true, ClientName: "CLI"},
 		"logout_confirm.html": LogoutConfirmData{Page: page, Action: "/sso/logout", CSRF: "c"},
 		"root.html": RootData{Page: page, Name: "sso.acme.com/sso", IssuerURL: "https://sso.acme.com/sso", DiscoveryURL: "https://sso.acme.com/sso/.well-known/openid-configuration",
 			JWKSURL: "https://sso.acme.com/sso/keys", AdminEnabled: true, AdminURL: "http://127.0.0.1:5557"},
+		"test_signin_done.html": TestSignInData{Page: page, ConnectorName: "Contoso", UpstreamSubject: "bob"},
 	}
 }
 

@@ -108,9 +108,16 @@ type PostData struct {
 	CancelURL string
 }
 
-// LoggedOutData fills logged_out.html.
+// LoggedOutData fills logged_out.html: FrontChannel are the applications'
+// front-channel logout URLs, loaded in hidden iframes; Continue, when set,
+// is where the person goes next (the application's
+// post_logout_redirect_uri), linked and, with Refresh, followed after a
+// moment; Note is a remark (an upstream that could not sign them out).
 type LoggedOutData struct {
 	Page
+	FrontChannel []string
+	Continue     string
+	Note         string
 }
 
 // LogoutConfirmData fills logout_confirm.html. Without Relay it asks the

@@ -6,22 +6,18 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/logout"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -44,6 +40,10 @@ type Options struct {
 	Reload func(ctx context.Context) error
 	// Gatherer serves /metrics; nil means no metrics endpoint.
 	Gatherer prometheus.Gatherer
+	// AuditFile is the file the audit log is written to, when the
+	// process knows it: the console shows its tail. Empty: only this
+	// process's recent audit lines are shown.
+	AuditFile string
 }
 
 // Deps are what the admin API reads and acts on.
@@ -58,15 +58,17 @@ type Deps struct {
 	Storage StorageStatus
 	// Recover wraps every handler so a panic is an error, never a crash.
 	Recover echo.MiddlewareFunc
+	// Logout ends sessions and tells the applications (single logout).
+	Logout *logout.Service
+	// Credentials checks the token and client certificates; made from
+	// the Options when nil. The console shares the broker's.
+	Credentials *Credentials
 }
 
 type api struct {
-	deps      Deps
-	opts      Options
-	tokenHash []byte
-
-	mu     sync.Mutex
-	limits map[string]*rate.Limiter // failed authentications per address
+	deps  Deps
+	opts  Options
+	creds *Credentials
 }
 
 // Handler returns the admin API.
@@ -76,16 +78,15 @@ func Handler(deps Deps, opts Options) http.Handler {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	a := &api{deps: deps, opts: opts, limits: make(map[string]*rate.Limiter)}
+	if deps.Credentials == nil {
+		deps.Credentials = NewCredentials(opts)
+	}
+	a := &api{deps: deps, opts: opts, creds: deps.Credentials}
 	e.HTTPErrorHandler = a.writeError
 	// The failure limit and the audit log use the connection's address:
 	// forwarding headers would let a caller evade the limit or lock out
 	// another address.
 	e.IPExtractor = echo.ExtractIPDirect()
-	if opts.Token != "" {
-		sum := sha256.Sum256([]byte(opts.Token))
-		a.tokenHash = sum[:]
-	}
 	if deps.Recover != nil {
 		e.Use(deps.Recover)
 	}
@@ -97,6 +98,9 @@ func Handler(deps Deps, opts Options) http.Handler {
 	e.POST("/admin/keys/rotate", a.handleRotate)
 	e.POST("/admin/keys/algorithm", a.handleSetAlgorithm)
 	e.POST("/admin/subjects/:sub/revoke", a.handleRevokeSubject)
+	e.GET("/admin/subjects/:sub/sessions", a.handleSessions)
+	e.DELETE("/admin/subjects/:sub/sessions", a.handleEndSessions)
+	e.DELETE("/admin/subjects/:sub/sessions/:sid", a.handleEndSessions)
 	e.GET("/admin/links", a.handleLinks)
 	e.DELETE("/admin/links/:key", a.handleUnlink)
 	if opts.Gatherer != nil {
@@ -133,24 +137,19 @@ func (a *api) writeError(err error, c echo.Context) {
 }
 
 // authenticate checks the bearer token (or a verified client certificate).
-// Failures are logged and limited per client address: after 5, further
-// wrong attempts get 429 for a while (one more every 10 seconds). A correct
-// token is never refused, so someone sharing the operator's address cannot
-// lock the operator out; the limit only slows guessing.
+// Failures are logged and limited per client address (see
+// Credentials.AllowFailure): further wrong attempts get 429 for a while.
 func (a *api) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if a.opts.ClientCertOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		if _, ok := a.creds.ClientCert(r); ok {
 			return next(c)
 		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.tokenHash != nil {
-			sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-			if subtle.ConstantTimeCompare(sum[:], a.tokenHash) == 1 {
-				return next(c)
-			}
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.creds.TokenOK(tok) {
+			return next(c)
 		}
 		addr := c.RealIP()
-		if !a.allowFailure(addr) {
+		if !a.creds.AllowFailure(addr) {
 			c.Response().Header().Set("Retry-After", "10")
 			return &apiError{http.StatusTooManyRequests, "too many failed authentications"}
 		}
@@ -159,21 +158,4 @@ func (a *api) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="fedbroker-admin"`)
 		return &apiError{http.StatusUnauthorized, "authentication required"}
 	}
-}
-
-// maxLimitedAddrs bounds the failure limiters kept in memory.
-const maxLimitedAddrs = 10000
-
-func (a *api) allowFailure(addr string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	lim, ok := a.limits[addr]
-	if !ok {
-		if len(a.limits) > maxLimitedAddrs {
-			a.limits = make(map[string]*rate.Limiter)
-		}
-		lim = rate.NewLimiter(rate.Every(10*time.Second), 5)
-		a.limits[addr] = lim
-	}
-	return lim.Allow()
 }

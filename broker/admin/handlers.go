@@ -105,13 +105,23 @@ type reloadResponse struct {
 	RestartRequired []config.Change `json:"restart_required"`
 }
 
-func (a *api) handleReload(c echo.Context) error {
-	reload := a.opts.ReloadWithReport
-	if reload == nil && a.opts.Reload != nil {
-		reload = func(ctx context.Context) (config.ReloadReport, error) {
-			return config.ReloadReport{}, a.opts.Reload(ctx)
-		}
+// Reloader returns the reload these options offer: ReloadWithReport, or
+// Reload with an empty report; nil when neither is set. The admin API and
+// the console both reload through it.
+func (o Options) Reloader() func(ctx context.Context) (config.ReloadReport, error) {
+	if o.ReloadWithReport != nil {
+		return o.ReloadWithReport
 	}
+	if o.Reload == nil {
+		return nil
+	}
+	return func(ctx context.Context) (config.ReloadReport, error) {
+		return config.ReloadReport{}, o.Reload(ctx)
+	}
+}
+
+func (a *api) handleReload(c echo.Context) error {
+	reload := a.opts.Reloader()
 	if reload == nil {
 		return &apiError{http.StatusNotImplemented, "reload is not available"}
 	}
@@ -166,12 +176,14 @@ func (a *api) handleRevokeSubject(c echo.Context) error {
 	if err != nil || sub == "" {
 		return &apiError{http.StatusBadRequest, "malformed subject"}
 	}
-	fams, sess, err := a.deps.Store.RevokeSubject(c.Request().Context(), sub)
+	// The same as ending every session (handleEndSessions): the
+	// applications are told too.
+	ended, err := a.deps.Logout.End(c.Request().Context(), sub, "", "admin")
 	if err != nil {
 		return err
 	}
-	a.deps.Audit.Event("admin_revoke_subject", "sub", sub, "families", fams, "sessions", sess)
-	return c.JSON(http.StatusOK, map[string]any{"sub": sub, "refresh_families_revoked": fams, "sessions_ended": sess})
+	a.deps.Audit.Event("admin_revoke_subject", "sub", sub, "families", ended.Families, "sessions", len(ended.Sessions), "backchannel", ended.Queued)
+	return c.JSON(http.StatusOK, map[string]any{"sub": sub, "refresh_families_revoked": ended.Families, "sessions_ended": len(ended.Sessions)})
 }
 
 func (a *api) handleLinks(c echo.Context) error {

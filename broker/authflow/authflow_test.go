@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedbroker/fedbroker/broker/authflow"
+	"github.com/fedbroker/fedbroker/broker/logout"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
@@ -36,6 +37,7 @@ func newFixture(t *testing.T) fixture {
 		Metrics: observe.NewMetrics(prometheus.NewRegistry()), Health: observe.NewHealth(),
 		Pages:   &oauth.Writer{Issuer: runtimetest.Issuer, Templates: tmpl},
 		Runtime: func() *runtime.Runtime { return f.Runtime },
+		Logout:  logout.New(logout.Deps{Store: f.Store, Tokens: a, Runtime: func() *runtime.Runtime { return f.Runtime }, Now: f.Clock.Now}, logout.Settings{}),
 	})
 	return fixture{f, flow}
 }

@@ -281,7 +281,16 @@ func (f *Flow) authorizeValid(ctx context.Context, rt *runtime.Runtime, v checke
 		fresh := ok && (maxAge < 0 || f.now().Sub(sess.AuthTime) <= time.Duration(maxAge)*time.Second)
 		if fresh && cl.AllowsConnector(sess.ConnectorID) && (forced == nil || forced.ID == sess.ConnectorID) {
 			if _, live := rt.Connector(sess.ConnectorID); live {
-				return f.codeFromSession(ctx, rt, cl, req, sess)
+				// The session signs into cl too from now on: its end tells
+				// cl (single logout). A session ended meanwhile (a logout
+				// elsewhere) signs in afresh.
+				err := f.store.TouchSession(ctx, sess.ID, cl.ID, f.now())
+				if err == nil {
+					return f.codeFromSession(ctx, rt, cl, req, sess)
+				}
+				if !isNotFound(err) {
+					return Result{}, err
+				}
 			}
 		}
 	}

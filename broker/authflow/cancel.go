@@ -33,6 +33,9 @@ func (f *Flow) Cancel(ctx context.Context, rt *runtime.Runtime, reqID, token str
 		f.audit.Event("login_rejected", "client_id", req.ClientID, "connector", req.ConnectorID, "reason", "bad cancel token")
 		return errBadCancelLink
 	}
+	if req.Test != nil {
+		return f.cancelTest(ctx, rt, req)
+	}
 	// The configuration may have been reloaded since /authorize: return
 	// only to a client and redirect URI that are still registered.
 	cl, ok := rt.Client(req.ClientID)

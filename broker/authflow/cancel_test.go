@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/authflow"
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/logout"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
@@ -45,6 +46,7 @@ func newCancelFixture(t *testing.T, mutate func(*config.Config)) cancelFixture {
 		Metrics: observe.NewMetrics(prometheus.NewRegistry()), Health: observe.NewHealth(),
 		Pages:   &oauth.Writer{Issuer: runtimetest.Issuer + "/sso", IssuerPath: "/sso", Templates: tmpl},
 		Runtime: func() *runtime.Runtime { return f.Runtime },
+		Logout:  logout.New(logout.Deps{Store: f.Store, Tokens: a, Runtime: func() *runtime.Runtime { return f.Runtime }, Now: f.Clock.Now}, logout.Settings{}),
 	})
 	return cancelFixture{fixture{f, flow}, audit}
 }

@@ -18,6 +18,11 @@ import (
 // request, starts the SSO session and sends the browser back to the client
 // with a one-time code. It is where every login ends.
 func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, conn *runtime.Connector, impl connectors.Connector, req storage.AuthRequest, id connectors.Identity) (Result, error) {
+	if req.Test != nil {
+		// A test sign-in from the console: no mapping, link, session or
+		// code, ever (testsignin.go).
+		return f.finishTest(ctx, conn, req, id)
+	}
 	if id.Subject == "" {
 		return Result{}, f.upstreamFailure(conn, req, &connectors.UserError{Code: "invalid_response", Message: "The sign-in provider did not say who you are."})
 	}
@@ -61,6 +66,9 @@ func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 		AuthTime:    now,
 		Expiry:      now.Add(rt.Tokens.Session),
 		Created:     now,
+		UpstreamSID: id.SessionID,
+		Clients:     []string{cl.ID},
+		LastUsed:    now,
 	}
 	grant := storage.Grant{
 		ClientID:          cl.ID,
@@ -98,7 +106,7 @@ func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 }
 
 // codeFromSession answers the authorization request req from a live SSO
-// session.
+// session, which the caller has touched for cl (storage.TouchSession).
 func (f *Flow) codeFromSession(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req storage.AuthRequest, sess storage.Session) (Result, error) {
 	grant := sess.Grant
 	grant.ClientID = cl.ID

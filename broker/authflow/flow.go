@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/logout"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/observe"
 	"github.com/fedbroker/fedbroker/broker/runtime"
@@ -42,6 +43,7 @@ type Flow struct {
 	limiter *loginLimiter
 	pending *pendingLimiter
 	current func() *runtime.Runtime
+	ending  *logout.Service
 }
 
 // Deps are a Flow's dependencies; all are required but Now and Logger.
@@ -67,6 +69,8 @@ type Deps struct {
 	// SignInLimit bounds the sign-ins one client address may start;
 	// zero: config.DefaultSignInLimit.
 	SignInLimit config.RateLimit
+	// Logout ends sessions and tells the applications (single logout).
+	Logout *logout.Service
 }
 
 // New returns the flows of one broker.
@@ -84,6 +88,7 @@ func New(deps Deps) *Flow {
 		health:  deps.Health,
 		pages:   deps.Pages,
 		current: deps.Runtime,
+		ending:  deps.Logout,
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -119,6 +124,9 @@ type Result struct {
 	EndSession bool
 	// BrowserID, when set, is a new browser-binding id to set.
 	BrowserID string
+	// FrameSources are URLs the page loads in iframes (front-channel
+	// logout): the page's Content-Security-Policy allows their origins.
+	FrameSources []string
 }
 
 func redirect(to string) Result { return Result{Redirect: to} }

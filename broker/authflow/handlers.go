@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,7 +23,27 @@ func (f *Flow) write(w http.ResponseWriter, r *http.Request, res Result) error {
 		http.Redirect(w, r, res.Redirect, oauth.RedirectStatus(r))
 		return nil
 	}
+	if len(res.FrameSources) > 0 {
+		w.Header().Set("Content-Security-Policy", frameCSP(res.FrameSources))
+	}
 	return f.pages.Render(w, res.Status, res.Template, res.Data)
+}
+
+// frameCSP is the pages' Content-Security-Policy with frame-src allowing
+// the origins of urls.
+func frameCSP(urls []string) string {
+	var origins []string
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			continue
+		}
+		o := u.Scheme + "://" + u.Host
+		if !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	return oauth.PageCSP(origins...)
 }
 
 // fail writes an error page that offers ways on and back (a

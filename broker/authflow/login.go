@@ -48,6 +48,9 @@ func (f *Flow) loadRequest(ctx context.Context, id string, b Browser) (storage.A
 // page naming it.
 func (f *Flow) openConnector(ctx context.Context, rt *runtime.Runtime, req storage.AuthRequest, id string) (*runtime.Client, *runtime.Connector, connectors.Connector, error) {
 	cl, ok := rt.Client(req.ClientID)
+	if req.Test != nil {
+		cl, ok = testClient, true
+	}
 	if !ok {
 		return nil, nil, nil, errRequestGone
 	}
@@ -91,6 +94,18 @@ func (f *Flow) Chooser(ctx context.Context, rt *runtime.Runtime, reqID string, b
 func (f *Flow) StartLogin(ctx context.Context, rt *runtime.Runtime, connID, reqID string, b Browser) (Result, error) {
 	if _, ok := rt.Connector(connID); !ok {
 		return Result{}, errUnknownConnector
+	}
+	if next, nb, setID, err := f.claimTestSignIn(ctx, rt, connID, reqID, b); err != nil || next != "" {
+		if err != nil {
+			return Result{}, err
+		}
+		// A test sign-in from the console, now bound to this browser
+		// (testsignin.go).
+		res, err := f.StartLogin(ctx, rt, connID, next, nb)
+		if res.BrowserID == "" {
+			res.BrowserID = setID
+		}
+		return res, err
 	}
 	req, err := f.loadRequest(ctx, reqID, b)
 	if err != nil {
@@ -165,7 +180,7 @@ func (f *Flow) passwordPage(rt *runtime.Runtime, cl *runtime.Client, conn *runti
 	if username == "" && req.LoginHint != "" {
 		data.Username = req.LoginHint
 	}
-	if len(rt.ConnectorsFor(cl)) > 1 {
+	if len(rt.ConnectorsFor(cl)) > 1 && req.Test == nil {
 		data.BackURL = f.chooserURL(req.ID)
 	}
 	res.Status, res.Template, res.Data = http.StatusOK, "password.html", data
@@ -335,6 +350,9 @@ func (f *Flow) upstreamFailure(conn *runtime.Connector, req storage.AuthRequest,
 		code, msg = ue.Code, ue.Message
 	} else if errors.Is(err, connectors.ErrUnavailable) {
 		code, msg = "upstream_unavailable", conn.Name+" could not be reached. Please try again in a moment."
+	}
+	if req.Test != nil {
+		f.failTest(context.Background(), conn.ID, req, code+": "+err.Error())
 	}
 	f.metrics.SignIn(conn.ID, "upstream_error")
 	f.health.Record(conn.ID, f.now(), code)

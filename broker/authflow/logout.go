@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/templates"
 )
 
@@ -64,7 +65,7 @@ func (f *Flow) Logout(ctx context.Context, rt *runtime.Runtime, req LogoutReques
 		// Nothing to end. A stale cookie the browser sent is cleared; one
 		// it did not send (a cross-site POST leaves SameSite=Lax cookies
 		// behind) is not ours to clear.
-		return f.signedOut(Result{EndSession: b.SessionID != ""}, target), nil
+		return f.signedOut(Result{EndSession: b.SessionID != ""}, target, nil, ""), nil
 	}
 	if hintErr != nil || sess.PublicID == "" || hintSID(req.IDTokenHint) != sess.PublicID {
 		if req.Confirm == "" {
@@ -81,10 +82,36 @@ func (f *Flow) Logout(ctx context.Context, rt *runtime.Runtime, req LogoutReques
 		}
 	}
 	f.audit.Event("logout", "sub", sess.Subject, "sid", sess.PublicID)
-	if err := f.store.DeleteSession(ctx, b.SessionID); err != nil {
+	front, err := f.endSession(ctx, rt, sess, b)
+	if err != nil {
 		return Result{}, err
 	}
-	return f.signedOut(Result{EndSession: true}, target), nil
+	res := Result{EndSession: true}
+	if up, ok := f.upstreamLogout(ctx, rt, sess, target, front); ok {
+		up.EndSession = true
+		return up, nil
+	}
+	return f.signedOut(res, target, front, ""), nil
+}
+
+// endSession ends the browser's session sess — with its refresh families,
+// its access tokens and back-channel logout to the clients it signed into
+// (logout.Service.End) — and returns the front-channel logout URLs of
+// those clients.
+func (f *Flow) endSession(ctx context.Context, rt *runtime.Runtime, sess storage.Session, b Browser) ([]string, error) {
+	if sess.PublicID == "" {
+		// A session without a public id (stored by an older version) has
+		// nothing that names it but its cookie.
+		if err := f.store.DeleteSession(ctx, b.SessionID); err != nil && !isNotFound(err) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	ended, err := f.ending.End(ctx, sess.Subject, sess.PublicID, "rp")
+	if err != nil {
+		return nil, err
+	}
+	return f.ending.FrontChannel(rt, ended.Sessions), nil
 }
 
 // logoutTarget checks post_logout_redirect_uri against the hint's client
@@ -120,13 +147,17 @@ func (f *Flow) logoutTarget(rt *runtime.Runtime, req LogoutRequest, clientID str
 	return u.String(), nil
 }
 
-// signedOut completes res: off to target, or the signed-out page.
-func (f *Flow) signedOut(res Result, target string) Result {
-	if target != "" {
+// signedOut completes res: off to target, or the signed-out page. With
+// front-channel logout URLs it is always the page, which loads them in
+// iframes and then goes on to target.
+func (f *Flow) signedOut(res Result, target string, front []string, note string) Result {
+	if target != "" && len(front) == 0 {
 		res.Redirect = target
 		return res
 	}
-	res.Status, res.Template, res.Data = http.StatusOK, "logged_out.html", templates.LoggedOutData{Page: f.pages.Page("Signed out")}
+	res.Status, res.Template = http.StatusOK, "logged_out.html"
+	res.Data = templates.LoggedOutData{Page: f.pages.Page("Signed out"), FrontChannel: front, Continue: target, Note: note}
+	res.FrameSources = front
 	return res
 }
 

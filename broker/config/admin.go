@@ -1,6 +1,9 @@
 package config
 
-import "net"
+import (
+	"net"
+	"os"
+)
 
 // MinAdminTokenLen is the shortest admin.token accepted: the token guards
 // reloads and metrics, so it must not be guessable.
@@ -15,6 +18,13 @@ func validateAdmin(c *Config, ps *problems) {
 	}
 	if a.Token != "" && len(a.Token) < MinAdminTokenLen {
 		ps.Add("admin.token", "must be at least %d characters (try: openssl rand -base64 32)", MinAdminTokenLen)
+	}
+	if d := a.Workbench.SamplesDir; d != "" {
+		if fi, err := os.Stat(d); err != nil {
+			ps.Add("admin.workbench.samples_dir", "cannot read the samples directory: %v", err)
+		} else if !fi.IsDir() {
+			ps.Add("admin.workbench.samples_dir", "%s is not a directory", d)
+		}
 	}
 	if t := a.TLS; t != nil {
 		if t.CertFile == "" {

@@ -25,6 +25,7 @@ type Config struct {
 	Admin      Admin                `yaml:"admin"`
 	Device     Device               `yaml:"device"`
 	PAR        PAR                  `yaml:"par"`
+	Logout     Logout               `yaml:"logout"`
 }
 
 // Admin is the admin API listener (off unless addr and a token or mTLS are
@@ -33,6 +34,16 @@ type Admin struct {
 	Addr  string    `yaml:"addr"` // default 127.0.0.1:5557 when enabled
 	Token string    `yaml:"token"`
 	TLS   *AdminTLS `yaml:"tls"`
+	// Workbench configures the console's mapping workbench.
+	Workbench AdminWorkbench `yaml:"workbench"`
+}
+
+// AdminWorkbench configures the console's mapping workbench.
+type AdminWorkbench struct {
+	// SamplesDir holds saved sample identities, NAME.json in the object
+	// form of `fedbroker mapping test` (the --golden layout), that the
+	// workbench compares a draft mapping against the running one on.
+	SamplesDir string `yaml:"samples_dir"`
 }
 
 // AdminTLS serves the admin API over TLS, with client certificates required
@@ -224,7 +235,17 @@ type Connector struct {
 	// Domains routes a login_hint ending in @domain straight to this
 	// connector.
 	Domains []string `yaml:"domains"`
+	// UpstreamLogout, when false, keeps a sign-out at the broker from
+	// ending the person's session at this connector's upstream (OpenID
+	// end_session_endpoint, SAML single logout). Unset: true, where the
+	// connector type supports it. Logout notices from the upstream are
+	// accepted either way.
+	UpstreamLogout *bool `yaml:"upstream_logout"`
 }
+
+// LogsOutUpstream reports whether a sign-out at the broker ends the
+// upstream session too (upstream_logout, default true).
+func (c Connector) LogsOutUpstream() bool { return c.UpstreamLogout == nil || *c.UpstreamLogout }
 
 // Client is a downstream application.
 type Client struct {
@@ -281,6 +302,17 @@ type Client struct {
 	// RequirePushedAuthorizationRequests refuses the client's
 	// authorization requests unless they were pushed first (RFC 9126 §6).
 	RequirePushedAuthorizationRequests bool `yaml:"require_pushed_authorization_requests"`
+	// BackchannelLogoutURI receives a logout token (OpenID Connect
+	// Back-Channel Logout 1.0) when a session that signed into this client
+	// ends; BackchannelLogoutSessionRequired asks for the sid claim in it
+	// (the broker always sends it when the session has one).
+	BackchannelLogoutURI             string `yaml:"backchannel_logout_uri"`
+	BackchannelLogoutSessionRequired bool   `yaml:"backchannel_logout_session_required"`
+	// FrontchannelLogoutURI is loaded in an iframe of the broker's
+	// signed-out page (OpenID Connect Front-Channel Logout 1.0), with iss
+	// and sid when FrontchannelLogoutSessionRequired.
+	FrontchannelLogoutURI             string `yaml:"frontchannel_logout_uri"`
+	FrontchannelLogoutSessionRequired bool   `yaml:"frontchannel_logout_session_required"`
 }
 
 // Links declares which connectors may link identities with each other.

@@ -69,6 +69,7 @@ func (c *Config) Validate() []Problem {
 		validateAdmin,
 		validateDevice,
 		validatePAR,
+		validateLogout,
 	}
 	for _, check := range checks {
 		check(c, &ps)

@@ -65,6 +65,18 @@ func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 	if err := g.dpopCode(cl, &ac.Grant, req); err != nil {
 		return nil, err
 	}
+	// A code issued just before its session ended (single logout) must
+	// not start a refresh family after the end revoked the session's.
+	if sid := ac.Grant.SessionID; sid != "" {
+		ended, err := g.tokens.SessionRevoked(ctx, sid)
+		if err != nil {
+			return nil, err
+		}
+		if ended {
+			g.audit.Event("code_session_ended", "client_id", cl.ID, "sub", ac.Grant.Subject, "sid", sid)
+			return nil, oauth.InvalidGrant("the sign-in this code came from has ended")
+		}
+	}
 	grant := ac.Grant
 	grant.FamilyRef = tokens.FamilyRef(ac.FamilyID)
 	grant.DPoPJKT = req.dpopJKT

@@ -239,5 +239,8 @@ func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, token, typ st
 		}
 	}
 	claims["act"] = act
-	return storage.Grant{ClientID: cl.ID, Subject: at.Subject, Scopes: scopes, ConnectorID: "delegation", AccessTokenClaims: claims, FamilyRef: at.FamilyRef}, nil
+	// The subject token's session goes with it, so that ending that
+	// session (single logout) revokes the delegated token too.
+	sid, _ := at.Raw["sid"].(string)
+	return storage.Grant{ClientID: cl.ID, Subject: at.Subject, Scopes: scopes, ConnectorID: "delegation", AccessTokenClaims: claims, FamilyRef: at.FamilyRef, SessionID: sid}, nil
 }

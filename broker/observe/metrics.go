@@ -20,6 +20,10 @@ type Metrics struct {
 	storage    prometheus.Counter
 	latency    *prometheus.HistogramVec
 	upstream   *prometheus.HistogramVec
+	// backchannel counts back-channel logout deliveries by outcome;
+	// pending is how many are stored.
+	backchannel *prometheus.CounterVec
+	pending     prometheus.Gauge
 }
 
 // NewMetrics registers the broker's series on reg. A second broker on the
@@ -46,6 +50,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fedbroker_upstream_request_duration_seconds", Help: "Latency of calls to upstream identity providers by host and outcome (HTTP status or error).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"host", "code"})),
+		backchannel: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedbroker_backchannel_logout_total", Help: "Back-channel logout delivery attempts by client and outcome (delivered, retry, failed, dropped).",
+		}, []string{"client_id", "outcome"})),
+		pending: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedbroker_backchannel_logout_pending", Help: "Back-channel logout deliveries stored, not yet delivered or given up.",
+		})),
 	}
 }
 
@@ -73,6 +83,16 @@ func (m *Metrics) Token(grant string) { m.tokens.WithLabelValues(grant).Inc() }
 
 // Authorize counts an authorization request that reached a sign-in page.
 func (m *Metrics) Authorize(client string) { m.authorizes.WithLabelValues(client).Inc() }
+
+// BackchannelLogout counts a back-channel logout delivery attempt to
+// clientID with its outcome: delivered, retry, failed, dropped.
+func (m *Metrics) BackchannelLogout(clientID, outcome string) {
+	m.backchannel.WithLabelValues(clientID, outcome).Inc()
+}
+
+// BackchannelLogoutPending sets how many back-channel logout deliveries
+// are stored.
+func (m *Metrics) BackchannelLogoutPending(n int) { m.pending.Set(float64(n)) }
 
 // StorageError counts a request that failed because storage was down.
 func (m *Metrics) StorageError() { m.storage.Inc() }

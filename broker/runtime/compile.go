@@ -102,7 +102,7 @@ func compile(ctx context.Context, cfg *config.Config, deps Deps, open bool) (*Ru
 		if typed == nil || len(errs) > 0 {
 			continue
 		}
-		conn := &Connector{ID: cc.ID, Type: cc.Type, Name: cc.Name, Domains: lowerDomains(cc.Domains)}
+		conn := &Connector{ID: cc.ID, Type: cc.Type, Name: cc.Name, Domains: lowerDomains(cc.Domains), UpstreamLogout: cc.LogsOutUpstream()}
 		if conn.Name == "" {
 			conn.Name = cc.ID
 		}

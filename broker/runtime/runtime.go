@@ -205,6 +205,9 @@ type Connector struct {
 	Mapping        *mapping.Mapping
 	// Domains are the email domains routed to it by login_hint, lower case.
 	Domains []string
+	// UpstreamLogout is upstream_logout: a sign-out at the broker ends
+	// the upstream session too, where the connector can.
+	UpstreamLogout bool
 
 	impl connectors.Connector          // opened at compile time
 	lazy *opener[connectors.Connector] // when the upstream was unreachable then

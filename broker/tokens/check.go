@@ -37,6 +37,12 @@ type Claims struct {
 // check is the one check of the broker's own tokens: size, a signature by
 // a published key, the typ header, the issuer, a subject, and expiry.
 func (a *Authority) check(token, typ string) (*Claims, error) {
+	return a.checkExpired(token, typ, 0)
+}
+
+// checkExpired is check that also accepts a token expired less than
+// grace ago.
+func (a *Authority) checkExpired(token, typ string, grace time.Duration) (*Claims, error) {
 	if token == "" || len(token) > maxTokenBytes {
 		return nil, ErrInvalid
 	}
@@ -67,7 +73,7 @@ func (a *Authority) check(token, typ string) (*Claims, error) {
 			}
 		}
 	}
-	if iss != a.issuer || c.Subject == "" || !ok || !c.Expiry.After(a.now()) {
+	if iss != a.issuer || c.Subject == "" || !ok || !c.Expiry.After(a.now().Add(-grace)) {
 		return nil, ErrInvalid
 	}
 	if cnf, present := raw["cnf"]; present {
@@ -89,7 +95,8 @@ const revokedNamespace = "revoked_at"
 // that it was not revoked through /revoke, and that its refresh family
 // (FamilyClaim) was not revoked — by /revoke of a refresh token of the
 // family, reuse of a rotated refresh token, a replayed code, or an
-// upstream refusing to refresh (RevokeFamily) — and that it was issued in
+// upstream refusing to refresh (RevokeFamily) — nor its SSO session ended
+// (sid, RevokeSession), and that it was issued in
 // storage's current epoch (see issuedBeforeEpoch). It fails with ErrInvalid,
 // or with a storage error when revocation cannot be checked (never reading
 // an outage as "valid"). Introspection, userinfo and delegation go through
@@ -125,6 +132,20 @@ func (a *Authority) CheckAccessToken(ctx context.Context, token string) (*Claims
 		}
 		c.FamilyRef = s
 	}
+	// Issued from an SSO session that has ended (RevokeSession)?
+	if sid, ok := c.Raw["sid"]; ok {
+		s, _ := sid.(string)
+		if s == "" {
+			return nil, ErrInvalid
+		}
+		revoked, err := a.SessionRevoked(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			return nil, ErrInvalid
+		}
+	}
 	return c, nil
 }
 
@@ -143,10 +164,17 @@ func (a *Authority) issuedBeforeEpoch(c *Claims) bool {
 	return !ok || time.Unix(int64(iat), 0).Before(since)
 }
 
-// CheckIDTokenHint verifies an unexpired ID token of this issuer (an
-// id_token_hint) and returns the client it was issued to.
+// IDTokenHintGrace is how long after its exp an ID token is still taken
+// as an id_token_hint: RP-Initiated Logout 1.0 §2 asks the OP to accept
+// expired ID tokens of a current or recent session (an application signs
+// a person out long after the ID token's few minutes).
+const IDTokenHintGrace = 24 * time.Hour
+
+// CheckIDTokenHint verifies an ID token of this issuer (an id_token_hint),
+// expired less than IDTokenHintGrace ago at most, and returns the client
+// it was issued to.
 func (a *Authority) CheckIDTokenHint(hint string) (clientID string, err error) {
-	c, err := a.check(hint, TypIDToken)
+	c, err := a.checkExpired(hint, TypIDToken, IDTokenHintGrace)
 	if err != nil {
 		return "", err
 	}

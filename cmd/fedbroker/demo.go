@@ -39,6 +39,7 @@ func newDemoCmd() *cobra.Command {
 	f.IntVar(&opts.ContosoPort, "contoso-port", opts.ContosoPort, "Contoso (OIDC IdP) port")
 	f.IntVar(&opts.FabrikamPort, "fabrikam-port", opts.FabrikamPort, "Fabrikam (SAML IdP) port")
 	f.IntVar(&opts.APIPort, "api-port", opts.APIPort, "demo API port")
+	f.IntVar(&opts.AdminPort, "admin-port", opts.AdminPort, "broker admin API port")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	return cmd
 }

@@ -277,6 +277,11 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 		logger.Warn("admin API on a non-loopback address without TLS: the bearer token travels in clear", "addr", ln.Addr().String())
 	}
 	logger.Info("admin API listening", "addr", ln.Addr().String())
+	consoleScheme := "http"
+	if a.TLS != nil {
+		consoleScheme = "https"
+	}
+	logger.Info("admin console", "url", consoleScheme+"://"+ln.Addr().String()+"/console/")
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin API stopped", "err", err)
