@@ -91,7 +91,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(rt.Close)
 	store := memory.New()
-	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	now := time.Now().UTC().Truncate(time.Second) // the memory store expires records by the real clock
 	wb := New(Deps{Issuer: cfg.Issuer, Runtime: func() *runtime.Runtime { return rt }, Config: func() *config.Config { return cfg }, Store: store, Now: func() time.Time { return now }})
 	return &fixture{wb: wb, cfg: cfg, rt: rt, store: store}
 }
