@@ -217,6 +217,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 		return fmt.Errorf("console: render %s: %w", name, err)
 	}
 	setSecurityHeaders(w.Header())
+	if name == "workbench.html" {
+		w.Header().Set("Content-Security-Policy", workbenchCSP)
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, err := buf.WriteTo(w)
@@ -252,11 +255,25 @@ type adminKey struct{}
 // identity is who is signed in and their CSRF token.
 type identity struct{ name, csrf string }
 
+// pageCSP is the console's Content-Security-Policy: no inline script or
+// style, nothing from elsewhere, forms posted to the console only.
+const pageCSP = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// workbenchCSP is pageCSP without form-action, for the mapping workbench
+// only. Its Test sign-in button posts to the console, which redirects the
+// new tab to the broker's public /login/{connector} and from there to the
+// upstream IdP; browsers check form-action on every redirect of a form's
+// navigation, so 'self' (or any fixed list: the upstreams are whatever
+// the connectors name) would stop the test sign-in at the first hop. The
+// page's forms are all the console's own, CSRF-protected, and it runs no
+// script but its own.
+const workbenchCSP = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 // setSecurityHeaders sets the console's response headers: a strict CSP
 // (no inline script or style, nothing from elsewhere), no framing, no
 // referrer, no caching of admin data.
 func setSecurityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
