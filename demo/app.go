@@ -27,12 +27,17 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/fedbroker/fedbroker/dpop"
+	"github.com/fedbroker/fedbroker/verify"
 )
 
 // App is a small OpenID Connect client (authorization code + PKCE) that
 // keeps a session of its own, shows the decoded internal tokens it
 // received, calls the demo API with the access token, and signs out at the
-// broker (RP-initiated logout). It holds a DPoP key (RFC 9449) and sends a
+// broker (RP-initiated logout). The broker tells it when a session it
+// signed in with ends elsewhere (back-channel logout, POST
+// /backchannel-logout): it ends its own session of that broker session,
+// and its signed-in page, which asks GET /session every 1.5 s, says so.
+// It holds a DPoP key (RFC 9449) and sends a
 // proof of it with every token request, so that the broker binds the
 // tokens to the key; it calls the API with a proof too, and shows that the
 // same token without one is refused.
@@ -44,6 +49,9 @@ type App struct {
 	dpop *dpop.Signer
 	// tokenClient is client with DPoP proofs on token requests.
 	tokenClient *http.Client
+	// logoutTokens verifies the broker's logout tokens (aud: the app's
+	// client id); nil: the app has no back-channel logout endpoint.
+	logoutTokens *verify.Verifier
 	// cookie is the name of the app's browser cookie. It carries a digest
 	// of the app's URL: cookies do not keep ports apart, and the broker,
 	// Contoso and Fabrikam set theirs on the same host.
@@ -64,6 +72,9 @@ type App struct {
 	pending  map[string]pendingLogin // by state
 	sessions map[string]*appSession  // by cookie value
 	logouts  map[string]time.Time    // state of sign-outs sent to the broker
+	// ended are the cookie values of sessions that a back-channel logout
+	// ended, and when: the home page says so once.
+	ended map[string]time.Time
 }
 
 type pendingLogin struct {
@@ -78,6 +89,10 @@ type pendingLogin struct {
 type appSession struct {
 	created time.Time
 	csrf    string // the sign-out form's token
+
+	// sid is the broker's session (the ID token's sid claim): a
+	// back-channel logout names it.
+	sid string
 
 	mu      sync.Mutex // serialises refreshes: the broker rotates refresh tokens
 	subject string
@@ -106,6 +121,7 @@ func NewApp(issuer, clientID, baseURL, apiURL string, client *http.Client, log *
 		pending:     make(map[string]pendingLogin),
 		sessions:    make(map[string]*appSession),
 		logouts:     make(map[string]time.Time),
+		ended:       make(map[string]time.Time),
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err == nil {
@@ -164,13 +180,20 @@ func (a *App) init(ctx context.Context) error {
 }
 
 // Handler serves the app: / (home: the tokens when signed in), /login,
-// /callback and /logout.
+// /callback, /logout, /session (is this browser still signed in?),
+// /session.js (the signed-in page's script that asks) and, with a logout
+// token verifier, /backchannel-logout.
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.home)
 	mux.HandleFunc("GET /login", a.login)
 	mux.HandleFunc("GET /callback", a.callback)
 	mux.HandleFunc("POST /logout", a.logout)
+	mux.HandleFunc("GET /session", a.sessionStatus)
+	mux.HandleFunc("GET /session.js", serveSessionScript)
+	if a.logoutTokens != nil {
+		mux.Handle("/backchannel-logout", a.logoutTokens.BackchannelLogoutHandler(a.endSessions))
+	}
 	return mux
 }
 
@@ -183,6 +206,13 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := map[string]any{"Issuer": a.issuer}
+	if id := a.cookieValue(r); id != "" {
+		a.mu.Lock()
+		_, ended := a.ended[id]
+		delete(a.ended, id)
+		a.mu.Unlock()
+		data["Ended"] = ended
+	}
 	if st := r.URL.Query().Get("state"); st != "" {
 		a.mu.Lock()
 		_, ok := a.logouts[st]
@@ -257,7 +287,11 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 	a.expire()
 	old := a.sessions[p.browser]
 	delete(a.sessions, p.browser)
-	a.sessions[id] = &appSession{created: a.now(), csrf: randomString(), subject: idt.Subject, idToken: rawID, token: tok}
+	var sid struct {
+		SID string `json:"sid"`
+	}
+	_ = idt.Claims(&sid) // "" when the broker sent none: only a logout naming the subject ends it
+	a.sessions[id] = &appSession{created: a.now(), csrf: randomString(), sid: sid.SID, subject: idt.Subject, idToken: rawID, token: tok}
 	a.mu.Unlock()
 	a.setCookie(w, id, sessionLifetime)
 	if old != nil {
@@ -501,6 +535,40 @@ func (a *App) expire() {
 			delete(a.sessions, k)
 		}
 	}
+	for k, t := range a.ended {
+		if now.Sub(t) > sessionLifetime {
+			delete(a.ended, k)
+		}
+	}
+}
+
+// endSessions ends the app's sessions that a verified logout token names
+// (OpenID Connect Back-Channel Logout 1.0 §2.7): the one of the broker
+// session sid, or, when the token names only a subject, every session of
+// that subject. The tokens they held are forgotten: the broker has revoked
+// them already. A token that names no session of the app is not an error.
+func (a *App) endSessions(_ context.Context, c *verify.LogoutClaims) error {
+	a.mu.Lock()
+	a.expire()
+	n := 0
+	for id, s := range a.sessions {
+		if (c.SessionID == "" || s.sid == c.SessionID) && (c.Subject == "" || s.subject == c.Subject) {
+			delete(a.sessions, id)
+			a.ended[id] = a.now()
+			n++
+		}
+	}
+	a.mu.Unlock()
+	a.log.Info("demo app: back-channel logout", "sub", c.Subject, "sid", c.SessionID, "sessions_ended", n)
+	return nil
+}
+
+// sessionStatus answers GET /session: whether the browser is still signed
+// in ({"active":true}), for the signed-in page's script.
+func (a *App) sessionStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]bool{"active": a.session(r) != nil})
 }
 
 // jwtExpiry reads a JWT's exp claim without verifying anything (the zero

@@ -230,22 +230,3 @@ func TestAppLogLine(t *testing.T) {
 		t.Errorf("log line: %s", line)
 	}
 }
-
-// TestAskEveryTime: Contoso's authorization requests get prompt=login,
-// unless they name a prompt of their own.
-func TestAskEveryTime(t *testing.T) {
-	var got string
-	h := askEveryTime(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		got = r.URL.Query().Get("prompt") + "|" + r.URL.Query().Get("client_id") + "|" + r.RequestURI
-	}))
-	for _, c := range []struct{ target, want string }{
-		{"/authorize?client_id=fedbroker", "login|fedbroker|/authorize?client_id=fedbroker&prompt=login"},
-		{"/authorize?client_id=fedbroker&prompt=none", "none|fedbroker|/authorize?client_id=fedbroker&prompt=none"},
-		{"/token?client_id=fedbroker", "|fedbroker|/token?client_id=fedbroker"},
-	} {
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, c.target, nil))
-		if got != c.want {
-			t.Errorf("%s: handler saw %q, want %q", c.target, got, c.want)
-		}
-	}
-}

@@ -71,11 +71,17 @@ func indentJSON(b []byte) string {
 	return string(pretty)
 }
 
+// pageCSP is the app's Content-Security-Policy: its own script
+// (session.js) and requests to itself only, the inline style of pageHead.
+const pageCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+
 // render writes a page of the app, never cached.
 func render(w http.ResponseWriter, status int, t *template.Template, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Content-Security-Policy", pageCSP)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = t.Execute(w, data)
 }
@@ -104,6 +110,7 @@ var homePage = template.Must(template.New("home").Parse(pageHead + `
 <div class="card">
 <h1>Demo app</h1>
 {{if .SignedOut}}<p class="notice" id="signed-out" role="status">You have signed out of the demo app and of the broker.</p>{{end}}
+{{if .Ended}}<p class="notice" id="ended-elsewhere" role="status">Your session was ended (signed out elsewhere): at the broker, at your identity provider or by an administrator.</p>{{end}}
 <p>This application trusts one issuer: <code>{{.Issuer}}</code>. Sign in through the broker with any upstream identity provider.</p>
 <p><a class="button" id="signin" href="/login">Sign in</a></p>
 </div>` + pageFoot))
@@ -114,7 +121,8 @@ var tokensPage = template.Must(template.New("tokens").Parse(pageHead + `
 <p>Issuer: <code>{{.Issuer}}</code>. Refresh token held: {{.HasRefresh}}.{{if .RefreshFailed}} <span class="bad">The last refresh failed: sign in again.</span>{{end}}</p>
 <div><form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit" id="signout">Sign out</button></form>
 <a class="button secondary" id="signin-again" href="/login">Sign in again</a></div>
-<p class="hint">"Sign in again" uses your session at the broker (single sign-on): no password is asked. "Sign out" ends it, at the broker too.</p>
+<p class="hint">"Sign in again" uses your session at the broker (single sign-on): no password is asked. "Sign out" ends it, at the broker and at the identity provider you signed in with too.</p>
+<p class="hint" id="session-watch">This page notices within a few seconds when your session ends elsewhere (signed out at the broker, at the identity provider, or by an administrator): the broker tells the app (back-channel logout).</p>
 </div>
 <div class="card">
 <h2>ID token</h2>
@@ -144,7 +152,8 @@ var tokensPage = template.Must(template.New("tokens").Parse(pageHead + `
 <h2>Demo API (<code>{{.APIURL}}</code>), verifying the access token locally</h2>
 <p id="api-status">{{.APIStatus}}</p>
 <pre id="api-body">{{.APIBody}}</pre>
-</div>` + pageFoot))
+</div>
+<script src="/session.js" defer></script>` + pageFoot))
 
 var errorPage = template.Must(template.New("error").Parse(pageHead + `
 <div class="card">
@@ -154,3 +163,55 @@ var errorPage = template.Must(template.New("error").Parse(pageHead + `
 {{if .Detail}}<p>The broker says: <span id="error-description">{{.Detail}}</span></p>{{end}}
 <p>{{if .Retry}}<a class="button" id="retry" href="{{.Retry}}">{{.RetryText}}</a>{{end}}<a class="button secondary" href="/">Home</a></p>
 </div>` + pageFoot))
+
+// sessionScript is the signed-in page's script (/session.js): it asks
+// GET /session every 1.5 s and, once the app's session has ended (a
+// back-channel logout from the broker), replaces the page with a notice
+// and a sign-in button. A network error or an answer it cannot read is
+// asked again.
+const sessionScript = `"use strict";
+(() => {
+  const every = 1500;
+  const ended = () => {
+    const card = document.createElement("div");
+    card.className = "card";
+    card.setAttribute("role", "status");
+    const h = document.createElement("h1");
+    h.id = "session-ended";
+    h.textContent = "Your session was ended (signed out elsewhere)";
+    const p = document.createElement("p");
+    p.textContent = "You were signed out at the broker, at your identity provider or by an administrator, and the broker told this app. The tokens it held are gone.";
+    const a = document.createElement("a");
+    a.className = "button";
+    a.id = "signin";
+    a.href = "/login";
+    a.textContent = "Sign in";
+    const q = document.createElement("p");
+    q.append(a);
+    card.append(h, p, q);
+    document.querySelector("main").replaceChildren(card);
+    document.title = "Demo app: signed out";
+  };
+  const check = async () => {
+    try {
+      const r = await fetch("/session", {cache: "no-store", credentials: "same-origin", headers: {"Accept": "application/json"}});
+      if (r.ok && (await r.json()).active === false) {
+        ended();
+        return;
+      }
+    } catch (e) {
+      // The app did not answer: ask again.
+    }
+    setTimeout(check, every);
+  };
+  setTimeout(check, every);
+})();
+`
+
+// serveSessionScript serves sessionScript.
+func serveSessionScript(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write([]byte(sessionScript))
+}

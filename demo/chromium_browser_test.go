@@ -93,7 +93,20 @@ type tab struct {
 // newTab opens a tab in a new browser context of the browser.
 func newTab(t *testing.T, browser context.Context, name string) *tab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	return openTab(t, browser, name, chromedp.WithNewBrowserContext())
+}
+
+// sibling opens another tab (in a window of its own) in tb's browser
+// context: it shares tb's cookies, as a second tab of one person's
+// browser does.
+func (tb *tab) sibling(name string) *tab {
+	tb.t.Helper()
+	return openTab(tb.t, tb.ctx, name)
+}
+
+func openTab(t *testing.T, parent context.Context, name string, opts ...chromedp.ContextOption) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(parent, opts...)
 	t.Cleanup(cancel)
 	tb := &tab{t: t, name: name, ctx: ctx}
 	if err := chromedp.Listen(ctx, tb.record); err != nil {

@@ -31,15 +31,15 @@ import (
 // fixed ports so the printed URLs are stable.
 type Options struct {
 	Host string // default 127.0.0.1
-	// Ports of the demo app, the broker, Contoso (OIDC), Fabrikam (SAML)
-	// and the demo API.
-	AppPort, BrokerPort, ContosoPort, FabrikamPort, APIPort int
-	Logger                                                  *slog.Logger
+	// Ports of the demo app, the broker, Contoso (OIDC), Fabrikam (SAML),
+	// the demo API and the broker's admin API.
+	AppPort, BrokerPort, ContosoPort, FabrikamPort, APIPort, AdminPort int
+	Logger                                                             *slog.Logger
 }
 
 // DefaultOptions are the ports the README names.
 func DefaultOptions() Options {
-	return Options{Host: "127.0.0.1", AppPort: 5555, BrokerPort: 5556, ContosoPort: 5557, FabrikamPort: 5558, APIPort: 5559}
+	return Options{Host: "127.0.0.1", AppPort: 5555, BrokerPort: 5556, ContosoPort: 5557, FabrikamPort: 5558, APIPort: 5559, AdminPort: 5560}
 }
 
 // User is a demo account and its password (printed for the person trying
@@ -60,6 +60,9 @@ var Users = []User{
 // Demo is the running story.
 type Demo struct {
 	AppURL, BrokerURL, ContosoURL, FabrikamURL, APIURL string
+	// AdminURL is the broker's admin API (loopback only); AdminToken its
+	// bearer token, random for each run.
+	AdminURL, AdminToken string
 
 	Broker  *broker.Instance
 	Contoso *broker.Instance
@@ -127,7 +130,13 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { _ = apiLn.Close() })
+	adminLn, adminURL, err := listen("admin", opts.AdminPort)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = adminLn.Close() })
 	d.AppURL, d.BrokerURL, d.ContosoURL, d.FabrikamURL, d.APIURL = appURL, brokerURL, contosoURL, fabrikamURL, apiURL
+	d.AdminURL, d.AdminToken = adminURL, randomString()
 
 	// Contoso: a second fedbroker with the local connector, an OpenID
 	// Connect provider for the main broker.
@@ -140,7 +149,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, fmt.Errorf("demo: contoso: %w", err)
 	}
 	d.closers = append(d.closers, d.Contoso.Close)
-	d.serve(contosoLn, askEveryTime(d.Contoso.Server.Handler()), log)
+	d.serve(contosoLn, d.Contoso.Server.Handler(), log)
 
 	// Fabrikam: crewjam/saml's IdP.
 	idp, err := newFabrikam(fabrikamURL)
@@ -167,6 +176,9 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	}
 	d.closers = append(d.closers, d.Broker.Close)
 	d.serve(brokerLn, d.Broker.Server.Handler(), log)
+	// The broker's admin API, on loopback with a random token: "sign out
+	// everywhere" (DELETE /admin/subjects/{sub}/sessions) and /metrics.
+	d.serve(adminLn, d.Broker.Server.AdminHandler(broker.AdminOptions{Token: d.AdminToken, Gatherer: d.Broker.Server.Gatherer()}), log)
 
 	// Register the broker as a service provider at Fabrikam.
 	if err := registerSP(ctx, client, brokerURL+"/saml/fabrikam/metadata", fabrikamURL+"/services/fedbroker"); err != nil {
@@ -182,6 +194,14 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	d.serve(apiLn, APIHandler(v), log)
 
 	d.app = NewApp(brokerURL, "demo-app", appURL, apiURL, client, log)
+	// The app's back-channel logout endpoint verifies the broker's logout
+	// tokens: signed by the broker, aud the app's client id, each jti once.
+	lv, err := verify.New(ctx, brokerURL, "demo-app", verify.WithHTTPClient(client), verify.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("demo: app logout token verifier: %w", err)
+	}
+	d.closers = append(d.closers, lv.Close)
+	d.app.logoutTokens = lv
 	d.serve(appLn, d.app.Handler(), log)
 	return d, nil
 }
@@ -196,7 +216,7 @@ func (d *Demo) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
 	}()
 }
 
-// PrintWelcome writes the URLs and the demo accounts.
+// PrintWelcome writes the URLs, the demo accounts and how to sign out.
 func (d *Demo) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, `fedbroker demo: everything runs in this process, on this machine.
 
@@ -205,20 +225,34 @@ func (d *Demo) PrintWelcome(w io.Writer) {
   Contoso      %s      upstream OpenID Connect IdP (a second fedbroker)
   Fabrikam     %s      upstream SAML 2.0 IdP (crewjam/saml)
   Demo API     %s/whoami  verifies the broker's access tokens locally
+  Admin API    %s      the broker's admin API (loopback only, token below)
+  Console      %s/console/  the admin console: sign in with the token %s
 
 Accounts:
-`, d.AppURL, d.BrokerURL, d.ContosoURL, d.FabrikamURL, d.APIURL)
+`, d.AppURL, d.BrokerURL, d.ContosoURL, d.FabrikamURL, d.APIURL, d.AdminURL, d.AdminURL, d.AdminToken)
 	for _, u := range Users {
 		fmt.Fprintf(w, "  %-26s %-6s password %-20s (%s)\n", u.IdP, u.Username, u.Password, u.Email)
 	}
-	fmt.Fprint(w, `
+	fmt.Fprintf(w, `
 Alice exists at both Contoso and Fabrikam with the same verified email: sign
 in through either and the demo app shows the same internal subject.
-"Sign out" in the demo app ends the session at the broker too. Contoso and
-Fabrikam keep no session of their own here: every sign-in through them asks
-for the password, so you can switch between accounts.
+
+Single logout: a sign-out anywhere reaches the demo app's open page within
+a few seconds (it watches its own session).
+  - "Sign out" in the demo app ends its session, the broker's and
+    Contoso's: signing in again through Contoso asks for the password.
+    (Fabrikam asks for it on every sign-in.)
+  - Sign out at Contoso itself: open
+      %s/logout
+    and confirm. Contoso tells the broker (back-channel logout), and the
+    broker tells the demo app.
+  - Sign a person out everywhere with the broker's admin API (SUB is the
+    subject the demo app shows):
+      curl -H "Authorization: Bearer %s" %s/admin/subjects/SUB/sessions
+      curl -X DELETE -H "Authorization: Bearer %s" %s/admin/subjects/SUB/sessions
+    Back-channel logout deliveries: %s/metrics (fedbroker_backchannel_logout_total).
 Press Ctrl-C to stop.
-`)
+`, d.ContosoURL, d.AdminToken, d.AdminURL, d.AdminToken, d.AdminURL, d.AdminURL)
 }
 
 // randomKEK is a fresh key-encryption key: the demo's keys live in memory
@@ -241,6 +275,18 @@ func bcryptHash(pw string) string {
 	return string(h)
 }
 
+// contosoGroups are a Contoso account's groups in its directory. Bob's
+// are named the way Contoso's sales department names them, without the
+// "contoso-" prefix the broker's mapping keeps (see the contoso mapping):
+// his token has no groups, and the admin console's mapping workbench shows
+// why.
+func contosoGroups(username string) string {
+	if username == "bob" {
+		return "[sales, emea-partners]"
+	}
+	return "[contoso-staff]"
+}
+
 func contosoYAML(contosoURL, brokerURL string) string {
 	secretHash, err := config.HashSecret(contosoSecret)
 	if err != nil {
@@ -251,8 +297,8 @@ func contosoYAML(contosoURL, brokerURL string) string {
 		if !strings.HasPrefix(u.IdP, "Contoso") {
 			continue
 		}
-		fmt.Fprintf(&users, "        - username: %s\n          password_hash: %q\n          email: %s\n          name: %s (Contoso)\n          groups: [contoso-staff]\n",
-			u.Username, bcryptHash(u.Password), u.Email, strings.ToUpper(u.Username[:1])+u.Username[1:])
+		fmt.Fprintf(&users, "        - username: %s\n          password_hash: %q\n          email: %s\n          name: %s (Contoso)\n          groups: %s\n",
+			u.Username, bcryptHash(u.Password), u.Email, strings.ToUpper(u.Username[:1])+u.Username[1:], contosoGroups(u.Username))
 	}
 	return fmt.Sprintf(`issuer: %s
 storage: {type: memory}
@@ -267,7 +313,13 @@ connectors:
   - id: fedbroker
     name: Federation broker
     secret_hash: %q
-    redirect_uris: [%s/callback/contoso]
+    redirect_uris: [%[5]s/callback/contoso]
+    # Single logout with the broker: the broker's sign-out sends the browser
+    # here (end_session_endpoint) and back to its /logout/contoso, and a
+    # sign-out at Contoso tells the broker there (back-channel logout).
+    post_logout_redirect_uris: [%[5]s/logout/contoso]
+    backchannel_logout_uri: %[5]s/logout/contoso
+    backchannel_logout_session_required: true
 `, contosoURL, randomKEK(), users.String(), secretHash, brokerURL)
 }
 
@@ -286,9 +338,10 @@ connectors:
       client_secret: %s
       # Contoso releases groups only for the groups scope.
       scopes: [openid, profile, email, groups]
-      # Ask for Contoso's password every time (no silent SSO there), and
-      # consent, which offline_access needs (OpenID Connect Core §11).
-      prompt: login consent
+      # No prompt: the default (consent, with offline_access) keeps single
+      # sign-on at Contoso. Signing out through the broker ends Contoso's
+      # session too (upstream_logout, on by default), so the next sign-in
+      # asks for the password there.
   - id: fabrikam
     type: saml
     name: Fabrikam (SAML)
@@ -302,7 +355,9 @@ mappings:
       email_verified: claims.?email_verified
       name: claims.?name
       preferred_username: claims.?preferred_username
-      groups: claims.?groups
+      # Only Contoso's own groups ("contoso-..."): the rest of its directory's
+      # groups mean nothing here. (Bob's are all dropped: see contosoGroups.)
+      groups: 'claims.?groups.orValue([]).filter(g, string(g).startsWith("contoso-"))'
     link: 'claims.email_verified == true ? string(claims.email).lowerAscii() : ""'
   fabrikam:
     claims:
@@ -321,6 +376,10 @@ clients:
     public: true
     redirect_uris: [%[6]s/callback]
     post_logout_redirect_uris: [%[6]s/]
+    # Told by the broker when a session Alice signed in with ends
+    # (OpenID Connect Back-Channel Logout), with the session's sid.
+    backchannel_logout_uri: %[6]s/backchannel-logout
+    backchannel_logout_session_required: true
     audiences: [demo-api]
 `, brokerURL, randomKEK(), contosoURL, contosoSecret, fabrikamMetadata, appURL)
 }

@@ -8,32 +8,14 @@ import (
 	"github.com/crewjam/saml/samlidp"
 )
 
-// The demo's upstream IdPs ask for the password on every sign-in that
-// reaches them: they keep no single sign-on session of their own. Signing
-// out of the demo app ends the broker's session, which is the one the app
-// knows about (the broker does not sign out upstream), so without this
-// "Sign in" after "Sign out" would pass silently through the upstream's
-// session. It also lets the person trying the demo switch accounts.
-
-// askEveryTime makes Contoso (a fedbroker) ask for the password on every
-// authorization request: it adds prompt=login unless the request has a
-// prompt of its own.
-func askEveryTime(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == "/authorize" {
-			if q := r.URL.Query(); q.Get("prompt") == "" {
-				q.Set("prompt", "login")
-				u := *r.URL
-				u.RawQuery = q.Encode()
-				r2 := r.Clone(r.Context())
-				r2.URL = &u
-				r2.RequestURI = u.RequestURI()
-				r = r2
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
+// Contoso keeps single sign-on sessions of its own: a sign-in through it
+// while its session is live asks no password. Signing out of the demo app
+// ends that session too (the broker's upstream logout), and so does
+// signing out at Contoso, which tells the broker (back-channel logout).
+//
+// Fabrikam still asks for the password on every sign-in that reaches it
+// (fabrikamSessions): switching between Fabrikam's demo accounts needs no
+// sign-out first.
 
 // fabrikamSessions is Fabrikam's session provider: samlidp's own (its
 // password check, cross-origin check and sessions), except that a Fabrikam
