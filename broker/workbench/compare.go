@@ -151,8 +151,23 @@ func DiffReports(a, b runtime.MappingReport) []Difference {
 	jb, _ := json.Marshal(b)
 	_ = json.Unmarshal(ja, &x)
 	_ = json.Unmarshal(jb, &y)
+	out := DiffJSON(x, y)
+	for i := range out {
+		if out[i].Path == "" {
+			out[i].Path = "(whole report)"
+		}
+	}
+	return out
+}
+
+// DiffJSON compares two decoded JSON values by value (key order does not
+// matter) and returns one Difference per differing leaf, with its path
+// (.name, ["odd key"], [i]; "" for the whole value), the first value as
+// Running and the second as Draft, each as compact JSON or "(absent)".
+// `fedbroker mapping test --golden` prints the same differences.
+func DiffJSON(a, b any) []Difference {
 	var out []Difference
-	diffValues(&out, "", x, y, true, true)
+	diffValues(&out, "", a, b, true, true)
 	return out
 }
 
@@ -193,9 +208,6 @@ func diffValues(out *[]Difference, path string, a, b any, hasA, hasB bool) {
 		if reflect.DeepEqual(a, b) {
 			return
 		}
-	}
-	if path == "" {
-		path = "(whole report)"
 	}
 	*out = append(*out, Difference{Path: path, Running: present(a, hasA), Draft: present(b, hasB)})
 }

@@ -8,16 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/runtime"
+	"github.com/fedbroker/fedbroker/broker/workbench"
 )
 
 func newMappingCmd() *cobra.Command {
@@ -312,85 +311,12 @@ func jsonDiff(want, got []byte) string {
 		return ""
 	}
 	var b strings.Builder
-	diffValues(&b, "", w, g, true, true)
-	return strings.TrimSuffix(b.String(), "\n")
-}
-
-// diffValues writes the differences between want and got at path to b.
-// hasWant and hasGot are false when the key or element is absent on that
-// side.
-func diffValues(b *strings.Builder, path string, want, got any, hasWant, hasGot bool) {
-	if hasWant && hasGot {
-		switch w := want.(type) {
-		case map[string]any:
-			if g, ok := got.(map[string]any); ok {
-				keys := make([]string, 0, len(w)+len(g))
-				for k := range w {
-					keys = append(keys, k)
-				}
-				for k := range g {
-					if _, ok := w[k]; !ok {
-						keys = append(keys, k)
-					}
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
-					wv, inW := w[k]
-					gv, inG := g[k]
-					diffValues(b, keyPath(path, k), wv, gv, inW, inG)
-				}
-				return
-			}
-		case []any:
-			if g, ok := got.([]any); ok {
-				for i := 0; i < max(len(w), len(g)); i++ {
-					var wv, gv any
-					if i < len(w) {
-						wv = w[i]
-					}
-					if i < len(g) {
-						gv = g[i]
-					}
-					diffValues(b, path+"["+strconv.Itoa(i)+"]", wv, gv, i < len(w), i < len(g))
-				}
-				return
-			}
-		}
-		if reflect.DeepEqual(want, got) {
-			return
-		}
-	}
-	if path == "" {
-		path = "(whole document)"
-	}
-	fmt.Fprintf(b, "  %s:\n", path)
-	fmt.Fprintf(b, "  - %s\n", jsonValue(want, hasWant))
-	fmt.Fprintf(b, "  + %s\n", jsonValue(got, hasGot))
-}
-
-var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
-
-// keyPath appends the object key k to path: .name, or ["odd key"].
-func keyPath(path, k string) string {
-	if plainKey.MatchString(k) {
+	for _, d := range workbench.DiffJSON(w, g) {
+		path := d.Path
 		if path == "" {
-			return k
+			path = "(whole document)"
 		}
-		return path + "." + k
+		fmt.Fprintf(&b, "  %s:\n  - %s\n  + %s\n", path, d.Running, d.Draft)
 	}
-	return path + "[" + strconv.Quote(k) + "]"
-}
-
-// jsonValue renders v as compact JSON, or (absent).
-func jsonValue(v any, present bool) string {
-	if !present {
-		return "(absent)"
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Sprintf("%v", v)
-	}
-	return strings.TrimSuffix(buf.String(), "\n")
+	return strings.TrimSuffix(b.String(), "\n")
 }
