@@ -12,8 +12,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-
-	"github.com/fedbroker/fedbroker/jwa"
 )
 
 // BackchannelLogoutEvent is the member of a Logout Token's events claim
@@ -101,39 +99,6 @@ func (v *Verifier) VerifyLogoutToken(ctx context.Context, token string) (*Logout
 		return nil, fmt.Errorf("%w: jti %q", ErrReplayed, c.JTI)
 	}
 	return c, nil
-}
-
-// parseVerified parses a compact JWS and verifies its signature with the
-// issuer's keys, making the checks of Verify before the claims.
-func (v *Verifier) parseVerified(ctx context.Context, token string) (jose.Header, []byte, error) {
-	if len(token) > MaxTokenSize {
-		return jose.Header{}, nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(token), MaxTokenSize)
-	}
-	if token == "" || strings.Count(token, ".") != 2 || strings.ContainsFunc(token, isSpaceOrControl) {
-		return jose.Header{}, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	jws, err := jose.ParseSignedCompact(token, v.algs)
-	if err != nil {
-		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrInvalidSignature, err)
-		}
-		return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if len(jws.Signatures) != 1 {
-		return jose.Header{}, nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
-	}
-	header := jws.Signatures[0].Protected
-	if err := jwa.CheckHeader(header.ExtraHeaders); err != nil {
-		return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if err := jwa.CheckCompact(token); err != nil {
-		return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	body, err := v.verifySignature(ctx, jws, header)
-	if err != nil {
-		return jose.Header{}, nil, err
-	}
-	return header, body, nil
 }
 
 // decodeLogoutClaims decodes a verified payload and makes the checks of

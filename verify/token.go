@@ -50,33 +50,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 
 // verifyToken makes every check of Verify but the binding and the scopes.
 func (v *Verifier) verifyToken(ctx context.Context, token string) (*Claims, error) {
-	if len(token) > MaxTokenSize {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(token), MaxTokenSize)
-	}
-	if token == "" || strings.Count(token, ".") != 2 || strings.ContainsFunc(token, isSpaceOrControl) {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	jws, err := jose.ParseSignedCompact(token, v.algs)
-	if err != nil {
-		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidSignature, err)
-		}
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
-	}
-	header := jws.Signatures[0].Protected
-	// zip, crit and b64 change what was signed or how; one token has one
-	// spelling.
-	if err := jwa.CheckHeader(header.ExtraHeaders); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if err := jwa.CheckCompact(token); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-
-	body, err := v.verifySignature(ctx, jws, header)
+	header, body, err := v.parseVerified(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +68,41 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (*Claims, erro
 		return nil, err
 	}
 	return claims, nil
+}
+
+// parseVerified parses a compact JWS and verifies its signature with the
+// issuer's keys: the checks every token of the issuer passes before its
+// claims are read (access tokens in verifyToken, logout tokens here). zip,
+// crit and b64 change what was signed or how; one token has one spelling.
+func (v *Verifier) parseVerified(ctx context.Context, token string) (jose.Header, []byte, error) {
+	if len(token) > MaxTokenSize {
+		return jose.Header{}, nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(token), MaxTokenSize)
+	}
+	if token == "" || strings.Count(token, ".") != 2 || strings.ContainsFunc(token, isSpaceOrControl) {
+		return jose.Header{}, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	jws, err := jose.ParseSignedCompact(token, v.algs)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrInvalidSignature, err)
+		}
+		return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(jws.Signatures) != 1 {
+		return jose.Header{}, nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
+	}
+	header := jws.Signatures[0].Protected
+	if err := jwa.CheckHeader(header.ExtraHeaders); err != nil {
+		return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if err := jwa.CheckCompact(token); err != nil {
+		return jose.Header{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	body, err := v.verifySignature(ctx, jws, header)
+	if err != nil {
+		return jose.Header{}, nil, err
+	}
+	return header, body, nil
 }
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
