@@ -233,19 +233,10 @@ func (s *Server) handleHealthz(c echo.Context) error {
 }
 
 func (s *Server) handleReadyz(c echo.Context) error {
-	if s.Draining() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining: shutting down"})
-	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readiness: storage", "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "storage unavailable"})
-	}
-	if err := s.keys.Readiness(); err != nil {
-		// The Manager logs the reason at ERROR when it changes; the
-		// status names it for whoever looks at the probe.
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "signing keys not usable: " + err.Error()})
+	if err := s.readiness(ctx); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": err.Error()})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

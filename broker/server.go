@@ -423,15 +423,19 @@ func (s *Server) runningConfig() *config.Config {
 	return s.running
 }
 
-// readiness is what /readyz checks, as an error (for the console).
+// readiness is what /readyz and the console report: nil when the replica
+// may take traffic, else why not.
 func (s *Server) readiness(ctx context.Context) error {
 	if s.Draining() {
 		return errors.New("draining: shutting down")
 	}
 	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness: storage", "err", err)
 		return errors.New("storage unavailable")
 	}
 	if err := s.keys.Readiness(); err != nil {
+		// The Manager logs the reason at ERROR when it changes; the
+		// status names it for whoever looks at the probe.
 		return fmt.Errorf("signing keys not usable: %w", err)
 	}
 	return nil
