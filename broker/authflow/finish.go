@@ -170,15 +170,12 @@ func (f *Flow) resolveLink(ctx context.Context, rt *runtime.Runtime, conn *runti
 	if err != nil {
 		return "", err
 	}
-	if link.Subject == res.Subject {
-		return res.Subject, nil
-	}
-	if link.ConnectorID == conn.ID && link.UpstreamSubject == id.Subject {
-		return link.Subject, nil
-	}
-	if link.ConnectorID != conn.ID && rt.Linkable(link.ConnectorID, conn.ID) {
+	switch subject, outcome := rt.LinkedSubject(conn.ID, id.Subject, res.Subject, link); outcome {
+	case runtime.LinkOther:
 		f.audit.Event("link", "connector", conn.ID, "upstream_sub", id.Subject, "sub", link.Subject, "linked_connector", link.ConnectorID)
-		return link.Subject, nil
+		return subject, nil
+	case runtime.LinkSame, runtime.LinkOwn:
+		return subject, nil
 	}
 	f.metrics.SignIn(conn.ID, "link_conflict")
 	f.audit.Event("login_rejected", "connector", conn.ID, "upstream_sub", id.Subject, "reason", "link conflict", "linked_connector", link.ConnectorID)

@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/fedbroker/fedbroker/broker/config"
+	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/workload"
 	"github.com/fedbroker/fedbroker/mapping"
@@ -248,4 +249,29 @@ func AMR(impl connectors.Connector) []string {
 // back to.
 func CallbackURL(issuer, id string) string {
 	return strings.TrimSuffix(issuer, "/") + "/callback/" + url.PathEscape(id)
+}
+
+// Link outcomes of LinkedSubject.
+const (
+	LinkSame     = "same"     // the link gives the mapped subject
+	LinkOwn      = "own"      // this identity made the link
+	LinkOther    = "other"    // a linkable connector's identity made it
+	LinkConflict = "conflict" // held by an identity this one may not share a subject with
+)
+
+// LinkedSubject decides, for an identity of connector connID with upstream
+// subject upstreamSub whose mapping gave subject mapped, what the stored
+// link of its link key means: the subject to issue and which case it is
+// (Link* constants; "" subject for LinkConflict). The sign-in
+// (authflow) and the workbench's dry run decide through it.
+func (rt *Runtime) LinkedSubject(connID, upstreamSub, mapped string, link storage.Link) (subject, outcome string) {
+	switch {
+	case link.Subject == mapped:
+		return mapped, LinkSame
+	case link.ConnectorID == connID && link.UpstreamSubject == upstreamSub:
+		return link.Subject, LinkOwn
+	case link.ConnectorID != connID && rt.Linkable(link.ConnectorID, connID):
+		return link.Subject, LinkOther
+	}
+	return "", LinkConflict
 }

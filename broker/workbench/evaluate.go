@@ -391,16 +391,17 @@ func (w *Workbench) linking(ctx context.Context, in runtime.MappingInput, rep ru
 	if sub == "" {
 		sub, _ = in.Claims["sub"].(string)
 	}
-	switch {
-	case link.Subject == rep.Subject:
-		l.Decision, l.Note = "existing", "The link of this key already gives this subject."
-	case link.ConnectorID == in.Connector && link.UpstreamSubject == sub:
-		l.Decision, l.Subject, l.Note = "existing", link.Subject, "This identity made the link: its subject is issued."
-	case link.ConnectorID != in.Connector && rt.Linkable(link.ConnectorID, in.Connector):
-		l.Decision, l.Subject = "existing", link.Subject
+	subject, outcome := rt.LinkedSubject(in.Connector, sub, rep.Subject, link)
+	l.Decision, l.Subject = "existing", subject
+	switch outcome {
+	case runtime.LinkSame:
+		l.Note = "The link of this key already gives this subject."
+	case runtime.LinkOwn:
+		l.Note = "This identity made the link: its subject is issued."
+	case runtime.LinkOther:
 		l.Note = fmt.Sprintf("An identity of %s holds link key %q: its subject is issued instead of the mapping's.", link.ConnectorID, rep.LinkKey)
 	default:
-		l.Decision, l.Subject = "conflict", ""
+		l.Decision = "conflict"
 		l.Note = fmt.Sprintf("Link key %q is held by another identity (through %s) that this one may not share a subject with: the sign-in would be refused as a link conflict.", rep.LinkKey, link.ConnectorID)
 	}
 	return l, nil
