@@ -210,7 +210,6 @@ func (s *Service) queue(ctx context.Context, rt *runtime.Runtime, sessions []sto
 				ID:       oauth.RandomToken(16),
 				Kind:     storage.DeliveryBackchannelLogout,
 				ClientID: id,
-				URL:      cl.BackchannelLogoutURI,
 				Subject:  se.Subject,
 				SID:      se.PublicID,
 				Created:  now,

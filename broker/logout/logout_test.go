@@ -72,10 +72,19 @@ type app struct {
 	at       []time.Time // the broker's clock at each request
 	// hold, when set, is waited on before answering.
 	hold chan struct{}
+	// redirect, when set, answers every request with a 307 to it.
+	redirect string
 }
 
 func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := a.t
+	a.mu.Lock()
+	to := a.redirect
+	a.mu.Unlock()
+	if to != "" {
+		http.Redirect(w, r, to, http.StatusTemporaryRedirect)
+		return
+	}
 	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
 		t.Errorf("%s: %s with Content-Type %q, want a POSTed form", a.clientID, r.Method, r.Header.Get("Content-Type"))
 	}
@@ -525,15 +534,19 @@ func TestRedirectNotFollowed(t *testing.T) {
 	var followed atomic.Bool
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { followed.Store(true) }))
 	t.Cleanup(target.Close)
-	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
-	}))
-	t.Cleanup(redirector.Close)
+	// svc's registered back-channel URI answers with a redirect: the
+	// logout token goes to the registered URI and nowhere else.
+	a := e.apps["svc"]
+	a.mu.Lock()
+	a.redirect = target.URL
+	a.mu.Unlock()
 	s := e.service(nil, &http.Client{}, logout.Settings{})
-	now := e.f.Clock.Now()
-	if err := e.f.Store.PutDelivery(context.Background(), storage.Delivery{ID: "d1", Kind: storage.DeliveryBackchannelLogout, ClientID: "svc",
-		URL: redirector.URL, Subject: "alice", SID: "sid-1", Created: now, Due: now}); err != nil {
+	e.session(t, nil, "alice", "sid-1", "svc")
+	if _, err := s.End(context.Background(), "alice", "", "rp"); err != nil {
 		t.Fatal(err)
+	}
+	if n := pending(t, e.f.Store); n != 1 {
+		t.Fatalf("pending = %d, want the delivery to svc", n)
 	}
 	deliverDue(t, s)
 	if followed.Load() {
@@ -541,6 +554,9 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 	if n := pending(t, e.f.Store); n != 0 {
 		t.Errorf("pending = %d, want 0 (given up)", n)
+	}
+	if audit := e.audit.String(); !strings.Contains(audit, "redirect (status 307, not followed)") {
+		t.Errorf("audit lacks the given-up redirect:\n%s", audit)
 	}
 }
 

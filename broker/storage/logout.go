@@ -39,13 +39,13 @@ type SessionStore interface {
 // given up, so that any replica can send it and one that dies leaves it to
 // the others.
 type Delivery struct {
-	// ID is random; PutDelivery replaces a delivery with the same ID.
+	// ID is random; PutDelivery replaces a delivery with the same ID. It
+	// goes to the client's backchannel_logout_uri as configured when it is
+	// sent (a reload may move it).
 	ID string `json:"id"`
 	// Kind says what to send: DeliveryBackchannelLogout.
 	Kind     string `json:"kind"`
 	ClientID string `json:"client_id"`
-	// URL is where to send it (the client's backchannel_logout_uri).
-	URL string `json:"url"`
 	// Subject and SID are the internal subject and the broker session id
 	// the message is about.
 	Subject string `json:"sub,omitempty"`

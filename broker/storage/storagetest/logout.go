@@ -506,7 +506,6 @@ func delivery(t testing.TB, due time.Time) storage.Delivery {
 		ID:       "d-" + random(t),
 		Kind:     storage.DeliveryBackchannelLogout,
 		ClientID: "app",
-		URL:      "https://app.example.com/bclogout?x=1&y=<2>",
 		Subject:  "sub-" + random(t),
 		SID:      random(t),
 		Created:  due.Add(-time.Minute),
