@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -133,6 +134,23 @@ func TestUpstreamRPInitiatedLogout(t *testing.T) {
 	h, idp, _ := logoutCorp(t, nil)
 	br := h.newBrowser()
 	tr, _ := h.upstreamSignIn(br, "corp")
+
+	// The upstream ID token for id_token_hint is kept with the session
+	// only: the refresh family's connector data holds the upstream refresh
+	// token and nothing the size of an ID token.
+	ctx := context.Background()
+	fam, err := h.store.GetRefresh(ctx, tr.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := h.idClaims(t, "app", tr.IDToken)
+	sessions, err := h.store.ListSessions(ctx, sub)
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("ListSessions = %v, %v", sessions, err)
+	}
+	if n, m := len(fam.Grant.ConnectorData), len(sessions[0].LogoutData); n > 200 || m < 300 {
+		t.Errorf("family connector data %d bytes, session logout data %d bytes; want the ID token (hundreds of bytes) in the session alone", n, m)
+	}
 
 	lo := br.get(h.issuer + "/logout?" + url.Values{"id_token_hint": {tr.IDToken}, "post_logout_redirect_uri": {appLogout}, "state": {"z1"}}.Encode())
 	if lo.status != http.StatusFound || lo.location == nil || !strings.HasPrefix(lo.location.String(), idp.URL()+"/end_session?") {

@@ -31,8 +31,15 @@ type Identity struct {
 	// example Microsoft Graph groups; it reaches the mapping as `sources`.
 	Sources map[string]any
 	// ConnectorData is opaque state the connector wants back on Refresh (an
-	// upstream refresh token, say). The broker stores it encrypted.
+	// upstream refresh token, say). The broker stores it encrypted, with
+	// the SSO session and with every refresh family of the sign-in.
 	ConnectorData []byte
+	// LogoutData is opaque state the connector wants back on
+	// LogoutRequest only (an upstream ID token for id_token_hint, a SAML
+	// NameID and SessionIndex). The broker stores it encrypted with the SSO
+	// session alone, never with refresh families; Refresh neither gets nor
+	// returns it.
+	LogoutData []byte
 	// NoRefresh tells the broker not to issue a refresh token for this
 	// sign-in: the upstream gave none and the connector's policy refuses
 	// refreshes it cannot check upstream.

@@ -87,6 +87,9 @@ func (f *Flow) Finish(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 		RefreshUntil:      id.RefreshUntil,
 	}
 	sess.Grant = grant
+	if len(id.LogoutData) > 0 {
+		sess.LogoutData = f.sealer.Seal(id.LogoutData, sess.PublicID)
+	}
 	if err := f.store.CreateSession(ctx, sess); err != nil {
 		return Result{}, err
 	}

@@ -59,15 +59,15 @@ func (f *Flow) upstreamLogout(ctx context.Context, rt *runtime.Runtime, sess sto
 	if !ok {
 		return Result{}, false
 	}
-	var data []byte
-	if len(sess.Grant.ConnectorData) > 0 {
-		data, err = f.sealer.Open(sess.Grant.ConnectorData, sess.PublicID)
-		if err != nil {
-			f.log.Warn("upstream logout: connector data unreadable", "connector", conn.ID, "err", err)
-			return Result{}, false
-		}
+	if len(sess.LogoutData) == 0 {
+		return Result{}, false // nothing to name the upstream session with
 	}
-	id := connectors.Identity{Subject: sess.Grant.UpstreamSubject, SessionID: sess.UpstreamSID, ConnectorData: data}
+	data, err := f.sealer.Open(sess.LogoutData, sess.PublicID)
+	if err != nil {
+		f.log.Warn("upstream logout: logout data unreadable", "connector", conn.ID, "err", err)
+		return Result{}, false
+	}
+	id := connectors.Identity{Subject: sess.Grant.UpstreamSubject, SessionID: sess.UpstreamSID, LogoutData: data}
 	state := oauth.RandomToken(24)
 	lr, ok, err := lc.LogoutRequest(ctx, id, f.ConnectorLogoutURL(conn.ID), state)
 	if err != nil {

@@ -266,6 +266,10 @@ type Session struct {
 	Clients []string `json:"clients,omitempty"`
 	// LastUsed is when the session last signed the person into a client.
 	LastUsed time.Time `json:"last_used,omitzero"`
+	// LogoutData is the connector's connectors.Identity.LogoutData,
+	// encrypted by the broker: kept with the session only (not with its
+	// refresh families) for ending the upstream session.
+	LogoutData []byte `json:"logout_data,omitempty"`
 }
 
 // Link ties a link key (a verified email, an employee id) to one internal

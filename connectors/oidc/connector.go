@@ -262,15 +262,12 @@ func (c *Connector) HandleCallback(ctx context.Context, s connectors.Scopes, raw
 		return connectors.Identity{}, err
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	if err := c.keepIDToken(&id, raw); err != nil {
-		return connectors.Identity{}, err
-	}
+	c.keepIDToken(&id, raw)
 	return id, nil
 }
 
 // Refresh asks the upstream again with the refresh token kept in
-// id.ConnectorData and returns the updated Identity. Its connector data
-// keeps the upstream's newest ID token (see logout.go). An upstream that
+// id.ConnectorData and returns the updated Identity. An upstream that
 // refuses (invalid_grant: user disabled, token revoked) yields a
 // *connectors.UserError with Code CodeRefreshDenied. When the upstream gave
 // no refresh token at sign-in, offline_access_missing decides (see
@@ -304,7 +301,7 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 		// no userinfo: the upstream accepted this account's refresh token
 		// and said nothing new about it.
 		nid := connectors.Identity{Subject: id.Subject, SessionID: id.SessionID, ClaimsUnchanged: true}
-		if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken, IDToken: data.IDToken}); err != nil {
+		if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken}); err != nil {
 			return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
 		}
 		return nid, nil
@@ -325,7 +322,7 @@ func (c *Connector) Refresh(ctx context.Context, s connectors.Scopes, id connect
 	if nid.SessionID == "" {
 		nid.SessionID = id.SessionID
 	}
-	if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken, IDToken: c.keptIDToken(newIDToken, data.IDToken)}); err != nil {
+	if nid.ConnectorData, err = json.Marshal(connectorData{RefreshToken: tok.RefreshToken}); err != nil {
 		return connectors.Identity{}, fmt.Errorf("oidc: encode connector data: %w", err)
 	}
 	return nid, nil

@@ -85,38 +85,15 @@ func (c *Connector) setupLogout() error {
 	return nil
 }
 
-// keepIDToken adds the raw ID token of a sign-in to id's connector data,
-// for id_token_hint, when the upstream has an end_session_endpoint the
-// connector uses (and the token is not huge).
-func (c *Connector) keepIDToken(id *connectors.Identity, raw string) error {
+// keepIDToken keeps the raw ID token of a sign-in as id's LogoutData, for
+// id_token_hint, when the upstream has an end_session_endpoint the
+// connector uses (and the token is not huge). The broker keeps it with
+// the session only: refresh families do not carry it.
+func (c *Connector) keepIDToken(id *connectors.Identity, raw string) {
 	if c.endSession == "" || raw == "" || len(raw) > maxKeptIDToken {
-		return nil
+		return
 	}
-	var d connectorData
-	if len(id.ConnectorData) > 0 {
-		if err := json.Unmarshal(id.ConnectorData, &d); err != nil {
-			return fmt.Errorf("oidc: decode connector data: %w", err)
-		}
-	}
-	d.IDToken = raw
-	b, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("oidc: encode connector data: %w", err)
-	}
-	id.ConnectorData = b
-	return nil
-}
-
-// keptIDToken is the ID token to keep after a refresh that returned tok:
-// its new ID token, else the one kept before.
-func (c *Connector) keptIDToken(newRaw, old string) string {
-	if c.endSession == "" {
-		return ""
-	}
-	if newRaw != "" && len(newRaw) <= maxKeptIDToken {
-		return newRaw
-	}
-	return old
+	id.LogoutData = []byte(raw)
 }
 
 // sessionID is the sid claim, "" when absent or not a string.
@@ -128,8 +105,8 @@ func sessionID(claims map[string]any) string {
 // LogoutRequest returns the upstream's end_session_endpoint (its own query
 // kept) with id_token_hint, post_logout_redirect_uri=logoutURL, state and
 // client_id. It answers ok=false, and no error, when the upstream has no
-// usable end_session_endpoint or id's connector data holds no ID token
-// (a sign-in from before the endpoint was known, or undecodable data).
+// usable end_session_endpoint or id.LogoutData holds no ID token (a
+// sign-in from before the endpoint was known).
 func (c *Connector) LogoutRequest(ctx context.Context, id connectors.Identity, logoutURL, state string) (connectors.LoginRequest, bool, error) {
 	if c.endSession == "" {
 		return connectors.LoginRequest{}, false, nil
@@ -137,14 +114,8 @@ func (c *Connector) LogoutRequest(ctx context.Context, id connectors.Identity, l
 	if logoutURL == "" {
 		return connectors.LoginRequest{}, false, fmt.Errorf("oidc: %s: LogoutRequest needs a logout URL", c.id)
 	}
-	var d connectorData
-	if len(id.ConnectorData) > 0 {
-		if err := json.Unmarshal(id.ConnectorData, &d); err != nil {
-			c.logger.Warn("oidc: undecodable connector data; the upstream session is not ended", "connector", c.id, "err", err.Error())
-			return connectors.LoginRequest{}, false, nil
-		}
-	}
-	if d.IDToken == "" {
+	hint := string(id.LogoutData)
+	if hint == "" {
 		return connectors.LoginRequest{}, false, nil
 	}
 	u, err := url.Parse(c.endSession)
@@ -152,7 +123,7 @@ func (c *Connector) LogoutRequest(ctx context.Context, id connectors.Identity, l
 		return connectors.LoginRequest{}, false, fmt.Errorf("oidc: %s: end_session_endpoint: %w", c.id, err)
 	}
 	q := u.Query()
-	q.Set("id_token_hint", d.IDToken)
+	q.Set("id_token_hint", hint)
 	q.Set("post_logout_redirect_uri", logoutURL)
 	q.Set("client_id", c.cfg.ClientID)
 	if state != "" {

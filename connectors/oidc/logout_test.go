@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
 
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/testidp"
@@ -63,14 +64,13 @@ func TestLogoutSignInKeepsSessionAndIDToken(t *testing.T) {
 	if id.SessionID != "sess-1" {
 		t.Errorf("SessionID = %q, want sess-1", id.SessionID)
 	}
-	d := dataOf(t, id)
-	if d.RefreshToken == "" {
-		t.Errorf("ConnectorData = %s, want the refresh token still", id.ConnectorData)
+	if d := dataOf(t, id); d.RefreshToken == "" || strings.Contains(string(id.ConnectorData), "id_token") {
+		t.Errorf("ConnectorData = %s, want the refresh token only (the ID token goes with the session alone)", id.ConnectorData)
 	}
-	if d.IDToken == "" {
-		t.Fatalf("ConnectorData = %s, want the ID token", id.ConnectorData)
+	if len(id.LogoutData) == 0 {
+		t.Fatal("LogoutData is empty, want the ID token")
 	}
-	if got := idTokenClaims(t, c, d.IDToken); got["sid"] != "sess-1" || got["sub"] != "u1" {
+	if got := idTokenClaims(t, c, string(id.LogoutData)); got["sid"] != "sess-1" || got["sub"] != "u1" {
 		t.Errorf("kept ID token claims = %v, want sub u1 and sid sess-1", got)
 	}
 }
@@ -112,7 +112,7 @@ func TestLogoutRequest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("login error = %v", err)
 	}
-	req, ok, err := c.LogoutRequest(context.Background(), connectors.Identity{Subject: id.Subject, SessionID: id.SessionID, ConnectorData: id.ConnectorData}, logoutURL, "st-1")
+	req, ok, err := c.LogoutRequest(context.Background(), connectors.Identity{Subject: id.Subject, SessionID: id.SessionID, LogoutData: id.LogoutData}, logoutURL, "st-1")
 	if err != nil || !ok {
 		t.Fatalf("LogoutRequest() = %+v, %v, %v; want a request", req, ok, err)
 	}
@@ -129,7 +129,7 @@ func TestLogoutRequest(t *testing.T) {
 	q := u.Query()
 	want := url.Values{
 		"tenant":                   {"t1"},
-		"id_token_hint":            {dataOf(t, id).IDToken},
+		"id_token_hint":            {string(id.LogoutData)},
 		"post_logout_redirect_uri": {logoutURL},
 		"state":                    {"st-1"},
 		"client_id":                {op.ClientID()},
@@ -157,8 +157,8 @@ func TestLogoutRequestNothingToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("login error = %v", err)
 		}
-		if d := dataOf(t, id); d.IDToken != "" || d.RefreshToken == "" {
-			t.Errorf("ConnectorData = %s, want the refresh token and no ID token without an end_session_endpoint", id.ConnectorData)
+		if d := dataOf(t, id); len(id.LogoutData) != 0 || d.RefreshToken == "" {
+			t.Errorf("ConnectorData = %s, LogoutData %d bytes; want the refresh token and no ID token without an end_session_endpoint", id.ConnectorData, len(id.LogoutData))
 		}
 		req, ok, err := c.LogoutRequest(ctx, id, logoutURL, "st")
 		if ok || err != nil {
@@ -167,13 +167,14 @@ func TestLogoutRequestNothingToEnd(t *testing.T) {
 	})
 	op := newLogoutOP(t, "/end_session")
 	c := open(t, op.config(), nil)
+	// Without LogoutData (a sign-in from before the endpoint was known)
+	// there is no id_token_hint, whatever the connector data holds.
 	for name, data := range map[string][]byte{
-		"no connector data":      nil,
-		"old format":             []byte(`{"refresh_token":"rt-1"}`),
-		"capped, no id token":    []byte(`{"until":1999999999,"claims":{"sub":"u1"}}`),
-		"undecodable":            []byte("\x00garbage"),
-		"empty id token":         []byte(`{"refresh_token":"rt-1","id_token":""}`),
-		"no refresh, no id data": []byte(`{"no_refresh":true}`),
+		"no connector data":   nil,
+		"refresh token":       []byte(`{"refresh_token":"rt-1"}`),
+		"capped":              []byte(`{"until":1999999999,"claims":{"sub":"u1"}}`),
+		"undecodable":         []byte("\x00garbage"),
+		"an older build's id": []byte(`{"refresh_token":"rt-1","id_token":"x.y.z"}`),
 	} {
 		t.Run(name, func(t *testing.T) {
 			req, ok, err := c.LogoutRequest(ctx, connectors.Identity{Subject: "u1", ConnectorData: data}, logoutURL, "st")
@@ -191,8 +192,8 @@ func TestLogoutEndSessionNotHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("login error = %v", err)
 	}
-	if d := dataOf(t, id); d.IDToken != "" {
-		t.Errorf("ConnectorData keeps an ID token for an ignored end_session_endpoint")
+	if len(id.LogoutData) != 0 {
+		t.Errorf("LogoutData keeps an ID token for an ignored end_session_endpoint")
 	}
 	if _, ok, err := c.LogoutRequest(context.Background(), id, logoutURL, "st"); ok || err != nil {
 		t.Errorf("LogoutRequest() = %v, %v; want ok=false, no error", ok, err)
@@ -213,9 +214,8 @@ func TestLogoutOfflineAccessOff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("login error = %v", err)
 	}
-	d := dataOf(t, id)
-	if d.IDToken == "" || d.RefreshToken != "" || d.NoRefresh || d.Until != 0 {
-		t.Fatalf("ConnectorData = %s, want only the ID token", id.ConnectorData)
+	if len(id.ConnectorData) != 0 || len(id.LogoutData) == 0 {
+		t.Fatalf("ConnectorData = %s, LogoutData %d bytes; want no connector data and the ID token for logout", id.ConnectorData, len(id.LogoutData))
 	}
 	if id.NoRefresh || !id.RefreshUntil.IsZero() {
 		t.Errorf("NoRefresh %v RefreshUntil %v, want no limit with offline_access off", id.NoRefresh, id.RefreshUntil)
@@ -232,7 +232,9 @@ func TestLogoutOfflineAccessOff(t *testing.T) {
 	}
 }
 
-func TestLogoutRefreshKeepsNewestIDToken(t *testing.T) {
+// Refreshes carry no ID token: it is kept with the broker's session alone
+// (LogoutData), not in the connector data every refresh family stores.
+func TestLogoutRefreshKeepsNoIDToken(t *testing.T) {
 	ctx := context.Background()
 	op := newLogoutOP(t, "/end_session")
 	setSID(op, "sess-1")
@@ -252,27 +254,20 @@ func TestLogoutRefreshKeepsNewestIDToken(t *testing.T) {
 	if d1.RefreshToken == "" || d1.RefreshToken == first.RefreshToken {
 		t.Errorf("refresh token after refresh = %q, want the new one", d1.RefreshToken)
 	}
-	if d1.IDToken == "" || d1.IDToken == first.IDToken {
-		t.Errorf("ID token after refresh = %q, want the new one", d1.IDToken)
-	}
-	if _, hasNonce := idTokenClaims(t, c, d1.IDToken)["nonce"]; hasNonce {
-		t.Errorf("kept ID token after refresh has a nonce: it is not the refresh's")
+	if strings.Contains(string(r1.ConnectorData), "id_token") || len(r1.LogoutData) != 0 {
+		t.Errorf("after refresh: ConnectorData %s, LogoutData %d bytes; want neither to carry an ID token", r1.ConnectorData, len(r1.LogoutData))
 	}
 	if r1.SessionID != "sess-1" {
 		t.Errorf("SessionID after refresh = %q, want sess-1", r1.SessionID)
 	}
 
-	// The upstream answers a refresh without an ID token: the last one stays.
+	// The upstream answers a refresh without an ID token.
 	op.SetNoIDTokenOnRefresh(true)
-	r2, err := c.Refresh(ctx, connectors.Scopes{OfflineAccess: true}, connectors.Identity{Subject: id.Subject, Claims: id.Claims, SessionID: id.SessionID, ConnectorData: r1.ConnectorData})
+	r2, err := c.Refresh(ctx, connectors.Scopes{OfflineAccess: true}, connectors.Identity{Subject: id.Subject, SessionID: id.SessionID, ConnectorData: r1.ConnectorData})
 	if err != nil {
 		t.Fatalf("Refresh() without id_token error = %v", err)
 	}
-	d2 := dataOf(t, r2)
-	if d2.IDToken != d1.IDToken {
-		t.Errorf("ID token after a refresh without one = %q, want the previous %q", d2.IDToken, d1.IDToken)
-	}
-	if d2.RefreshToken == "" || d2.RefreshToken == d1.RefreshToken {
+	if d2 := dataOf(t, r2); d2.RefreshToken == "" || d2.RefreshToken == d1.RefreshToken {
 		t.Errorf("refresh token after refresh = %q, want a new one", d2.RefreshToken)
 	}
 	if r2.SessionID != "sess-1" {
@@ -280,9 +275,9 @@ func TestLogoutRefreshKeepsNewestIDToken(t *testing.T) {
 	}
 	op.SetNoIDTokenOnRefresh(false)
 
-	// Data written before the ID token was kept still refreshes, and
-	// gains the ID token.
-	old, err := json.Marshal(map[string]string{"refresh_token": d2.RefreshToken})
+	// Data that an older build wrote with the ID token in it still
+	// refreshes, and drops it.
+	old, err := json.Marshal(map[string]string{"refresh_token": dataOf(t, r2).RefreshToken, "id_token": string(id.LogoutData)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,11 +285,8 @@ func TestLogoutRefreshKeepsNewestIDToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Refresh() of old-format data error = %v", err)
 	}
-	if d3 := dataOf(t, r3); d3.RefreshToken == "" || d3.IDToken == "" {
-		t.Errorf("ConnectorData after refreshing old-format data = %s, want a refresh token and an ID token", r3.ConnectorData)
-	}
-	if _, ok, err := c.LogoutRequest(ctx, r3, logoutURL, "st"); !ok || err != nil {
-		t.Errorf("LogoutRequest() after refresh = %v, %v; want a request", ok, err)
+	if d3 := dataOf(t, r3); d3.RefreshToken == "" || strings.Contains(string(r3.ConnectorData), "id_token") {
+		t.Errorf("ConnectorData after refreshing old-format data = %s, want a refresh token only", r3.ConnectorData)
 	}
 }
 
@@ -309,7 +301,7 @@ func TestLogoutRefreshWithoutEndSession(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Refresh() error = %v", err)
 	}
-	if d := dataOf(t, r); d.RefreshToken == "" || d.IDToken != "" {
+	if d := dataOf(t, r); d.RefreshToken == "" || strings.Contains(string(r.ConnectorData), "id_token") || len(id.LogoutData) != 0 {
 		t.Errorf("ConnectorData = %s, want a refresh token and no ID token", r.ConnectorData)
 	}
 }
@@ -481,12 +473,16 @@ func TestLogoutTokenRefusesIDTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("login error = %v", err)
 	}
-	signIn := dataOf(t, id).IDToken
-	r, err := c.Refresh(ctx, connectors.Scopes{OfflineAccess: true}, connectors.Identity{Subject: id.Subject, ConnectorData: id.ConnectorData})
+	signIn := string(id.LogoutData)
+	// A refresh's ID token, as the upstream returns it.
+	tok, err := c.oauth.TokenSource(c.tokenContext(ctx), &oauth2.Token{RefreshToken: dataOf(t, id).RefreshToken}).Token()
 	if err != nil {
-		t.Fatalf("Refresh() error = %v", err)
+		t.Fatalf("refresh at the upstream: %v", err)
 	}
-	refreshed := dataOf(t, r).IDToken // no nonce
+	refreshed, _ := tok.Extra("id_token").(string) // no nonce
+	if refreshed == "" {
+		t.Fatal("the upstream's refresh returned no ID token")
+	}
 	for name, tok := range map[string]string{"sign-in ID token (nonce)": signIn, "refresh ID token (no nonce, no events)": refreshed} {
 		t.Run(name, func(t *testing.T) {
 			ev, err := c.HandleLogout(ctx, logoutPOST(url.Values{"logout_token": {tok}}), logoutURL)
@@ -651,8 +647,8 @@ func TestLogoutWithoutRefreshToken(t *testing.T) {
 		t.Fatalf("login error = %v", err)
 	}
 	d := dataOf(t, id)
-	if d.RefreshToken != "" || d.Until == 0 || d.IDToken == "" {
-		t.Fatalf("ConnectorData = %s, want a cap and the ID token, no refresh token", id.ConnectorData)
+	if d.RefreshToken != "" || d.Until == 0 || len(id.LogoutData) == 0 {
+		t.Fatalf("ConnectorData = %s, LogoutData %d bytes; want a cap, no refresh token, and the ID token for logout", id.ConnectorData, len(id.LogoutData))
 	}
 	if id.RefreshUntil.IsZero() {
 		t.Errorf("RefreshUntil is zero, want the cap")
@@ -661,10 +657,10 @@ func TestLogoutWithoutRefreshToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Refresh() error = %v", err)
 	}
-	if dataOf(t, r).IDToken != d.IDToken {
-		t.Errorf("Refresh() lost the ID token: %s", r.ConnectorData)
+	if dataOf(t, r).Until != d.Until {
+		t.Errorf("Refresh() changed the cap: %s", r.ConnectorData)
 	}
-	if _, ok, err := c.LogoutRequest(context.Background(), r, logoutURL, "st"); !ok || err != nil {
+	if _, ok, err := c.LogoutRequest(context.Background(), id, logoutURL, "st"); !ok || err != nil {
 		t.Errorf("LogoutRequest() = %v, %v; want a request", ok, err)
 	}
 }

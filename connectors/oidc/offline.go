@@ -76,19 +76,14 @@ func (c *Config) validateOffline() []problem.Problem {
 // connectorData is Identity.ConnectorData: the upstream refresh token, or,
 // when the upstream issued none, what the policy allows the broker's
 // refresh: nothing (NoRefresh) or refreshes until Until with the claims
-// and sources of the sign-in; and, in either case, the upstream ID token
-// for logout (IDToken). The JSON is read leniently: data written before a
-// field existed still decodes.
+// and sources of the sign-in. The JSON is read leniently: data written
+// before a field existed (or after one was dropped) still decodes.
 type connectorData struct {
 	RefreshToken string         `json:"refresh_token,omitempty"`
 	NoRefresh    bool           `json:"no_refresh,omitempty"`
 	Until        int64          `json:"until,omitempty"` // Unix seconds
 	Claims       map[string]any `json:"claims,omitempty"`
 	Sources      map[string]any `json:"sources,omitempty"`
-	// IDToken is the raw upstream ID token of the sign-in (the newest one
-	// a refresh returned), sent as id_token_hint to the upstream's
-	// end_session_endpoint; kept only when there is one (see logout.go).
-	IDToken string `json:"id_token,omitempty"`
 }
 
 // refreshLimit is what a sign-in's connector data allows the broker.

@@ -99,9 +99,9 @@ func (c *Connector) identity(a *saml.Assertion) (connectors.Identity, error) {
 	if ld.NameID != "" || ld.SessionIndex != "" {
 		b, err := json.Marshal(ld)
 		if err != nil {
-			return connectors.Identity{}, fmt.Errorf("saml: connector data: %w", err)
+			return connectors.Identity{}, fmt.Errorf("saml: logout data: %w", err)
 		}
-		id.ConnectorData = b
+		id.LogoutData = b
 	}
 	return id, nil
 }
@@ -126,7 +126,7 @@ func (c *Connector) nameIDSubject(n *saml.NameID) string {
 	return strings.TrimSpace(n.Value)
 }
 
-// logoutData is the Identity.ConnectorData of a sign-in: what a
+// logoutData is the Identity.LogoutData of a sign-in: what a
 // LogoutRequest for it must name (saml-core §3.7.1), the NameID exactly as
 // the assertion carried it and the AuthnStatement's SessionIndex.
 type logoutData struct {
@@ -138,7 +138,7 @@ type logoutData struct {
 	SessionIndex    string `json:"si,omitempty"`
 }
 
-// decodeLogoutData reads Identity.ConnectorData; empty data (a sign-in
+// decodeLogoutData reads Identity.LogoutData; empty data (a sign-in
 // from before single logout) decodes to the zero value.
 func decodeLogoutData(b []byte) (logoutData, error) {
 	var d logoutData
@@ -146,7 +146,7 @@ func decodeLogoutData(b []byte) (logoutData, error) {
 		return d, nil
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
-		return d, fmt.Errorf("saml: decode connector data: %w", err)
+		return d, fmt.Errorf("saml: decode logout data: %w", err)
 	}
 	return d, nil
 }

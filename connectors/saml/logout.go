@@ -77,7 +77,7 @@ func (c *Connector) checkLogoutURL(logoutURL string) error {
 // with the SP key (a query signature for HTTP-Redirect, an enveloped XML
 // signature for HTTP-POST), sent to the IdP's SingleLogoutService
 // (HTTP-Redirect preferred) with state as RelayState. ok is false when
-// there is nothing to send: no NameID in id.ConnectorData (a sign-in from
+// there is nothing to send: no NameID in id.LogoutData (a sign-in from
 // before single logout), no SP key to sign with, or no SingleLogoutService
 // in the IdP metadata.
 //
@@ -88,7 +88,7 @@ func (c *Connector) LogoutRequest(ctx context.Context, id connectors.Identity, l
 	if err := c.checkLogoutURL(logoutURL); err != nil {
 		return connectors.LoginRequest{}, false, err
 	}
-	d, err := decodeLogoutData(id.ConnectorData)
+	d, err := decodeLogoutData(id.LogoutData)
 	if err != nil {
 		return connectors.LoginRequest{}, false, err
 	}

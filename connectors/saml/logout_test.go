@@ -264,7 +264,7 @@ func TestLogoutURL(t *testing.T) {
 }
 
 // TestSignInKeepsLogoutData: the sign-in's SessionID is the
-// AuthnStatement's SessionIndex, and its connector data holds the NameID
+// AuthnStatement's SessionIndex, and its logout data holds the NameID
 // exactly as the assertion carried it.
 func TestSignInKeepsLogoutData(t *testing.T) {
 	f := newFixture(t, Config{})
@@ -281,15 +281,15 @@ func TestSignInKeepsLogoutData(t *testing.T) {
 	if id.SessionID != "s-1" {
 		t.Errorf("SessionID = %q, want s-1", id.SessionID)
 	}
-	got, err := decodeLogoutData(id.ConnectorData)
+	got, err := decodeLogoutData(id.LogoutData)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := logoutData{NameID: "u-1234", Format: string(saml.PersistentNameIDFormat), NameQualifier: idpEntity, SPNameQualifier: testEntity, SessionIndex: "s-1"}
 	if got != want {
-		t.Errorf("connector data = %+v, want %+v", got, want)
+		t.Errorf("logout data = %+v, want %+v", got, want)
 	}
-	// A sign-in from before single logout has no connector data; it
+	// A sign-in from before single logout has no logout data; it
 	// decodes to nothing to log out.
 	if d, err := decodeLogoutData(nil); err != nil || d != (logoutData{}) {
 		t.Errorf("decodeLogoutData(nil) = %+v, %v", d, err)
@@ -381,7 +381,7 @@ func parseLogoutRequest(t *testing.T, b []byte) *saml.LogoutRequest {
 // checkSPLogoutRequest checks the LogoutRequest the SP sent for id.
 func checkSPLogoutRequest(t *testing.T, req *saml.LogoutRequest, id connectors.Identity) {
 	t.Helper()
-	d, _ := decodeLogoutData(id.ConnectorData)
+	d, _ := decodeLogoutData(id.LogoutData)
 	if req.NameID == nil || req.NameID.Value != d.NameID || req.NameID.Format != d.Format || req.NameID.NameQualifier != d.NameQualifier || req.NameID.SPNameQualifier != d.SPNameQualifier {
 		t.Errorf("NameID = %+v, want %+v", req.NameID, d)
 	}
@@ -433,13 +433,13 @@ func TestLogoutRequestNothingToDo(t *testing.T) {
 	ctx := context.Background()
 	f, id := sloFixture(t, Config{}, saml.HTTPRedirectBinding)
 	if _, ok, err := f.conn.LogoutRequest(ctx, connectors.Identity{Subject: id.Subject, SessionID: id.SessionID}, testLogout, "s"); ok || err != nil {
-		t.Errorf("without connector data: ok = %v, err = %v; want false, nil", ok, err)
+		t.Errorf("without logout data: ok = %v, err = %v; want false, nil", ok, err)
 	}
 	if _, _, err := f.conn.LogoutRequest(ctx, id, "https://elsewhere.test/logout/acme", "s"); err == nil {
 		t.Error("a logout URL that is not the connector's was accepted")
 	}
-	if _, ok, err := f.conn.LogoutRequest(ctx, connectors.Identity{ConnectorData: []byte("{not json")}, testLogout, "s"); ok || err == nil {
-		t.Errorf("undecodable connector data: ok = %v, err = %v; want an error", ok, err)
+	if _, ok, err := f.conn.LogoutRequest(ctx, connectors.Identity{LogoutData: []byte("{not json")}, testLogout, "s"); ok || err == nil {
+		t.Errorf("undecodable logout data: ok = %v, err = %v; want an error", ok, err)
 	}
 
 	noSLO, id2 := sloFixture(t, Config{})

@@ -187,14 +187,14 @@ func TestSAMLIdP(t *testing.T) {
 				t.Fatalf("HandlePOST() error = %v", err)
 			}
 			// The IdP's SessionIndex is random: checked, then cleared.
-			ld, err := decodeLogoutData(id.ConnectorData)
+			ld, err := decodeLogoutData(id.LogoutData)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if id.SessionID == "" || ld.SessionIndex != id.SessionID || ld.NameID != "alice@acme.com" || ld.Format != "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress" {
-				t.Errorf("SessionID = %q, connector data = %+v; want the IdP's SessionIndex and NameID", id.SessionID, ld)
+				t.Errorf("SessionID = %q, logout data = %+v; want the IdP's SessionIndex and NameID", id.SessionID, ld)
 			}
-			id.SessionID, id.ConnectorData = "", nil
+			id.SessionID, id.LogoutData = "", nil
 			want := connectors.Identity{
 				Subject: "alice@acme.com",
 				Claims: map[string]any{
