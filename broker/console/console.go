@@ -88,8 +88,6 @@ type Deps struct {
 	// Readiness is what /readyz checks (storage, signing keys, draining);
 	// nil: not shown.
 	Readiness func(ctx context.Context) error
-	// Replicas lists the replicas seen recently (nil: unknown).
-	Replicas func(ctx context.Context) []string
 	// Recover wraps every handler so a panic is an error, never a crash.
 	Recover echo.MiddlewareFunc
 	// Now is the clock; time.Now when nil.

@@ -24,7 +24,6 @@ import (
 type overviewData struct {
 	Issuer, Version string
 	Storage         admin.StorageStatus
-	Replicas        []string
 	Ready           bool
 	NotReady        string
 	Keys            keysView
@@ -90,9 +89,6 @@ func (c *Console) handleOverview(ec echo.Context) error {
 			d.Ready, d.NotReady = false, err.Error()
 		}
 		cancel()
-	}
-	if c.deps.Replicas != nil {
-		d.Replicas = c.deps.Replicas(ctx)
 	}
 	d.Charts = c.charts()
 	return c.render(ec.Response(), ec.Request(), http.StatusOK, "overview.html", d)
