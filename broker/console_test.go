@@ -171,7 +171,7 @@ func TestConsolePagesSignedInAndOut(t *testing.T) {
 	}
 	// The overview charts the counters of /metrics.
 	h.b.metrics.SignIn("local", "success")
-	h.b.metrics.Token("authorization_code")
+	h.b.metrics.Token("authorization_code", "app")
 	h.b.samples.Sample()
 	_, body := cc.get("/console/")
 	for _, want := range []string{`<svg viewBox="0 0 600 150" role="img"`, `<polyline class="line c0"`, "local success: 1 in the last hour", "authorization_code: 1 in the last hour", "Readiness", "memory"} {

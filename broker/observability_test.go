@@ -172,8 +172,8 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	}{
 		{`fedbroker_sign_ins_total{connector="local",outcome="success"}`, 2},
 		{`fedbroker_sign_ins_total{connector="local",outcome="bad_password"}`, 1},
-		{`fedbroker_tokens_issued_total{grant_type="authorization_code"}`, 2},
-		{`fedbroker_tokens_issued_total{grant_type="refresh_token"}`, 2},
+		{`fedbroker_tokens_issued_total{client_id="app",grant_type="authorization_code"}`, 2},
+		{`fedbroker_tokens_issued_total{client_id="app",grant_type="refresh_token"}`, 2},
 		{`fedbroker_authorize_requests_total{client_id="svc"}`, 1},
 	} {
 		if got := metricValue(t, a, tt.series); got != tt.want {
@@ -198,7 +198,7 @@ func TestAdminMetrics(t *testing.T) {
 		want   float64
 	}{
 		{`fedbroker_sign_ins_total{connector="local",outcome="success"}`, 1},
-		{`fedbroker_tokens_issued_total{grant_type="authorization_code"}`, 1},
+		{`fedbroker_tokens_issued_total{client_id="app",grant_type="authorization_code"}`, 1},
 		{`fedbroker_authorize_requests_total{client_id="app"}`, 1},
 		{`fedbroker_http_request_duration_seconds_count{code="200",route="/token"}`, 1},
 	} {

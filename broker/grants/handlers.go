@@ -21,8 +21,9 @@ type Endpoint struct {
 	Clients *clientauth.Authenticator
 	// Runtime returns the configuration currently served.
 	Runtime func() *runtime.Runtime
-	// Issued is called with the grant type of every token response.
-	Issued func(grantType string)
+	// Issued is called with the grant type and the client of every token
+	// response.
+	Issued func(grantType, clientID string)
 }
 
 // HandleToken serves POST /token (RFC 6749 §3.2).
@@ -50,7 +51,7 @@ func (e *Endpoint) HandleToken(c echo.Context) error {
 		return err
 	}
 	if e.Issued != nil {
-		e.Issued(req.GrantType)
+		e.Issued(req.GrantType, cl.ID)
 	}
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")

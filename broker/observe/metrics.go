@@ -34,8 +34,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fedbroker_sign_ins_total", Help: "Sign-ins by connector and outcome.",
 		}, []string{"connector", "outcome"})),
 		tokens: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedbroker_tokens_issued_total", Help: "Token responses by grant type.",
-		}, []string{"grant_type"})),
+			Name: "fedbroker_tokens_issued_total", Help: "Token responses by grant type and client.",
+		}, []string{"grant_type", "client_id"})),
 		authorizes: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedbroker_authorize_requests_total", Help: "Authorization requests that reached a sign-in page, by client.",
 		}, []string{"client_id"})),
@@ -79,7 +79,7 @@ func (m *Metrics) SignIn(connector, outcome string) {
 }
 
 // Token counts a token response of grant.
-func (m *Metrics) Token(grant string) { m.tokens.WithLabelValues(grant).Inc() }
+func (m *Metrics) Token(grant, clientID string) { m.tokens.WithLabelValues(grant, clientID).Inc() }
 
 // Authorize counts an authorization request that reached a sign-in page.
 func (m *Metrics) Authorize(client string) { m.authorizes.WithLabelValues(client).Inc() }

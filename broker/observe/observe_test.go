@@ -29,8 +29,8 @@ func TestHealth(t *testing.T) {
 func TestMetricsShareARegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a, b := NewMetrics(reg), NewMetrics(reg)
-	a.Token("refresh_token")
-	b.Token("refresh_token")
+	a.Token("refresh_token", "app")
+	b.Token("refresh_token", "app")
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ func TestSamplerPerMinute(t *testing.T) {
 	s.Sample()
 	m.SignIn("local", "success")
 	m.SignIn("local", "success")
-	m.Token("authorization_code")
+	m.Token("authorization_code", "app")
 	m.Request("/token", 500, time.Millisecond)
 	now = now.Add(10 * time.Second)
 	s.Sample()

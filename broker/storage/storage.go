@@ -385,6 +385,7 @@ type Storage interface {
 
 	SessionStore
 	Outbox
+	ReplicaRegistry
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

@@ -76,6 +76,7 @@ type Store struct {
 	seen       map[seenKey]time.Time
 	links      map[string][]byte
 	deliveries map[string]storage.Delivery
+	replicas   map[string]replicaEntry // by replica id; see replicas.go
 }
 
 // record is a JSON-encoded record with its expiry; subject is set for

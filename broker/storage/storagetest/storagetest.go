@@ -68,6 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"Outbox", testOutbox},
 		{"OutboxPrecision", testOutboxPrecision},
 		{"OutboxClaimConcurrent", testOutboxConcurrent},
+		{"Replicas", testReplicas},
 		{"Ping", func(t *testing.T, s storage.Storage) {
 			if err := s.Ping(ctx(t)); err != nil {
 				t.Fatalf("Ping() = %v, want nil", err)
