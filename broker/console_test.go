@@ -377,3 +377,66 @@ func TestConsoleActions(t *testing.T) {
 		t.Errorf("after logout overview = %d, want a redirect", st)
 	}
 }
+
+// Two replicas on one store: each one's console lists both (this one
+// marked), adds up their counters in the charts and per client, and shows
+// a replica that stopped writing its heartbeat as gone.
+func TestConsoleReplicas(t *testing.T) {
+	a := newHarness(t, nil, nil, nil)
+	b := newHarness(t, a.store, a.clock, nil)
+	ctx := context.Background()
+	// Both heartbeats wrote their records as Run started.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs, err := a.store.ListReplicas(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica records = %+v, want 2", recs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// b issues tokens that a never saw.
+	b.b.samples.Sample()
+	for range 3 {
+		b.b.metrics.Token("client_credentials", "svc")
+	}
+	a.b.metrics.Token("client_credentials", "svc")
+	a.b.samples.Sample()
+	b.b.samples.Sample()
+	rb := b.b.replicaRecord(ctx)
+	if err := b.store.PutReplica(ctx, rb, rb.Seen.Add(storage.ReplicaKeep)); err != nil {
+		t.Fatal(err)
+	}
+	cc := newConsole(t, a, nil)
+	cc.signIn()
+	_, body := cc.get("/console/")
+	ra := a.b.replicaRecord(ctx)
+	for _, want := range []string{
+		"2 seen in the last 45s",
+		"<code>" + ra.ID + "</code> (this one)",
+		"<code>" + rb.ID + "</code></td>",
+		"client_credentials: 4 in the last hour",
+		`<span class="ok">ready</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	if _, body := cc.get("/console/clients"); !strings.Contains(body, "client_credentials: 4") {
+		t.Errorf("clients page lacks svc's 4 client_credentials responses")
+	}
+	// b stops writing: a minute later it is gone, its counts still in
+	// the last hour.
+	a.clock.Advance(time.Minute)
+	_, body = cc.get("/console/")
+	for _, want := range []string{"1 seen in the last 45s", `<span class="bad">gone</span> (ready)`, "client_credentials: 4 in the last hour"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("after a minute, overview lacks %q", want)
+		}
+	}
+}

@@ -101,6 +101,8 @@ type Server struct {
 	// samples the counters' last hour for its charts.
 	auditRing *observe.AuditRing
 	samples   *observe.Sampler
+	// replica is this process's heartbeat record (see replicas.go).
+	replica replicaSelf
 }
 
 // Drain makes /readyz answer 503 from now on while everything else keeps
@@ -169,6 +171,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		log:    opts.Logger,
 		health: observe.NewHealth(),
 	}
+	s.replica = newReplicaSelf(opts.Now)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -298,6 +301,7 @@ var reloadable = map[string]bool{
 // turns through storage). Start runs it.
 func (s *Server) Run(ctx context.Context) {
 	go s.samples.Run(ctx) // the admin console's charts
+	go s.heartbeat(ctx)   // the console's list of replicas and fleet charts
 	s.logout.Run(ctx)
 }
 
@@ -407,7 +411,7 @@ func (s *Server) AdminHandler(opts AdminOptions) http.Handler {
 		Tokens: s.tokens, Logout: s.logout, Health: s.health, Audit: s.audit, AuditRing: s.auditRing,
 		AuditFile: opts.AuditFile, Logger: s.log, Storage: s.storageStatus, Credentials: creds,
 		Reload: opts.Reloader(), Gatherer: s.gatherer, Samples: s.samples, Readiness: s.readiness,
-		Recover: recoverPanics,
+		Recover: recoverPanics, Replica: s.replicaRecord, Now: s.replica.now,
 	})
 	mux := http.NewServeMux()
 	mux.Handle(console.Prefix+"/", con.Handler())

@@ -36,9 +36,9 @@ type chartLine struct {
 	PerMinute []float64
 }
 
-// charts builds the overview's three charts from the sampled counters.
-func (c *Console) charts() []chart {
-	series := c.series()
+// charts builds the overview's three charts from the counters of every
+// replica.
+func charts(series []observe.Series) []chart {
 	kinds := []struct{ kind, title, desc string }{
 		{"sign_ins", "Sign-ins per minute by connector and outcome", "sign-ins"},
 		{"tokens", "Token responses per minute by grant type", "token responses"},

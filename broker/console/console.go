@@ -85,6 +85,10 @@ type Deps struct {
 	// history of its counters drawn on the overview (nil: no chart).
 	Gatherer prometheus.Gatherer
 	Samples  *observe.Sampler
+	// Replica is this process's own heartbeat record as of now (nil: the
+	// overview lists only what storage holds). The records of all the
+	// replicas come from Store.ListReplicas.
+	Replica func(ctx context.Context) storage.Replica
 	// Readiness is what /readyz checks (storage, signing keys, draining);
 	// nil: not shown.
 	Readiness func(ctx context.Context) error

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +26,7 @@ type overviewData struct {
 	Ready           bool
 	NotReady        string
 	Keys            keysView
+	Fleet           fleetView
 	Charts          []chart
 }
 
@@ -70,18 +70,11 @@ func (c *Console) keysView() keysView {
 	return v
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
-
 func (c *Console) handleOverview(ec echo.Context) error {
 	ctx := ec.Request().Context()
 	d := overviewData{Issuer: c.deps.Issuer, Version: c.deps.Version, Storage: c.deps.Storage, Ready: true, Keys: c.keysView()}
 	if d.Version == "" {
-		d.Version = version()
+		d.Version = observe.Version()
 	}
 	if c.deps.Readiness != nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -90,18 +83,9 @@ func (c *Console) handleOverview(ec echo.Context) error {
 		}
 		cancel()
 	}
-	d.Charts = c.charts()
+	d.Fleet = c.fleet(ctx)
+	d.Charts = charts(d.Fleet.Series)
 	return c.render(ec.Response(), ec.Request(), http.StatusOK, "overview.html", d)
-}
-
-// series returns the per-minute history of the counters (nil without a
-// sampler), reading them first when the last reading is stale.
-func (c *Console) series() []observe.Series {
-	if c.deps.Samples == nil {
-		return nil
-	}
-	c.deps.Samples.SampleIfStale()
-	return c.deps.Samples.PerMinute(chartMinutes)
 }
 
 // connectorView is one connector on the connectors page.
@@ -127,7 +111,7 @@ func (c *Console) handleConnectors(ec echo.Context) error {
 	ctx := ec.Request().Context()
 	statuses := admin.Connectors(ctx, c.deps.Runtime(), c.health())
 	counts := make(map[string][]outcomeCount)
-	for _, s := range c.series() {
+	for _, s := range c.fleet(ctx).Series {
 		if s.Kind != "sign_ins" {
 			continue
 		}
@@ -169,13 +153,15 @@ type clientView struct {
 	Scopes, Connectors              []string
 	Secret                          string // "set" or "not set"
 	AccessTTL, IDTTL                time.Duration
+	// Tokens are its token responses of the last hour by grant type.
+	Tokens []outcomeCount
 }
 
 // clientsData fills clients.html.
 type clientsData struct {
 	Clients []clientView
-	// Tokens are the token responses of the last hour by grant type (all
-	// clients: the counter has no client label).
+	// Tokens are the token responses of the last hour by grant type, all
+	// clients and replicas together.
 	Tokens []outcomeCount
 }
 
@@ -214,10 +200,18 @@ func (c *Console) handleClients(ec echo.Context) error {
 			d.Clients = append(d.Clients, v)
 		}
 	}
-	for _, s := range c.series() {
-		if s.Kind == "tokens" {
+	perClient := make(map[string][]outcomeCount)
+	for _, s := range c.fleet(ec.Request().Context()).Series {
+		switch s.Kind {
+		case "tokens":
 			d.Tokens = append(d.Tokens, outcomeCount{s.Label, s.Total})
+		case "client_tokens":
+			client, grant, _ := strings.Cut(s.Label, " ")
+			perClient[client] = append(perClient[client], outcomeCount{grant, s.Total})
 		}
+	}
+	for i := range d.Clients {
+		d.Clients[i].Tokens = perClient[d.Clients[i].ID]
 	}
 	return c.render(ec.Response(), ec.Request(), http.StatusOK, "clients.html", d)
 }

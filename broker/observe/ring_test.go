@@ -3,6 +3,7 @@ package observe
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,34 @@ func TestSamplerPerMinute(t *testing.T) {
 	}
 	if got[SeriesKey{"tokens", "authorization_code"}].Total != 1 || got[SeriesKey{"errors", "5xx"}].Total != 1 {
 		t.Errorf("series = %+v", got)
+	}
+	if got[SeriesKey{"client_tokens", "app authorization_code"}].Total != 1 {
+		t.Errorf("per-client series = %+v", got)
+	}
+}
+
+// Activities of replicas whose readings end at different minutes are added
+// up minute by minute of the clock; minutes outside the window drop out.
+func TestMergeActivity(t *testing.T) {
+	end := time.Date(2026, 1, 1, 10, 30, 0, 0, time.UTC)
+	k := SeriesKey{"tokens", "refresh_token"}
+	a := Activity{End: end.Add(20 * time.Second), Series: []Series{{SeriesKey: k, PerMinute: []float64{1, 2, 3}, Total: 6}}}
+	// b's last reading was two minutes ago (a replica that died): its
+	// minutes are 10:26, 10:27, 10:28.
+	b := Activity{End: end.Add(-2 * time.Minute), Series: []Series{
+		{SeriesKey: k, PerMinute: []float64{10, 20, 30}, Total: 60},
+		{SeriesKey: SeriesKey{"errors", "5xx"}, PerMinute: []float64{0, 0, 7}, Total: 7},
+	}}
+	got := MergeActivity(end.Add(59*time.Second), 4, a, b)
+	if len(got) != 2 || got[0].Kind != "errors" || got[1].Kind != "tokens" {
+		t.Fatalf("MergeActivity = %+v", got)
+	}
+	// Window: 10:27 10:28 10:29 10:30. a: 10:28=1 10:29=2 10:30=3;
+	// b: 10:26=10 (outside) 10:27=20 10:28=30.
+	if want := []float64{20, 31, 2, 3}; !slices.Equal(got[1].PerMinute, want) || got[1].Total != 56 {
+		t.Errorf("tokens = %v (total %v), want %v (56)", got[1].PerMinute, got[1].Total, want)
+	}
+	if want := []float64{0, 7, 0, 0}; !slices.Equal(got[0].PerMinute, want) || got[0].Total != 7 {
+		t.Errorf("errors = %v, want %v", got[0].PerMinute, want)
 	}
 }

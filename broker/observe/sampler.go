@@ -34,14 +34,17 @@ type sample struct {
 // SeriesKey names one counter series: Kind is "sign_ins", "tokens" or
 // "errors"; Label is its labels as text ("google success",
 // "authorization_code", "5xx").
-type SeriesKey struct{ Kind, Label string }
+type SeriesKey struct {
+	Kind  string `json:"kind"`
+	Label string `json:"label"`
+}
 
 // Series is one counter's per-minute increase over the window, oldest
 // minute first, and its total over the window.
 type Series struct {
 	SeriesKey
-	PerMinute []float64
-	Total     float64
+	PerMinute []float64 `json:"per_minute"`
+	Total     float64   `json:"total"`
 }
 
 // SampleEvery is how often Run reads the counters; SampleWindow how long
@@ -104,7 +107,9 @@ func (s *Sampler) Sample() {
 			}
 		case "fedbroker_tokens_issued_total":
 			for _, m := range mf.GetMetric() {
-				values[SeriesKey{"tokens", labelText(m.GetLabel(), "grant_type")}] += m.GetCounter().GetValue()
+				v := m.GetCounter().GetValue()
+				values[SeriesKey{"tokens", labelText(m.GetLabel(), "grant_type")}] += v
+				values[SeriesKey{"client_tokens", labelText(m.GetLabel(), "client_id", "grant_type")}] += v
 			}
 		case "fedbroker_http_request_duration_seconds":
 			for _, m := range mf.GetMetric() {
@@ -158,15 +163,16 @@ func (s *Sampler) ordered() []sample {
 }
 
 // PerMinute returns every series' increase in each of the last minutes
-// (oldest first), sorted by kind and label. A counter that went down
-// (the process restarted its registry) counts from zero.
+// of the clock (oldest first; the last is the minute under way), sorted
+// by kind and label. A counter that went down (the process restarted its
+// registry) counts from zero.
 func (s *Sampler) PerMinute(minutes int) []Series {
-	now := s.now()
+	now := s.now().Truncate(time.Minute)
 	samples := s.ordered()
 	out := make(map[SeriesKey]*Series)
 	for i := 1; i < len(samples); i++ {
 		prev, cur := samples[i-1], samples[i]
-		age := now.Sub(cur.at)
+		age := now.Sub(cur.at.Truncate(time.Minute))
 		bucket := minutes - 1 - int(age/time.Minute)
 		if bucket < 0 || bucket >= minutes {
 			continue
@@ -193,8 +199,12 @@ func (s *Sampler) PerMinute(minutes int) []Series {
 			}
 		}
 	}
-	list := make([]Series, 0, len(out))
-	for _, se := range out {
+	return sortedSeries(out)
+}
+
+func sortedSeries(m map[SeriesKey]*Series) []Series {
+	list := make([]Series, 0, len(m))
+	for _, se := range m {
 		list = append(list, *se)
 	}
 	sort.Slice(list, func(i, j int) bool {
@@ -204,4 +214,50 @@ func (s *Sampler) PerMinute(minutes int) []Series {
 		return list[i].Label < list[j].Label
 	})
 	return list
+}
+
+// Activity is one process's per-minute counter increases, as a replica
+// publishes them for the others (see MergeActivity).
+type Activity struct {
+	// End is the start of the last minute of Series (the minute under
+	// way when it was taken).
+	End    time.Time `json:"end"`
+	Series []Series  `json:"series"`
+}
+
+// Activity returns the last minutes of every series (PerMinute) with the
+// minute they end at.
+func (s *Sampler) Activity(minutes int) Activity {
+	end := s.now().Truncate(time.Minute)
+	return Activity{End: end, Series: s.PerMinute(minutes)}
+}
+
+// MergeActivity adds up activities of several processes into series of
+// the given number of minutes ending with the minute of end: each
+// activity's minutes are placed by their clock time, and those outside
+// the window are left out (a total counts only the minutes kept).
+func MergeActivity(end time.Time, minutes int, acts ...Activity) []Series {
+	end = end.Truncate(time.Minute)
+	out := make(map[SeriesKey]*Series)
+	for _, a := range acts {
+		shift := int(end.Sub(a.End.Truncate(time.Minute)) / time.Minute) // minutes a is behind end
+		for _, se := range a.Series {
+			m := out[se.SeriesKey]
+			if m == nil {
+				m = &Series{SeriesKey: se.SeriesKey, PerMinute: make([]float64, minutes)}
+				out[se.SeriesKey] = m
+			}
+			n := len(se.PerMinute)
+			for j, v := range se.PerMinute {
+				// Minute j of a is (n-1-j) minutes before a.End.
+				bucket := minutes - 1 - shift - (n - 1 - j)
+				if bucket < 0 || bucket >= minutes {
+					continue
+				}
+				m.PerMinute[bucket] += v
+				m.Total += v
+			}
+		}
+	}
+	return sortedSeries(out)
 }

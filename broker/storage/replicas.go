@@ -26,6 +26,16 @@ type Replica struct {
 	Activity []byte `json:"activity,omitempty"`
 }
 
+// ReplicaEvery is how often a broker process writes its record;
+// ReplicaKeep how long a record outlives its last write, so that the
+// activity of a replica that stopped still counts in the last hour; a
+// replica not seen for ReplicaStale is shown as gone.
+const (
+	ReplicaEvery = 15 * time.Second
+	ReplicaKeep  = time.Hour
+	ReplicaStale = 3 * ReplicaEvery
+)
+
 // MaxReplicaActivity caps Replica.Activity; PutReplica refuses a larger
 // record with an error.
 const MaxReplicaActivity = 64 << 10

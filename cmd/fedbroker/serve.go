@@ -23,13 +23,23 @@ import (
 )
 
 func newServeCmd() *cobra.Command {
-	var cfgPath, logLevel string
+	var cfgPath, logLevel, logPath string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the broker",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			var out io.Writer = cmd.ErrOrStderr()
+			var lf *logFile
+			if logPath != "" {
+				var err error
+				if lf, err = openLogFile(logPath); err != nil {
+					return err
+				}
+				defer lf.Close()
+				out = lf
+			}
+			logger, err := newLogger(out, logLevel)
 			if err != nil {
 				return err
 			}
@@ -38,11 +48,12 @@ func newServeCmd() *cobra.Command {
 				printProblems(cmd.ErrOrStderr(), cfgPath, err)
 				return exitCode(1)
 			}
-			return serve(cmd.Context(), cfgPath, cfg, logger)
+			return serve(cmd.Context(), cfgPath, cfg, logger, lf)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "path to the YAML configuration (required)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&logPath, "log-file", "", "write the log (JSON lines, audit included) to this file instead of standard error; reopened on SIGHUP, tailed by the admin console")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -55,7 +66,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog.Logger) error {
+// serve runs the broker until ctx ends. lf, when not nil, is the file the
+// log goes to: reopened on SIGHUP and shown by the admin console.
+func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog.Logger, lf *logFile) error {
 	in, err := broker.Start(ctx, cfg, logger)
 	if err != nil {
 		var problems config.Errors
@@ -92,11 +105,20 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
+			if lf != nil {
+				if err := lf.Reopen(); err != nil {
+					logger.Error("reopen the log file", "err", err)
+				}
+			}
 			_, _ = doReload(ctx)
 		}
 	}()
 
-	adminSrv, err := startAdmin(cfg, in, doReload, logger)
+	auditFile := ""
+	if lf != nil {
+		auditFile = lf.path
+	}
+	adminSrv, err := startAdmin(cfg, in, doReload, logger, auditFile)
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -225,7 +247,7 @@ func reload(ctx context.Context, cfgPath string, in *broker.Instance, logger *sl
 
 // startAdmin starts the admin API on its own listener when admin.token or
 // admin.tls.client_ca_file is configured (loopback by default).
-func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.Context) (config.ReloadReport, error), logger *slog.Logger) (*http.Server, error) {
+func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.Context) (config.ReloadReport, error), logger *slog.Logger, auditFile string) (*http.Server, error) {
 	a := cfg.Admin
 	mtls := a.TLS != nil && a.TLS.ClientCAFile != ""
 	if a.Token == "" && !mtls {
@@ -243,6 +265,7 @@ func startAdmin(cfg *config.Config, in *broker.Instance, doReload func(context.C
 		ClientCertOK:     mtls,
 		ReloadWithReport: doReload,
 		Gatherer:         in.Server.Gatherer(),
+		AuditFile:        auditFile,
 	}), logger)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
