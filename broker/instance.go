@@ -29,6 +29,7 @@ type Instance struct {
 // Close stops key rotation and closes storage.
 func (in *Instance) Close() {
 	in.cancel()
+	in.Server.WaitStopped(3 * time.Second)
 	_ = in.Store.Close()
 }
 

@@ -57,6 +57,7 @@ func (s *Server) replicaRecord(ctx context.Context) storage.Replica {
 // heartbeat writes this replica's record every storage.ReplicaEvery until
 // ctx ends, and then once more saying it stopped.
 func (s *Server) heartbeat(ctx context.Context) {
+	defer close(s.beatDone)
 	put := func(ctx context.Context, r storage.Replica) {
 		if err := s.store.PutReplica(ctx, r, r.Seen.Add(storage.ReplicaKeep)); err != nil {
 			s.log.Debug("replica heartbeat not stored", "err", err)
@@ -70,6 +71,7 @@ func (s *Server) heartbeat(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			s.samples.Sample() // the counters up to the end
 			r := s.replicaRecord(bg)
 			r.Status = "stopped"
 			put(bg, r)
@@ -77,5 +79,18 @@ func (s *Server) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// WaitStopped waits, at most timeout, for the heartbeat started by Run to
+// write its last record after Run's context ended (so that storage is not
+// closed under it). It returns at once if Run was not called.
+func (s *Server) WaitStopped(timeout time.Duration) {
+	if !s.beating.Load() {
+		return
+	}
+	select {
+	case <-s.beatDone:
+	case <-time.After(timeout):
 	}
 }

@@ -101,8 +101,12 @@ type Server struct {
 	// samples the counters' last hour for its charts.
 	auditRing *observe.AuditRing
 	samples   *observe.Sampler
-	// replica is this process's heartbeat record (see replicas.go).
-	replica replicaSelf
+	// replica is this process's heartbeat record (see replicas.go);
+	// beating is set while Run's heartbeat runs, beatDone closed when it
+	// wrote its last record.
+	replica  replicaSelf
+	beating  atomic.Bool
+	beatDone chan struct{}
 }
 
 // Drain makes /readyz answer 503 from now on while everything else keeps
@@ -171,7 +175,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		log:    opts.Logger,
 		health: observe.NewHealth(),
 	}
-	s.replica = newReplicaSelf(opts.Now)
+	s.replica, s.beatDone = newReplicaSelf(opts.Now), make(chan struct{})
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -301,7 +305,9 @@ var reloadable = map[string]bool{
 // turns through storage). Start runs it.
 func (s *Server) Run(ctx context.Context) {
 	go s.samples.Run(ctx) // the admin console's charts
-	go s.heartbeat(ctx)   // the console's list of replicas and fleet charts
+	if s.beating.CompareAndSwap(false, true) {
+		go s.heartbeat(ctx) // the console's list of replicas and fleet charts
+	}
 	s.logout.Run(ctx)
 }
 

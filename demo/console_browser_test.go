@@ -203,7 +203,7 @@ func TestBrowserConsolePages(t *testing.T) {
 	waitJS(tb, "overview", `location.pathname === "/console/" && document.querySelector('a[href="/console/connectors"]') !== null`)
 	tb.check("overview", unlessEqual(run(tb, "overview location", chromedp.Location()), home, "after signing in"))
 	overview := definitions(tb, "overview")
-	for term, want := range map[string]string{"Issuer": d.BrokerURL, "Readiness": "ready", "Algorithms (this replica)": "ES256", "In the shared key set": "ES256"} {
+	for term, want := range map[string]string{"Issuer": d.BrokerURL, "Readiness": "ready", "Algorithms (this replica)": "ES256", "In the shared key set": "ES256", "Replicas": "1 seen in the last 45s"} {
 		tb.check("overview", unlessEqual(overview[term], want, "the overview's "+term))
 	}
 	consoleShot(tb, "overview")
