@@ -10,8 +10,14 @@ import (
 	"github.com/fedbroker/fedbroker/broker/storage"
 )
 
+// Replica records are kept as JSON like the other records, so a listing
+// holds fresh copies whose times went through the same encoding as in the
+// other backends. There are as many as broker processes: PutReplica drops
+// the expired ones itself, so the periodic sweep need not know them.
+
+// replicaEntry is a replica's JSON with its end.
 type replicaEntry struct {
-	r     storage.Replica
+	data  []byte
 	until time.Time
 }
 
@@ -22,6 +28,10 @@ func (s *Store) PutReplica(ctx context.Context, r storage.Replica, until time.Ti
 	}
 	if len(r.Activity) > storage.MaxReplicaActivity {
 		return fmt.Errorf("memory: put replica %s: activity of %d bytes exceeds %d", r.ID, len(r.Activity), storage.MaxReplicaActivity)
+	}
+	b, err := encode(r)
+	if err != nil {
+		return err
 	}
 	now, err := s.lock()
 	if err != nil {
@@ -40,8 +50,7 @@ func (s *Store) PutReplica(ctx context.Context, r storage.Replica, until time.Ti
 		delete(s.replicas, r.ID)
 		return nil
 	}
-	r.Activity = slices.Clone(r.Activity)
-	s.replicas[r.ID] = replicaEntry{r: r, until: until}
+	s.replicas[r.ID] = replicaEntry{data: b, until: until}
 	return nil
 }
 
@@ -55,11 +64,14 @@ func (s *Store) ListReplicas(ctx context.Context) ([]storage.Replica, error) {
 	defer s.mu.Unlock()
 	out := make([]storage.Replica, 0, len(s.replicas))
 	for _, e := range s.replicas {
-		if live(now, e.until) {
-			r := e.r
-			r.Activity = slices.Clone(r.Activity)
-			out = append(out, r)
+		if !live(now, e.until) {
+			continue
 		}
+		r, err := decode[storage.Replica](e.data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b storage.Replica) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil

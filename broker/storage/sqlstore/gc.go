@@ -31,6 +31,8 @@ var gcStatements = []struct{ table, stmt string }{
 	(SELECT name FROM leases WHERE expiry <= $1 LIMIT $2)`},
 	{"seen", `DELETE FROM seen WHERE until <= $1 AND (namespace, id) IN
 	(SELECT namespace, id FROM seen WHERE until <= $1 LIMIT $2)`},
+	{"replicas", `DELETE FROM replicas WHERE expiry <= $1 AND id IN
+	(SELECT id FROM replicas WHERE expiry <= $1 LIMIT $2)`},
 }
 
 // gcLoop collects garbage every s.gcEvery until the Store closes.

@@ -50,6 +50,7 @@ func fill(t *testing.T, s *Store, n int, exp time.Time) {
 		f := storage.RefreshFamily{ID: "f" + id, IdleExpiry: e, AbsoluteExpiry: e.Add(time.Hour)}
 		must(s.CreateRefresh(ctx, f, f.ID+".tok"))
 		must(s.RevokeFamily(ctx, "t"+id, e))
+		must(s.PutReplica(ctx, storage.Replica{ID: "r" + id}, e))
 	}
 }
 
@@ -83,7 +84,7 @@ func TestGC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := int64(3*7 + gcBatch + 5); n != want {
+		if want := int64(3*8 + gcBatch + 5); n != want {
 			t.Errorf("collect deleted %d rows, want %d", n, want)
 		}
 		for table, got := range rowCounts(t, s) {

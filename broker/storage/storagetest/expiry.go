@@ -150,3 +150,21 @@ func testExpireSeen(t *testing.T, s storage.Storage) func(t *testing.T) {
 		}
 	}
 }
+
+func testExpireReplica(t *testing.T, s storage.Storage) func(t *testing.T) {
+	soon, hour := time.Now().Add(ttl), time.Now().Add(time.Hour)
+	// A record living ttl; one renewed, as a heartbeat does, to live an
+	// hour; one replaced by a record living ttl.
+	ends, renewed, shortened := replica("replica-ends"), replica("replica-renewed"), replica("replica-shortened")
+	putReplica(t, s, ends, soon)
+	putReplica(t, s, renewed, soon)
+	putReplica(t, s, shortened, hour)
+	renewed.Seen = renewed.Seen.Add(time.Second)
+	putReplica(t, s, renewed, hour)
+	shortened.Status = "stopped"
+	putReplica(t, s, shortened, soon)
+	wantReplicas(t, "before expiry", s, ends, renewed, shortened)
+	return func(t *testing.T) {
+		wantReplicas(t, "after expiry", s, renewed)
+	}
+}
