@@ -172,8 +172,10 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	}{
 		{`fedbroker_sign_ins_total{connector="local",outcome="success"}`, 2},
 		{`fedbroker_sign_ins_total{connector="local",outcome="bad_password"}`, 1},
-		{`fedbroker_tokens_issued_total{client_id="app",grant_type="authorization_code"}`, 2},
-		{`fedbroker_tokens_issued_total{client_id="app",grant_type="refresh_token"}`, 2},
+		{`fedbroker_tokens_issued_total{client_id="app",grant_type="authorization_code"}`, 1},
+		{`fedbroker_tokens_issued_total{client_id="app",grant_type="refresh_token"}`, 1},
+		{`fedbroker_tokens_issued_total{client_id="svc",grant_type="authorization_code"}`, 1},
+		{`fedbroker_tokens_issued_total{client_id="svc",grant_type="refresh_token"}`, 1},
 		{`fedbroker_authorize_requests_total{client_id="svc"}`, 1},
 	} {
 		if got := metricValue(t, a, tt.series); got != tt.want {
