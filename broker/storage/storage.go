@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -36,6 +37,15 @@ var (
 	// within the retry window (see Retry): a client retrying a refresh
 	// whose response was lost.
 	ErrRetry = errors.New("storage: refresh retried")
+	// ErrSeen is returned by RedeemCode and RefreshGrant when the Mark
+	// they were to record is recorded already (a replayed DPoP proof):
+	// nothing else was done.
+	ErrSeen = errors.New("storage: already seen")
+	// ErrUnchecked is returned by RefreshGrant, with the family as it is,
+	// when the family's grant does not plainly meet the rotation's
+	// expectations (see Rotation): nothing was rotated, and the caller
+	// checks the family itself and rotates with RotateRefresh.
+	ErrUnchecked = errors.New("storage: refresh needs the caller's checks")
 	// ErrConflict is returned by PutKeys when the stored version moved on.
 	ErrConflict = errors.New("storage: conflict")
 	// ErrUnavailable wraps every backend failure (connection refused,
@@ -240,6 +250,140 @@ type Retry struct {
 	// stores it as given and never sees the clear token. Empty keeps
 	// nothing.
 	SealedNext []byte
+}
+
+// Mark is one MarkSeen record: id in Namespace until Until.
+type Mark struct {
+	Namespace, ID string
+	Until         time.Time
+}
+
+// Redemption is what RedeemCode does besides consuming a code.
+type Redemption struct {
+	// Now is the caller's clock: the family's times and the code's expiry
+	// are measured on it.
+	Now time.Time
+	// Proof, when its ID is set, is recorded first, as MarkSeen would; if
+	// it is recorded already, nothing else happens (ErrSeen).
+	Proof Mark
+	// EndedSessions is the MarkSeen namespace where an ended SSO
+	// session's public id is recorded (tokens.RevokeSession): a code whose
+	// Grant.SessionID is recorded there is consumed but starts no family,
+	// and Redeemed.SessionEnded is set.
+	EndedSessions string
+	// FamilyID replaces the code's AuthCode.FamilyID when the code is
+	// consumed, atomically: the family it starts has this id, and a later
+	// replay of the code returns it (so that the replay revokes that
+	// family and the access tokens naming it). It is new and random,
+	// chosen by the caller, so that the caller can make the family's first
+	// token before the call.
+	FamilyID string
+	// RefreshToken, when not empty, is the first token of the refresh
+	// family to start, "<FamilyID>.<secret>". The family (ID FamilyID, the
+	// code's grant with DPoPJKT as below, created and last used at Now,
+	// AbsoluteExpiry Now+RefreshAbsolute capped at Grant.RefreshUntil,
+	// IdleExpiry Now+RefreshIdle capped at AbsoluteExpiry) is started only
+	// when the code's grant has the scope offline_access, NoRefresh unset,
+	// and an absolute expiry after Now, and its session has not ended.
+	RefreshToken                 string
+	RefreshIdle, RefreshAbsolute time.Duration
+	// DPoPJKT is the key the family's refresh tokens are bound to ("" for
+	// none); it replaces the code's Grant.DPoPJKT in the family.
+	DPoPJKT string
+}
+
+// Redeemed is what RedeemCode did.
+type Redeemed struct {
+	// Code is the code's record, its FamilyID the Redemption's.
+	Code AuthCode
+	// SessionEnded: the code's session had ended; no family was started.
+	SessionEnded bool
+	// Family is the family started, nil when none was.
+	Family *RefreshFamily
+}
+
+// Rotation is one refresh for RefreshGrant: RotateRefresh's arguments,
+// a proof to record first, and what the family's grant must plainly meet
+// for the rotation to happen without the caller seeing the family first.
+type Rotation struct {
+	Old, Next string
+	Now       time.Time
+	Idle      time.Duration
+	Retry     Retry
+	// Proof, when its ID is set, is recorded first, as MarkSeen would; if
+	// it is recorded already, nothing else happens (ErrSeen).
+	Proof Mark
+	// The expectations: the grant's ClientID is ClientID; its DPoPJKT is
+	// empty or DPoPJKT; Scopes (when any) are all among its scopes; its
+	// ConnectorID is among Connectors; it has no ConnectorData (the
+	// upstream must be asked first). A current token whose family fails
+	// one is not rotated: ErrUnchecked, with the family.
+	ClientID   string
+	DPoPJKT    string
+	Scopes     []string
+	Connectors []string
+}
+
+// Meets reports whether g plainly meets r's expectations (see Rotation).
+func (r Rotation) Meets(g Grant) bool {
+	if g.ClientID != r.ClientID || (g.DPoPJKT != "" && g.DPoPJKT != r.DPoPJKT) || len(g.ConnectorData) > 0 {
+		return false
+	}
+	if !slices.Contains(r.Connectors, g.ConnectorID) {
+		return false
+	}
+	for _, sc := range r.Scopes {
+		if !slices.Contains(g.Scopes, sc) {
+			return false
+		}
+	}
+	return true
+}
+
+// StartsFamily reports whether a code with grant g starts a refresh family
+// under r (see Redemption.RefreshToken), and with which absolute expiry.
+func (r Redemption) StartsFamily(g Grant) (time.Time, bool) {
+	absolute := r.Now.Add(r.RefreshAbsolute)
+	if !g.RefreshUntil.IsZero() && g.RefreshUntil.Before(absolute) {
+		absolute = g.RefreshUntil
+	}
+	ok := r.RefreshToken != "" && slices.Contains(g.Scopes, "offline_access") && !g.NoRefresh && absolute.After(r.Now)
+	return absolute, ok
+}
+
+// NewFamily is the family r starts from a code with grant g, whose
+// absolute expiry is absolute (see StartsFamily).
+func (r Redemption) NewFamily(g Grant, absolute time.Time) RefreshFamily {
+	g.DPoPJKT = r.DPoPJKT
+	idle := r.Now.Add(r.RefreshIdle)
+	if absolute.Before(idle) {
+		idle = absolute
+	}
+	return RefreshFamily{ID: r.FamilyID, Grant: g, CreatedAt: r.Now, LastUsed: r.Now, IdleExpiry: idle, AbsoluteExpiry: absolute}
+}
+
+// GrantStore is implemented by a Storage that does each grant of the token
+// endpoint in one step (on Redis one round trip, on SQL one transaction):
+// a code's redemption with its family's start, a refresh's checks with its
+// rotation. It is optional: without it the token endpoint composes the
+// Storage methods, one call each.
+type GrantStore interface {
+	// RedeemCode records r.Proof (ErrSeen when seen), then consumes the
+	// code as ConsumeCode does (ErrNotFound; ErrAlreadyUsed with the
+	// record, whose FamilyID is the one its first redemption set), sets its
+	// FamilyID to r.FamilyID, and starts the family r asks for unless the
+	// code's session ended (see Redemption), atomically: a replay of the
+	// code never comes between its consumption and its family's start. A
+	// store may do it in more than one step where it says so (Redis
+	// Cluster); it then keeps ConsumeCode's and CreateRefresh's guarantees.
+	RedeemCode(ctx context.Context, code string, r Redemption) (Redeemed, error)
+	// RefreshGrant records r.Proof (ErrSeen when seen), then, for a current
+	// token whose family meets r's expectations, rotates it as RotateRefresh
+	// does, atomically; for a current token whose family does not, it
+	// changes nothing and returns the family with ErrUnchecked. Any other
+	// token is answered as RotateRefresh answers it (ErrRetry, ErrReused,
+	// ErrNotFound).
+	RefreshGrant(ctx context.Context, r Rotation) (RefreshFamily, []byte, error)
 }
 
 // Session is a browser SSO session. ID is the cookie secret (stored hashed);

@@ -138,6 +138,18 @@ func (s *Store) removeAuthReq(id string) {
 type codeEntry struct {
 	record
 	used bool
+	// familyID replaces the record's FamilyID once RedeemCode consumed
+	// the code (see storage.Redemption.FamilyID).
+	familyID string
+}
+
+// code decodes the entry's record with its family id.
+func (c *codeEntry) code() (storage.AuthCode, error) {
+	rec, err := decode[storage.AuthCode](c.data)
+	if c.familyID != "" {
+		rec.FamilyID = c.familyID
+	}
+	return rec, err
 }
 
 type famEntry struct {
@@ -248,7 +260,8 @@ func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.authReqs) + len(s.codes) + len(s.families) + len(s.tombstones) +
-		len(s.sessions) + len(s.leases) + len(s.seen) + len(s.links) + len(s.deliveries)
+		len(s.sessions) + len(s.leases) + len(s.seen) + len(s.links) + len(s.deliveries) +
+		len(s.replicas)
 }
 
 func encode(v any) ([]byte, error) {
@@ -302,7 +315,7 @@ func (s *Store) Close() error {
 	s.authReqs, s.areqByExp = nil, nil
 	s.codes, s.families, s.sessions, s.links = nil, nil, nil, nil
 	s.tombstones, s.leases, s.seen, s.keys = nil, nil, nil, nil
-	s.deliveries = nil
+	s.deliveries, s.replicas = nil, nil
 	s.keyNotes.Close()
 	return nil
 }

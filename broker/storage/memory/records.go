@@ -107,7 +107,7 @@ func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode,
 	if !ok || !live(now, c.expiry) {
 		return storage.AuthCode{}, fmt.Errorf("memory: code: %w", storage.ErrNotFound)
 	}
-	rec, err := decode[storage.AuthCode](c.data)
+	rec, err := c.code()
 	if err != nil {
 		return rec, err
 	}

@@ -86,6 +86,12 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 		return storage.RefreshFamily{}, nil, err
 	}
 	defer s.mu.Unlock()
+	return s.rotate(clock, id, old, next, now, idle, retry, nil)
+}
+
+// rotate is RotateRefresh with s.mu held; with meets set, a current token
+// whose family's grant does not meet it is not rotated (ErrUnchecked).
+func (s *Store) rotate(clock time.Time, id, old, next string, now time.Time, idle time.Duration, retry storage.Retry, meets func(storage.Grant) bool) (storage.RefreshFamily, []byte, error) {
 	f, ok := s.families[id]
 	if !ok || !f.alive(clock) || !f.alive(now) {
 		return storage.RefreshFamily{}, nil, errToken
@@ -102,6 +108,15 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 		delete(s.families, id)
 		s.tombstones[id] = f.absoluteExpiry
 		return storage.RefreshFamily{}, nil, fmt.Errorf("memory: family %s revoked: %w", id, storage.ErrReused)
+	}
+	if meets != nil {
+		fam, err := f.family()
+		if err != nil {
+			return storage.RefreshFamily{}, nil, err
+		}
+		if !meets(fam.Grant) {
+			return fam, nil, fmt.Errorf("memory: family %s: %w", id, storage.ErrUnchecked)
+		}
 	}
 	f.retry = retryState{}
 	if retry.Window > 0 && len(retry.SealedNext) > 0 {

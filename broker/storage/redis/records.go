@@ -102,7 +102,11 @@ func (s *Store) CreateCode(ctx context.Context, code string, c storage.AuthCode)
 	if !s.now().Before(c.Expiry) {
 		return nil
 	}
-	n, err := createCodeScript.Run(ctx, s.c, []string{s.codeKey(storage.Hash(code))}, rec, ms(c.Expiry)).Int()
+	fields, err := codeFields(c)
+	if err != nil {
+		return err
+	}
+	n, err := createCodeScript.Run(ctx, s.c, []string{s.codeKey(storage.Hash(code))}, append([]any{rec, ms(c.Expiry)}, fields...)...).Int()
 	switch {
 	case err != nil:
 		return unavailable("create code", err)
@@ -114,8 +118,14 @@ func (s *Store) CreateCode(ctx context.Context, code string, c storage.AuthCode)
 
 // ConsumeCode marks the code used and returns it; see storage.Storage.
 func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode, error) {
+	return s.consumeCode(ctx, code, "")
+}
+
+// consumeCode is ConsumeCode that sets the code's family id to famID
+// ("" keeps it) on its first consumption (see storage.Redemption).
+func (s *Store) consumeCode(ctx context.Context, code, famID string) (storage.AuthCode, error) {
 	var c storage.AuthCode
-	res, err := s.scriptThenTick(ctx, consumeCodeScript, []string{s.codeKey(storage.Hash(code))}).Slice()
+	res, err := s.scriptThenTick(ctx, consumeCodeScript, []string{s.codeKey(storage.Hash(code))}, famID).Slice()
 	switch {
 	case isNil(err):
 		return c, notFound("code")
@@ -126,6 +136,9 @@ func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode,
 	used, _ := res[1].(int64)
 	if err := s.decode("code", rec, &c); err != nil {
 		return storage.AuthCode{}, err
+	}
+	if fid, _ := res[2].(string); fid != "" {
+		c.FamilyID = fid
 	}
 	if !s.now().Before(c.Expiry) || s.lost(c.Created) {
 		return storage.AuthCode{}, notFound("code")

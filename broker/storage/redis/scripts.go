@@ -7,19 +7,24 @@ import goredis "github.com/redis/go-redis/v9"
 // scripts are 20-digit zero-padded Unix nanoseconds, so string comparison is
 // numeric comparison without float rounding.
 
-// createCode: KEYS[1] code; ARGV rec, expire-at ms. 0 when it exists.
+// createCode: KEYS[1] code; ARGV rec, expire-at ms, then field, value
+// pairs kept beside rec for redeemCodeScript. 0 when it exists.
 var createCodeScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'rec', ARGV[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1`)
 
-// consumeCode: KEYS[1] code. nil when absent, else {rec, times used}.
+// consumeCode: KEYS[1] code; ARGV the family id to set on the code's
+// first consumption ("" none). nil when absent, else {rec, times used,
+// family id set or ""}.
 var consumeCodeScript = goredis.NewScript(`
 local rec = redis.call('HGET', KEYS[1], 'rec')
 if not rec then return false end
 local n = redis.call('HINCRBY', KEYS[1], 'used', 1)
-return {rec, n}`)
+if n == 1 and ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'fid', ARGV[1]) end
+return {rec, n, redis.call('HGET', KEYS[1], 'fid') or ''}`)
 
 // createRefresh: KEYS fam, legacy rotated set, tomb; ARGV rec, current hash,
 // idle expiry ns, absolute expiry ns, absolute expiry ms, expire-at ms.

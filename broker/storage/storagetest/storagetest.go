@@ -49,6 +49,14 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"RefreshRevokeBeforeCreate", testRevokeBeforeCreate},
 		{"RefreshExpiry", testRefreshExpiry},
 		{"RefreshMalformed", testRefreshMalformed},
+		{"RedeemCode", testRedeemCode},
+		{"RedeemCodeNoFamily", testRedeemCodeNoFamily},
+		{"RedeemCodeSessionEnded", testRedeemCodeSessionEnded},
+		{"RedeemCodeConcurrent", testRedeemCodeConcurrent},
+		{"RefreshGrant", testRefreshGrant},
+		{"RefreshGrantUnchecked", testRefreshGrantUnchecked},
+		{"RefreshGrantRetry", testRefreshGrantRetry},
+		{"RefreshGrantConcurrent", testRefreshGrantConcurrent},
 		{"Session", testSession},
 		{"RevokeSubject", testRevokeSubject},
 		{"Keys", testKeys},
@@ -93,6 +101,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 			{"SessionLogout", testExpireLogout},
 			{"Lease", testExpireLease},
 			{"MarkSeen", testExpireSeen},
+			{"Replica", testExpireReplica},
 		} {
 			s := open(t)
 			t.Run(tc.name, func(t *testing.T) { checks[tc.name] = tc.fn(t, s) })
@@ -294,6 +303,8 @@ func RunUnavailable(t *testing.T, s storage.Storage) {
 		{"ClaimDeliveries", func() error { _, err := s.ClaimDeliveries(c, time.Now(), time.Minute, 10); return err }},
 		{"DeleteDelivery", func() error { return s.DeleteDelivery(c, "d") }},
 		{"PendingDeliveries", func() error { _, err := s.PendingDeliveries(c); return err }},
+		{"PutReplica", func() error { return s.PutReplica(c, storage.Replica{ID: "r"}, time.Now().Add(time.Hour)) }},
+		{"ListReplicas", func() error { _, err := s.ListReplicas(c); return err }},
 	}
 	for _, tc := range calls {
 		err := tc.call()
