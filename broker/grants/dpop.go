@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
@@ -54,25 +55,82 @@ func (r Request) BoundKey() string { return r.dpopJKT }
 // invalid_dpop_proof. RFC 9449 §5.2 says only that such a request is
 // rejected; invalid_dpop_proof rather than invalid_request, because what
 // is wrong is the proof (missing here), and that is the code a DPoP client
-// acts on.
+// acts on. The code and refresh grants on a storage.GrantStore check the
+// proof themselves (pendingProof), so that its jti is recorded in their
+// one storage step: checkDPoP leaves their requests alone.
 func (g *Grants) checkDPoP(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (Request, error) {
+	if g.defersProof(req) {
+		return req, nil
+	}
+	req, mark, err := g.pendingProof(rt, cl, req)
+	if err != nil || mark.ID == "" {
+		return req, err
+	}
+	fresh, err := g.store.MarkSeen(ctx, mark.Namespace, mark.ID, mark.Until)
+	if err != nil {
+		return req, err
+	}
+	if !fresh {
+		return req, g.proofSeen(cl)
+	}
+	return req, nil
+}
+
+// defersProof reports whether req's grant records its DPoP proof's jti
+// in its own storage step (see checkDPoP).
+func (g *Grants) defersProof(req Request) bool {
+	if _, ok := g.store.(storage.GrantStore); !ok {
+		return false
+	}
+	return req.GrantType == config.GrantAuthorizationCode || req.GrantType == config.GrantRefreshToken
+}
+
+// pendingProof checks the DPoP proof of a token request as checkDPoP
+// does, without recording it: it returns req with the proof's key
+// thumbprint and the record to make (no ID without a proof), which the
+// caller makes with spendProof or in its storage step, on every path.
+func (g *Grants) pendingProof(rt *runtime.Runtime, cl *runtime.Client, req Request) (Request, storage.Mark, error) {
 	if len(req.DPoP) == 0 {
 		if cl.RequireDPoP {
 			g.audit.Event("dpop_rejected", "client_id", cl.ID, "reason", "no proof from a client that must send one")
-			return req, invalidProof("this client must send a DPoP proof")
+			return req, storage.Mark{}, invalidProof("this client must send a DPoP proof")
 		}
-		return req, nil
+		return req, storage.Mark{}, nil
 	}
-	p, err := g.VerifyProof(ctx, rt, req.DPoP, http.MethodPost, g.tokens.Issuer()+"/token", "", rt.Tokens.DPoP.Nonce)
+	p, mark, err := g.verifyProof(rt, req.DPoP, http.MethodPost, g.tokens.Issuer()+"/token", "", rt.Tokens.DPoP.Nonce)
 	if err != nil {
 		var oe *oauth.Error
 		if errors.As(err, &oe) {
 			g.audit.Event("dpop_rejected", "client_id", cl.ID, "reason", oe.Description)
 		}
-		return req, err
+		return req, storage.Mark{}, err
 	}
 	req.dpopJKT = p.Thumbprint
-	return req, nil
+	return req, mark, nil
+}
+
+// spendProof records a checked proof (see pendingProof) on a path that
+// ends before the grant's storage step; a proof seen before is
+// invalid_dpop_proof. A mark without an ID records nothing.
+func (g *Grants) spendProof(ctx context.Context, cl *runtime.Client, mark storage.Mark) error {
+	if mark.ID == "" {
+		return nil
+	}
+	fresh, err := g.store.MarkSeen(ctx, mark.Namespace, mark.ID, mark.Until)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return g.proofSeen(cl)
+	}
+	return nil
+}
+
+// proofSeen refuses a proof recorded before: a replay.
+func (g *Grants) proofSeen(cl *runtime.Client) *oauth.Error {
+	const msg = "the DPoP proof was already used"
+	g.audit.Event("dpop_rejected", "client_id", cl.ID, "reason", msg)
+	return invalidProof(msg)
 }
 
 // VerifyProof checks the DPoP proofs sent with one request to url (the
@@ -83,12 +141,29 @@ func (g *Grants) checkDPoP(ctx context.Context, rt *runtime.Runtime, cl *runtime
 // Refusals are *oauth.Error with invalid_dpop_proof, or use_dpop_nonce;
 // anything else is a storage failure.
 func (g *Grants) VerifyProof(ctx context.Context, rt *runtime.Runtime, proofs []string, method, url, accessToken string, needNonce bool) (*dpop.Proof, error) {
+	p, mark, err := g.verifyProof(rt, proofs, method, url, accessToken, needNonce)
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := g.store.MarkSeen(ctx, mark.Namespace, mark.ID, mark.Until)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
+		return nil, invalidProof("the DPoP proof was already used")
+	}
+	return p, nil
+}
+
+// verifyProof is VerifyProof without the record: it returns the record
+// to make, in proofNamespace until the proof is too old to pass.
+func (g *Grants) verifyProof(rt *runtime.Runtime, proofs []string, method, url, accessToken string, needNonce bool) (*dpop.Proof, storage.Mark, error) {
 	switch len(proofs) {
 	case 0:
-		return nil, invalidProof("a DPoP proof is required")
+		return nil, storage.Mark{}, invalidProof("a DPoP proof is required")
 	case 1:
 	default:
-		return nil, invalidProof("exactly one DPoP header is allowed")
+		return nil, storage.Mark{}, invalidProof("exactly one DPoP header is allowed")
 	}
 	now := g.now()
 	skew := rt.Tokens.DPoP.Skew()
@@ -97,25 +172,18 @@ func (g *Grants) VerifyProof(ctx context.Context, rt *runtime.Runtime, proofs []
 	case errors.Is(err, dpop.ErrInvalidProof):
 		// The detail names the failed check of the client's own proof;
 		// it holds nothing of the broker's.
-		return nil, invalidProof("%s", err.Error())
+		return nil, storage.Mark{}, invalidProof("%s", err.Error())
 	case err != nil:
-		return nil, err
+		return nil, storage.Mark{}, err
 	}
 	if needNonce && !g.nonces.valid(p.Nonce, now, rt) {
-		return nil, useNonce()
+		return nil, storage.Mark{}, useNonce()
 	}
 	until := p.IssuedAt.Add(skew + time.Second)
 	if !until.After(now) {
 		until = now.Add(time.Second)
 	}
-	fresh, err := g.store.MarkSeen(ctx, proofNamespace, proofID(p, url), until)
-	if err != nil {
-		return nil, err
-	}
-	if !fresh {
-		return nil, invalidProof("the DPoP proof was already used")
-	}
-	return p, nil
+	return p, storage.Mark{Namespace: proofNamespace, ID: proofID(p, url), Until: until}, nil
 }
 
 // proofID names an accepted proof in storage: its jti, scoped by its key

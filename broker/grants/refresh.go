@@ -27,14 +27,35 @@ import (
 // access and ID tokens (see retried). A refresh token is bound to its
 // client and never widens its scope; a request that fails leaves a
 // current token unrotated.
+//
+// On a storage.GrantStore a refresh is one storage step (see rotate),
+// unless its family must be checked here first (the upstream asked
+// again, a narrower scope): then it reads the family, then rotates it.
 func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request) (*tokens.Response, error) {
+	gs, oneStep := g.store.(storage.GrantStore)
+	mark := storage.Mark{}
+	if oneStep && g.defersProof(req) {
+		var err error
+		if req, mark, err = g.pendingProof(rt, cl, req); err != nil {
+			return nil, err
+		}
+	}
 	old := req.RefreshToken
 	if old == "" || len(old) > 256 {
+		if err := g.spendProof(ctx, cl, mark); err != nil {
+			return nil, err
+		}
 		return nil, oauth.InvalidRequest("refresh_token is required")
 	}
 	famID, _, ok := strings.Cut(old, ".")
 	if !ok || famID == "" {
+		if err := g.spendProof(ctx, cl, mark); err != nil {
+			return nil, err
+		}
 		return nil, oauth.InvalidGrant("the refresh token is invalid")
+	}
+	if oneStep {
+		return g.rotate(ctx, gs, rt, cl, req, famID, mark)
 	}
 	fam, err := g.store.GetRefresh(ctx, old)
 	switch {
@@ -45,6 +66,64 @@ func (g *Grants) Refresh(ctx context.Context, rt *runtime.Runtime, cl *runtime.C
 	case err != nil:
 		return nil, err
 	}
+	return g.refreshFamily(ctx, rt, cl, req, famID, fam)
+}
+
+// rotate is Refresh on a storage.GrantStore: the DPoP proof's record, the
+// checks of the family against the request and its rotation are one
+// storage step (one round trip on Redis). A family the store cannot check
+// alone (its connector refreshes upstream, a scope asked, another client
+// or key: see storage.Rotation) comes back unrotated and goes through
+// refreshFamily, as after GetRefresh.
+func (g *Grants) rotate(ctx context.Context, gs storage.GrantStore, rt *runtime.Runtime, cl *runtime.Client, req Request, famID string, mark storage.Mark) (*tokens.Response, error) {
+	conns := rt.Connectors()
+	ids := make([]string, len(conns))
+	for i, c := range conns {
+		ids[i] = c.ID
+	}
+	now := g.now()
+	next := famID + "." + oauth.RandomToken(32)
+	fam, sealed, err := gs.RefreshGrant(ctx, storage.Rotation{
+		Old: req.RefreshToken, Next: next, Now: now, Idle: rt.Tokens.RefreshIdle,
+		Retry: g.retryState(rt, famID, next), Proof: mark,
+		ClientID: cl.ID, DPoPJKT: req.dpopJKT, Scopes: req.Scope, Connectors: ids,
+	})
+	switch {
+	case errors.Is(err, storage.ErrSeen):
+		return nil, g.proofSeen(cl)
+	case errors.Is(err, storage.ErrUnchecked):
+		return g.refreshFamily(ctx, rt, cl, req, famID, fam)
+	case err != nil:
+		return g.rotationRefused(ctx, rt, cl, req, famID, fam, sealed, err)
+	}
+	// The store checked what refreshFamily checks first; checked again,
+	// a failure now (never expected) leaves the family rotated to a token
+	// no one holds, so it is revoked.
+	scopes, err := requestedScopes(fam.Grant, req)
+	if err == nil && (fam.Grant.ClientID != cl.ID || g.dpopRefresh(cl, fam.Grant, req) != nil) {
+		err = oauth.InvalidGrant("the refresh token is invalid or expired")
+	}
+	if err != nil {
+		if rerr := g.tokens.RevokeFamily(ctx, famID, fam.AbsoluteExpiry); rerr != nil {
+			return nil, rerr
+		}
+		return nil, err
+	}
+	grant := fam.Grant
+	grant.DPoPJKT = req.dpopJKT
+	resp, err := g.issue(cl, grant, scopes, famID, next, now)
+	if err != nil {
+		return nil, err
+	}
+	g.audit.Event("token", "grant_type", config.GrantRefreshToken, "client_id", cl.ID, "sub", grant.Subject)
+	return resp, nil
+}
+
+// refreshFamily refreshes fam, whose current token req presents, once
+// checked here: client, DPoP key, scope, the upstream asked again when
+// its connector refreshes; then it rotates the token.
+func (g *Grants) refreshFamily(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, req Request, famID string, fam storage.RefreshFamily) (*tokens.Response, error) {
+	old := req.RefreshToken
 	if fam.Grant.ClientID != cl.ID {
 		g.audit.Event("refresh_wrong_client", "client_id", cl.ID, "token_client_id", fam.Grant.ClientID)
 		return nil, oauth.InvalidGrant("the refresh token was issued to another client")

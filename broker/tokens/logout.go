@@ -73,6 +73,12 @@ func (a *Authority) LogoutToken(cl *runtime.Client, subject, sid string, now tim
 // last access token issued from such a session expires.
 const revokedSessionNamespace = "revoked_session"
 
+// EndedSessions is the storage MarkSeen namespace in which RevokeSession
+// records an ended session's sid: what a storage.GrantStore reads to
+// refuse a code of an ended session in the same step that consumes it
+// (storage.Redemption.EndedSessions).
+const EndedSessions = revokedSessionNamespace
+
 // RevokeSession makes CheckAccessToken (introspection, userinfo,
 // delegation) refuse every access token whose sid claim is sid, remembered
 // until `until` (at least the expiry of the last such token). Ending a
