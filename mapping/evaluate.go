@@ -166,7 +166,7 @@ func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, err
 		res.LinkKey = s
 	}
 
-	res.IDToken, res.AccessToken = map[string]any{}, map[string]any{}
+	res.IDToken, res.AccessToken = make(map[string]any, len(m.claims)), make(map[string]any, len(m.claims))
 	for i := range m.claims {
 		c := &m.claims[i]
 		v, err := m.eval(ctx, &c.compiled, act)
@@ -371,12 +371,34 @@ func activation(in Input) (cel.Activation, error) {
 	}
 	// Converted once here rather than on every variable access.
 	a := types.DefaultTypeAdapter
-	return cel.NewActivation(map[string]any{
-		varClaims:    types.NewStringInterfaceMap(a, claims),
-		varSources:   types.NewStringInterfaceMap(a, sources),
-		varConnector: types.NewStringStringMap(a, map[string]string{"id": in.ConnectorID, "type": in.ConnectorType}),
-	})
+	return &inputActivation{
+		claims:    types.NewStringInterfaceMap(a, claims),
+		sources:   types.NewStringInterfaceMap(a, sources),
+		connector: types.NewStringStringMap(a, map[string]string{"id": in.ConnectorID, "type": in.ConnectorType}),
+	}, nil
 }
+
+// inputActivation binds the three variables of a mapping: a switch on the
+// name instead of the map cel.NewActivation builds.
+type inputActivation struct {
+	claims, sources, connector ref.Val
+}
+
+// ResolveName implements cel.Activation.
+func (a *inputActivation) ResolveName(name string) (any, bool) {
+	switch name {
+	case varClaims:
+		return a.claims, true
+	case varSources:
+		return a.sources, true
+	case varConnector:
+		return a.connector, true
+	}
+	return nil, false
+}
+
+// Parent implements cel.Activation: there is none.
+func (a *inputActivation) Parent() cel.Activation { return nil }
 
 // eval runs one program, turning panics and CEL errors into *EvalError.
 func (m *Mapping) eval(ctx context.Context, c *compiled, act cel.Activation) (v ref.Val, err error) {
@@ -389,7 +411,10 @@ func (m *Mapping) eval(ctx context.Context, c *compiled, act cel.Activation) (v 
 		return nil, &EvalError{Path: c.path, Expr: c.expr, Err: err}
 	}
 	var out ref.Val
-	if c.loops {
+	// A context that can never be cancelled (Done is nil) has nothing to
+	// interrupt: watching it would only cost a cancellable child context
+	// per evaluation.
+	if c.loops && ctx.Done() != nil {
 		out, _, err = c.prg.ContextEval(ctx, act)
 	} else {
 		out, _, err = c.prg.Eval(act)
@@ -460,7 +485,8 @@ func toJSON(v ref.Val, depth int) (out any, keep bool, err error) {
 		}
 		return f, true, nil
 	case traits.Lister:
-		out := []any{}
+		n, _ := x.Size().(types.Int)
+		out := make([]any, 0, max(int(n), 0))
 		for it := x.Iterator(); it.HasNext() == types.True; {
 			e, _, err := toJSON(it.Next(), depth+1)
 			if err != nil {

@@ -16,12 +16,12 @@ const subjectDomain = "fedbroker-subject-v1"
 // never share an encoding, so ("ab","c") and ("a","bc") differ. The value
 // reveals neither input, and so never contains an email address.
 func DefaultSubject(connectorID, upstreamSubject string) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, s := range []string{subjectDomain, connectorID, upstreamSubject} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+	var buf [256]byte
+	in := buf[:0]
+	for _, s := range [...]string{subjectDomain, connectorID, upstreamSubject} {
+		in = binary.BigEndian.AppendUint64(in, uint64(len(s)))
+		in = append(in, s...)
 	}
-	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(in)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

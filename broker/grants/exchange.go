@@ -78,28 +78,30 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 	if len(req.SubjectToken) > maxSubjectTokenBytes {
 		return nil, exchangeError("subject_token is too large")
 	}
-	parsed, err := jwt.ParseSigned(req.SubjectToken, acceptedAlgs)
-	if err != nil || len(parsed.Headers) != 1 || jwa.CheckCompact(req.SubjectToken) != nil || jwa.CheckHeader(parsed.Headers[0].ExtraHeaders) != nil {
-		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
-	}
-	var unverified jwt.Claims
-	if err := parsed.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+	// The token is parsed and its claims decoded once; the unverified
+	// issuer only chooses who verifies it.
+	subject, err := workload.ParseSubject(req.SubjectToken)
+	switch {
+	case errors.Is(err, workload.ErrClaims):
 		return nil, exchangeError("subject_token claims are malformed")
+	case err != nil:
+		return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
 	}
 	now := g.now()
 	var grant storage.Grant
-	if unverified.Issuer == g.tokens.Issuer() {
-		grant, err = g.delegate(ctx, cl, req.SubjectToken, req.SubjectTokenType, req.Scope)
-	} else {
-		grant, err = g.fromWorkload(ctx, rt, cl, unverified.Issuer, req.SubjectToken, req.Scope)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if unverified.Issuer == g.tokens.Issuer() {
+	if subject.Issuer() == g.tokens.Issuer() {
+		parsed, err := jwt.ParseSigned(req.SubjectToken, acceptedAlgs)
+		if err != nil {
+			return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
+		}
+		if grant, err = g.delegate(ctx, cl, req.SubjectToken, req.SubjectTokenType, req.Scope); err != nil {
+			return nil, err
+		}
 		if err := dpopSubject(parsed, req); err != nil {
 			return nil, err
 		}
+	} else if grant, err = g.fromWorkload(ctx, rt, cl, subject, req.Scope); err != nil {
+		return nil, err
 	}
 	grant.DPoPJKT = req.dpopJKT
 	resp := &tokens.Response{TokenType: "Bearer", Scope: strings.Join(grant.Scopes, " "), IssuedTokenType: requested}
@@ -142,7 +144,8 @@ func workloadRefusal(err error) string {
 
 // fromWorkload verifies a token from a trusted workload issuer the client
 // is allowed to exchange, and maps it.
-func (g *Grants) fromWorkload(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, iss, token string, scopes []string) (storage.Grant, error) {
+func (g *Grants) fromWorkload(ctx context.Context, rt *runtime.Runtime, cl *runtime.Client, subject *workload.Subject, scopes []string) (storage.Grant, error) {
+	iss := subject.Issuer()
 	var w *runtime.Workload
 	for _, id := range cl.Workloads {
 		if cand, ok := rt.Workload(id); ok && cand.Issuer == iss {
@@ -159,7 +162,7 @@ func (g *Grants) fromWorkload(ctx context.Context, rt *runtime.Runtime, cl *runt
 		g.log.Warn("workload issuer unavailable", "workload", w.ID, "err", err)
 		return storage.Grant{}, unavailable()
 	}
-	id, err := v.VerifyToken(ctx, token)
+	id, err := v.VerifySubject(ctx, subject)
 	if err != nil {
 		g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "workload", w.ID, "reason", err.Error())
 		return storage.Grant{}, exchangeError("%s", workloadRefusal(err))

@@ -56,6 +56,9 @@ type idTokenClaims struct {
 }
 
 // accessTokenClaims are the registered claims of an RFC 9068 access token.
+// appendAccessToken takes the audiences apart and leaves Audience alone;
+// encodeClaims needs it set (one audience as a JSON string, several as an
+// array).
 type accessTokenClaims struct {
 	Issuer   string          `json:"iss"`
 	Subject  string          `json:"sub"`
@@ -82,7 +85,9 @@ type confirmation struct {
 
 // encodeClaims encodes the registered claims struct and appends the extra
 // (already filtered) claims to the same JSON object. Encoding a struct is
-// several times cheaper than encoding a map of everything.
+// several times cheaper than encoding a map of everything; the access and
+// ID tokens use the one-pass encoder of encode.go instead, which writes
+// the same JSON.
 func encodeClaims(registered any, extra map[string]any) ([]byte, error) {
 	base, err := json.Marshal(registered)
 	if err != nil {
@@ -101,11 +106,4 @@ func encodeClaims(registered any, extra map[string]any) ([]byte, error) {
 	buf.WriteByte(',')
 	buf.Write(more[1:])
 	return buf.Bytes(), nil
-}
-
-func encodeAudience(aud []string) (json.RawMessage, error) {
-	if len(aud) == 1 {
-		return json.Marshal(aud[0])
-	}
-	return json.Marshal(aud)
 }

@@ -44,14 +44,9 @@ func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences [
 		return "", time.Time{}, oauth.InvalidGrant("%s", msg)
 	}
 	exp := now.Add(cl.AccessTokenTTL)
-	aud, err := encodeAudience(audiences)
-	if err != nil {
-		return "", time.Time{}, err
-	}
 	claims := accessTokenClaims{
 		Issuer:   a.issuer,
 		Subject:  g.Subject,
-		Audience: aud,
 		ClientID: cl.ID,
 		Expiry:   exp.Unix(),
 		IssuedAt: now.Unix(),
@@ -70,11 +65,14 @@ func (a *Authority) AccessToken(cl *runtime.Client, g storage.Grant, audiences [
 	if act, ok := g.AccessTokenClaims["act"].(map[string]any); ok {
 		claims.Act = act
 	}
-	payload, err := encodeClaims(claims, Releasable(g.AccessTokenClaims, g.Scopes))
+	bp := payloadPool.Get().(*[]byte)
+	defer payloadPool.Put(bp)
+	payload, err := appendAccessToken((*bp)[:0], &claims, audiences, g.AccessTokenClaims, g.Scopes)
+	*bp = payload
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	tok, err := a.keys.Sign(cl.Alg, payload, TypAccessToken)
+	tok, err := a.keys.SignCompact(cl.Alg, payload, TypAccessToken)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("tokens: sign access token: %w", err)
 	}
@@ -104,11 +102,14 @@ func (a *Authority) IDToken(cl *runtime.Client, g storage.Grant, accessToken str
 	if accessToken != "" {
 		claims.AtHash = jwa.LeftHash(cl.Alg, accessToken)
 	}
-	payload, err := encodeClaims(claims, Releasable(g.IDTokenClaims, g.Scopes))
+	bp := payloadPool.Get().(*[]byte)
+	defer payloadPool.Put(bp)
+	payload, err := appendIDToken((*bp)[:0], &claims, g.IDTokenClaims, g.Scopes)
+	*bp = payload
 	if err != nil {
 		return "", err
 	}
-	tok, err := a.keys.Sign(cl.Alg, payload, TypIDToken)
+	tok, err := a.keys.SignCompact(cl.Alg, payload, TypIDToken)
 	if err != nil {
 		return "", fmt.Errorf("tokens: sign id token: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,6 +104,16 @@ func (r *Remote) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	return r.VerifyJWS(ctx, jws)
+}
+
+// VerifyJWS is VerifySignature for a token the caller parsed once with
+// ParseCompact, possibly with more algorithms than this key set accepts:
+// a JWS signed with any other algorithm is refused.
+func (r *Remote) VerifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
+	if err := checkParsed(jws, r.opts.Algorithms); err != nil {
+		return nil, err
+	}
 	kid := jws.Signatures[0].Header.KeyID
 
 	r.mu.Lock()
@@ -158,6 +169,18 @@ func ParseCompact(token string, algs []jose.SignatureAlgorithm) (*jose.JSONWebSi
 		return nil, fmt.Errorf("jwks: %w", err)
 	}
 	return jws, nil
+}
+
+// checkParsed refuses a parsed JWS that ParseCompact with algs would
+// have refused for its algorithm, or that does not carry one signature.
+func checkParsed(jws *jose.JSONWebSignature, algs []jose.SignatureAlgorithm) error {
+	if jws == nil || len(jws.Signatures) != 1 {
+		return errors.New("jwks: want exactly one signature")
+	}
+	if alg := jws.Signatures[0].Header.Algorithm; !slices.Contains(algs, jose.SignatureAlgorithm(alg)) {
+		return fmt.Errorf("jwks: parse jws: algorithm %q is not accepted", alg)
+	}
+	return nil
 }
 
 // verifyWith verifies jws with the key whose id is kid (any key when kid is
@@ -276,9 +299,17 @@ func ParseStatic(data []byte, algs []jose.SignatureAlgorithm) (*Static, error) {
 }
 
 // VerifySignature verifies a compact JWS and returns its payload.
-func (s *Static) VerifySignature(_ context.Context, jwt string) ([]byte, error) {
+func (s *Static) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
 	jws, err := ParseCompact(jwt, s.algs)
 	if err != nil {
+		return nil, err
+	}
+	return s.VerifyJWS(ctx, jws)
+}
+
+// VerifyJWS is Remote.VerifyJWS for the fixed set.
+func (s *Static) VerifyJWS(_ context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
+	if err := checkParsed(jws, s.algs); err != nil {
 		return nil, err
 	}
 	if payload, found, err := verifyWith(jws, s.keys, jws.Signatures[0].Header.KeyID); found {

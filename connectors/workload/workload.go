@@ -6,6 +6,7 @@
 package workload
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -164,6 +165,9 @@ var (
 	ErrLifetime     = errors.New("workload: token lifetime too long")
 	ErrMissingJTI   = errors.New("workload: token has no jti")
 	ErrMissingClaim = errors.New("workload: token lacks the subject claim")
+	// ErrClaims: the payload is not a JSON object (always with
+	// ErrUntrusted).
+	ErrClaims = errors.New("workload: token claims are not a JSON object")
 )
 
 // OneTimeJTI reports whether each token's jti may be used once only.
@@ -172,24 +176,86 @@ func (v *Verifier) OneTimeJTI() bool { return v.cfg.OneTimeJTI }
 // Issuer is the trusted issuer.
 func (v *Verifier) Issuer() string { return v.cfg.Issuer }
 
+// maxTokenBytes caps a presented token.
+const maxTokenBytes = 16 << 10
+
+// Subject is a presented token parsed once: its compact JWS form and
+// header checked (jwks.ParseCompact with every asymmetric algorithm) and
+// its payload decoded. Nothing in it is verified: Issuer serves only to
+// choose the issuer that verifies it (VerifySubject).
+type Subject struct {
+	jws     *jose.JSONWebSignature
+	payload []byte
+	claims  map[string]any
+}
+
+// ParseSubject parses token for VerifySubject. A token that is too large,
+// not a compact JWS with one signature of an asymmetric algorithm, or has
+// a zip, crit or b64 header is refused with ErrUntrusted; one whose
+// payload is not a JSON object also with ErrClaims.
+func ParseSubject(token string) (*Subject, error) {
+	if len(token) > maxTokenBytes {
+		return nil, ErrUntrusted
+	}
+	jws, err := jwks.ParseCompact(token, jwa.Asymmetric[jose.SignatureAlgorithm]())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUntrusted, err)
+	}
+	s := &Subject{jws: jws, payload: jws.UnsafePayloadWithoutVerification()}
+	if err := json.Unmarshal(s.payload, &s.claims); err != nil || s.claims == nil {
+		return nil, fmt.Errorf("%w: %w: %v", ErrUntrusted, ErrClaims, err)
+	}
+	return s, nil
+}
+
+// Issuer is the token's iss, unverified ("" when it is not a string).
+func (s *Subject) Issuer() string {
+	iss, _ := s.claims["iss"].(string)
+	return iss
+}
+
+// jwsVerifier is a key set that verifies a JWS already parsed
+// (jwks.Remote and jwks.Static), so the token is not parsed again.
+type jwsVerifier interface {
+	VerifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error)
+}
+
 // VerifyToken checks signature (allowed algorithms only, no zip, crit or
 // b64 header), iss, exp, nbf, that iat is not in the future, an accepted
 // audience and a bounded lifetime, and returns the workload's
 // identity with all its claims. Identity.Claims["jti"] and ["exp"] are kept
 // so the broker can enforce one-time use.
 func (v *Verifier) VerifyToken(ctx context.Context, token string) (connectors.Identity, error) {
-	if len(token) > 16<<10 {
-		return connectors.Identity{}, ErrUntrusted
+	s, err := ParseSubject(token)
+	if err != nil {
+		return connectors.Identity{}, err
 	}
-	payload, err := v.keys.VerifySignature(ctx, token)
+	return v.VerifySubject(ctx, s)
+}
+
+// VerifySubject is VerifyToken for a token parsed by ParseSubject: the
+// signature is verified on the parsed JWS and the claims decoded there
+// are used, not decoded again.
+func (v *Verifier) VerifySubject(ctx context.Context, s *Subject) (connectors.Identity, error) {
+	var payload []byte
+	var err error
+	if kv, ok := v.keys.(jwsVerifier); ok {
+		payload, err = kv.VerifyJWS(ctx, s.jws)
+	} else {
+		var token string
+		if token, err = s.jws.CompactSerialize(); err == nil {
+			payload, err = v.keys.VerifySignature(ctx, token)
+		}
+	}
 	if err != nil {
 		return connectors.Identity{}, fmt.Errorf("%w: %v", ErrUntrusted, err)
 	}
-	var claims map[string]any
-	var std jwt.Claims
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return connectors.Identity{}, fmt.Errorf("%w: claims: %v", ErrUntrusted, err)
+	if !bytes.Equal(payload, s.payload) {
+		// Never: go-jose verifies the payload it parsed.
+		return connectors.Identity{}, fmt.Errorf("%w: verified payload differs from the parsed one", ErrUntrusted)
 	}
+	claims := s.claims
+	var std jwt.Claims
 	if err := json.Unmarshal(payload, &std); err != nil {
 		return connectors.Identity{}, fmt.Errorf("%w: claims: %v", ErrUntrusted, err)
 	}
