@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io"
 	"io/fs"
+	"sync"
 )
 
 //go:embed html/*.html
@@ -176,11 +177,24 @@ type DeviceDoneData struct {
 	ClientName string
 }
 
+// buffers are reused by Render: a page is a few KiB, rendered on most
+// steps of a sign-in.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer is the largest buffer Render keeps for reuse.
+const maxPooledBuffer = 64 << 10
+
 // Render writes the named page ("chooser.html", ...) to w. The page is
 // rendered into a buffer first so a template error never leaves half a page.
 func (t *Templates) Render(w io.Writer, name string, data any) error {
-	var buf bytes.Buffer
-	if err := t.t.ExecuteTemplate(&buf, name, data); err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			buffers.Put(buf)
+		}
+	}()
+	if err := t.t.ExecuteTemplate(buf, name, data); err != nil {
 		return fmt.Errorf("templates: render %s: %w", name, err)
 	}
 	_, err := buf.WriteTo(w)

@@ -22,6 +22,16 @@ func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
 // loadRequest fetches the auth request named by id and checks that this
 // browser started it.
 func (f *Flow) loadRequest(ctx context.Context, id string, b Browser) (storage.AuthRequest, error) {
+	req, err := f.getRequest(ctx, id)
+	if err != nil {
+		return storage.AuthRequest{}, err
+	}
+	return f.checkRequest(req, b)
+}
+
+// getRequest fetches the auth request named by id, unchecked:
+// errRequestGone when there is none.
+func (f *Flow) getRequest(ctx context.Context, id string) (storage.AuthRequest, error) {
 	if id == "" || len(id) > 64 {
 		return storage.AuthRequest{}, errRequestGone
 	}
@@ -29,9 +39,12 @@ func (f *Flow) loadRequest(ctx context.Context, id string, b Browser) (storage.A
 	if isNotFound(err) {
 		return storage.AuthRequest{}, errRequestGone
 	}
-	if err != nil {
-		return storage.AuthRequest{}, err
-	}
+	return req, err
+}
+
+// checkRequest checks that auth request req is still alive and that this
+// browser started it.
+func (f *Flow) checkRequest(req storage.AuthRequest, b Browser) (storage.AuthRequest, error) {
 	if !req.Expiry.After(f.now()) {
 		return storage.AuthRequest{}, errRequestGone
 	}
@@ -95,7 +108,11 @@ func (f *Flow) StartLogin(ctx context.Context, rt *runtime.Runtime, connID, reqI
 	if _, ok := rt.Connector(connID); !ok {
 		return Result{}, errUnknownConnector
 	}
-	if next, nb, setID, err := f.claimTestSignIn(ctx, rt, connID, reqID, b); err != nil || next != "" {
+	// The request is read once: it is either the start record of a test
+	// sign-in or an auth request of this browser.
+	req, err := f.getRequest(ctx, reqID)
+	if err == nil && req.Test != nil && req.Test.Start {
+		next, nb, setID, err := f.claimTestSignIn(ctx, rt, connID, reqID, req, b)
 		if err != nil {
 			return Result{}, err
 		}
@@ -107,8 +124,10 @@ func (f *Flow) StartLogin(ctx context.Context, rt *runtime.Runtime, connID, reqI
 		}
 		return res, err
 	}
-	req, err := f.loadRequest(ctx, reqID, b)
 	if err != nil {
+		return Result{}, err
+	}
+	if req, err = f.checkRequest(req, b); err != nil {
 		return Result{}, err
 	}
 	cl, conn, impl, err := f.openConnector(ctx, rt, req, connID)

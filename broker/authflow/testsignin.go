@@ -36,19 +36,12 @@ var testClient = &runtime.Client{Client: config.Client{Name: "the mapping workbe
 // testResultTTL is how long a test sign-in's result waits for the console.
 const testResultTTL = 10 * time.Minute
 
-// claimTestSignIn turns the start record of a test sign-in, named by
-// reqID in the login URL the console opened, into a sign-in bound to this
-// browser. next is the new request id ("" when reqID is not a test start
-// record, and the login goes on as usual); b is the browser with its
-// binding id, which setID (when not "") the response must set.
-func (f *Flow) claimTestSignIn(ctx context.Context, rt *runtime.Runtime, connID, reqID string, b Browser) (next string, nb Browser, setID string, err error) {
-	if reqID == "" || len(reqID) > 64 {
-		return "", b, "", nil
-	}
-	start, err := f.store.GetAuthRequest(ctx, reqID)
-	if err != nil || start.Test == nil || !start.Test.Start {
-		return "", b, "", nil // the usual path reports it
-	}
+// claimTestSignIn turns start, the start record of a test sign-in stored
+// under reqID, the handle in the login URL the console opened
+// (start.Test.Start is set), into a sign-in bound to this browser. next is
+// the new request id; b is the browser with its binding id, which setID
+// (when not "") the response must set.
+func (f *Flow) claimTestSignIn(ctx context.Context, rt *runtime.Runtime, connID, reqID string, start storage.AuthRequest, b Browser) (next string, nb Browser, setID string, err error) {
 	if !start.Expiry.After(f.now()) {
 		return "", b, "", errRequestGone
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -23,9 +24,10 @@ type driver struct {
 }
 
 func newDriver(ctx context.Context, o *options) (*driver, error) {
+	conns := max(o.concurrency, o.outstanding) * 2
 	tr := &http.Transport{
-		MaxIdleConns:        o.concurrency * 2,
-		MaxIdleConnsPerHost: o.concurrency * 2,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     30 * time.Second,
 	}
 	d := &driver{o: o, client: &http.Client{
@@ -114,6 +116,14 @@ type result struct {
 	elapsed   time.Duration
 	latencies []time.Duration // successful operations
 	errors    map[string]int64
+
+	// An open-loop run (rate > 0) also reports its timetable: arrivals
+	// scheduled, sent and dropped (all outstanding slots busy), the time
+	// the timetable ran (window) and how late the latest send was.
+	rate                     float64
+	outstanding              int
+	scheduled, sent, dropped int64
+	window, maxLag           time.Duration
 }
 
 func (r *result) errorCount() int64 {
@@ -204,21 +214,44 @@ func (d *driver) run(ctx context.Context, progress io.Writer) *result {
 	}
 }
 
+// percentile returns the nearest-rank p-th percentile (0 < p <= 1) of
+// sorted: the smallest value that at least a fraction p of the values do
+// not exceed.
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(float64(len(sorted))*p+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
+	// The epsilon keeps a product like 0.9*1000 = 900.0000000000001 at
+	// rank 900.
+	rank := int(math.Ceil(float64(len(sorted))*p - 1e-9))
+	return sorted[min(max(rank-1, 0), len(sorted)-1)]
 }
+
+// quantiles are the latency percentiles reported.
+var quantiles = []struct {
+	name string
+	p    float64
+}{{"p50", 0.50}, {"p90", 0.90}, {"p95", 0.95}, {"p99", 0.99}, {"p99.9", 0.999}, {"max", 1}}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
 func (r *result) print(w io.Writer, o *options) {
 	lat := slices.Clone(r.latencies)
 	slices.Sort(lat)
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
-	fmt.Fprintf(w, "flow %s  targets %d  concurrency %d  duration %s\n", o.flow, len(o.targets), o.concurrency, r.elapsed.Round(time.Millisecond))
-	fmt.Fprintf(w, "ops %d  errors %d  ops/s %.1f\n", r.ops, r.errorCount(), float64(r.ops)/r.elapsed.Seconds())
-	fmt.Fprintf(w, "latency p50 %s  p95 %s  p99 %s  max %s\n", ms(percentile(lat, 0.50)), ms(percentile(lat, 0.95)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)))
+	if r.rate > 0 {
+		fmt.Fprintf(w, "flow %s  targets %d  open loop at %.1f/s  max outstanding %d  duration %s\n", o.flow, len(o.targets), r.rate, r.outstanding, r.elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "scheduled %d  sent %d  dropped %d  ok %d  errors %d  achieved %.1f ok/s  (sent %.1f/s; latest send %s after its time)\n",
+			r.scheduled, r.sent, r.dropped, r.ops, r.errorCount(), float64(r.ops)/r.elapsed.Seconds(), float64(r.sent)/r.window.Seconds(), ms(r.maxLag))
+		fmt.Fprint(w, "latency from scheduled start")
+	} else {
+		fmt.Fprintf(w, "flow %s  targets %d  concurrency %d  duration %s\n", o.flow, len(o.targets), o.concurrency, r.elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "ops %d  errors %d  ops/s %.1f\n", r.ops, r.errorCount(), float64(r.ops)/r.elapsed.Seconds())
+		fmt.Fprint(w, "latency")
+	}
+	for _, q := range quantiles {
+		fmt.Fprintf(w, " %s %s", q.name, ms(percentile(lat, q.p)))
+	}
+	fmt.Fprintln(w)
 	kinds := make([]string, 0, len(r.errors))
 	for k := range r.errors {
 		kinds = append(kinds, k)

@@ -14,6 +14,15 @@
 // sharing one Redis and one issuer) requests are spread round-robin, each
 // step of a login on the next replica. The run stops after -duration or
 // -requests operations, whichever comes first.
+//
+// By default the load is a closed loop: -concurrency workers each send
+// their next operation as soon as the last one is answered, which finds
+// the most the broker can serve. -rate N is an open loop instead: N
+// operations a second on a fixed timetable, sent whether or not earlier
+// ones were answered, each latency measured from its scheduled time, at
+// most -max-outstanding outstanding (arrivals beyond that are dropped and
+// counted). -find-max runs the closed loop and then the open loop at half
+// the throughput it found. See docs/load.md.
 package main
 
 import (
@@ -22,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -42,6 +52,7 @@ type options struct {
 	targets      []*url.URL
 	flow         string
 	concurrency  int
+	outstanding  int // open loop: the most operations outstanding
 	duration     time.Duration
 	requests     int64
 	clientID     string
@@ -54,6 +65,8 @@ type options struct {
 	workloadAddr string
 	audience     string
 	progress     time.Duration
+	rate         float64 // open loop: operations per second; 0: closed loop
+	findMax      bool
 }
 
 func main() {
@@ -70,7 +83,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	var targets string
 	fs.StringVar(&targets, "target", "http://127.0.0.1:5556", "broker base URL(s), comma-separated; loopback only")
 	fs.StringVar(&o.flow, "flow", "client_credentials", "client_credentials, refresh, login or exchange")
-	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent workers (at most 512)")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "closed loop: concurrent workers (at most 512)")
+	fs.IntVar(&o.outstanding, "max-outstanding", 128, "open loop: the most operations outstanding; arrivals beyond are dropped and counted (at most 512; -flow refresh signs in once per slot first)")
+	fs.Float64Var(&o.rate, "rate", 0, "open loop: operations per second on a fixed timetable (0: closed loop)")
+	fs.BoolVar(&o.findMax, "find-max", false, "run the closed loop, then the open loop at half its throughput (each for -duration)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run (at most 10m)")
 	fs.Int64Var(&o.requests, "requests", 0, "stop after this many operations (0: only -duration)")
 	fs.StringVar(&o.clientID, "client-id", "", "confidential client for client_credentials and exchange")
@@ -107,8 +123,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.concurrency < 1 || o.concurrency > maxConcurrency {
 		problems = append(problems, fmt.Sprintf("-concurrency %d: want 1..%d", o.concurrency, maxConcurrency))
 	}
+	if o.outstanding < 1 || o.outstanding > maxConcurrency {
+		problems = append(problems, fmt.Sprintf("-max-outstanding %d: want 1..%d", o.outstanding, maxConcurrency))
+	}
 	if o.duration <= 0 || o.duration > maxDuration {
 		problems = append(problems, fmt.Sprintf("-duration %s: want more than 0 and at most %s", o.duration, maxDuration))
+	}
+	switch {
+	case o.rate < 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0):
+		problems = append(problems, fmt.Sprintf("-rate %v: want a number of operations per second", o.rate))
+	case o.rate > 0 && o.findMax:
+		problems = append(problems, "-rate and -find-max: choose one (-find-max finds the rate)")
+	case o.rate > 0 && o.requests == 0 && o.rate*o.duration.Seconds() > maxArrivals:
+		problems = append(problems, fmt.Sprintf("-rate %v for %s: more than %d arrivals; shorten the run or set -requests", o.rate, o.duration, maxArrivals))
 	}
 	if o.requests < 0 {
 		problems = append(problems, "-requests must not be negative")
@@ -172,7 +199,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer d.close()
-	res := d.run(ctx, stderr)
+	var res *result
+	switch {
+	case o.rate > 0:
+		res = d.runOpen(ctx, o.rate, stderr)
+	case o.findMax:
+		closed := d.run(ctx, stderr)
+		closed.print(stdout, o)
+		if closed.ops == 0 {
+			return fmt.Errorf("find-max: no operation succeeded in the closed loop (%d errors)", closed.errorCount())
+		}
+		top := float64(closed.ops) / closed.elapsed.Seconds()
+		fmt.Fprintf(stdout, "find-max: closed-loop throughput %.1f/s; open loop at half of it, %.1f/s\n", top, top/2)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		res = d.runOpen(ctx, top/2, stderr)
+	default:
+		res = d.run(ctx, stderr)
+	}
 	res.print(stdout, o)
 	if res.ops == 0 {
 		return fmt.Errorf("no operation succeeded (%d errors)", res.errorCount())
