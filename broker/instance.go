@@ -165,6 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Insta
 		return nil, err
 	}
 	b.storageStatus.Durability = durability
+	b.startHeartbeat(ctx)
 	go b.Run(ctx)
 	return &Instance{Server: b, Store: st, Keys: km, cancel: cancel}, nil
 }

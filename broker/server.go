@@ -305,10 +305,18 @@ var reloadable = map[string]bool{
 // turns through storage). Start runs it.
 func (s *Server) Run(ctx context.Context) {
 	go s.samples.Run(ctx) // the admin console's charts
-	if s.beating.CompareAndSwap(false, true) {
-		go s.heartbeat(ctx) // the console's list of replicas and fleet charts
-	}
+	s.startHeartbeat(ctx)
 	s.logout.Run(ctx)
+}
+
+// startHeartbeat starts the heartbeat (the console's list of replicas and
+// fleet charts) unless it runs already. Start calls it before it starts
+// Run in a goroutine, so that an Instance closed at once still waits for
+// the heartbeat's last record (WaitStopped) rather than racing its start.
+func (s *Server) startHeartbeat(ctx context.Context) {
+	if s.beating.CompareAndSwap(false, true) {
+		go s.heartbeat(ctx)
+	}
 }
 
 // Reload is ReloadWithReport without the report.
