@@ -88,6 +88,7 @@ type Remote struct {
 	keys    []jose.JSONWebKey
 	fetched time.Time // last fetch attempt; zero before the first
 	ok      time.Time // last successful fetch
+	gen     uint64    // successful fetches: keys replaced
 }
 
 var _ oidc.KeySet = (*Remote)(nil)
@@ -116,22 +117,36 @@ func (r *Remote) VerifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]b
 	}
 	kid := jws.Signatures[0].Header.KeyID
 
+	// The signature is checked without r.mu held, against the keys as
+	// they were (r.keys is replaced, never changed in place), so that
+	// concurrent sign-ins verify in parallel; only fetches are serialized.
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	now := r.opts.Now()
 	if !r.ok.IsZero() && now.Sub(r.ok) > r.opts.MaxAge && now.Sub(r.fetched) >= r.opts.MinRefresh {
 		r.refresh(ctx, now)
 	}
-	if payload, found, err := verifyWith(jws, r.keys, kid); found {
+	keys, gen := r.keys, r.gen
+	r.mu.Unlock()
+	if payload, found, err := verifyWith(jws, keys, kid); found {
 		return payload, err
 	}
-	if !r.fetched.IsZero() && now.Sub(r.fetched) < r.opts.MinRefresh {
-		return nil, ErrUnknownKey
+
+	r.mu.Lock()
+	if r.gen == gen {
+		// No one fetched the set meanwhile: fetch it, unless it was
+		// fetched (or tried) too recently.
+		if !r.fetched.IsZero() && now.Sub(r.fetched) < r.opts.MinRefresh {
+			r.mu.Unlock()
+			return nil, ErrUnknownKey
+		}
+		if err := r.refresh(ctx, now); err != nil && r.ok.IsZero() {
+			r.mu.Unlock()
+			return nil, err
+		}
 	}
-	if err := r.refresh(ctx, now); err != nil && r.ok.IsZero() {
-		return nil, err
-	}
-	if payload, found, err := verifyWith(jws, r.keys, kid); found {
+	keys = r.keys
+	r.mu.Unlock()
+	if payload, found, err := verifyWith(jws, keys, kid); found {
 		return payload, err
 	}
 	return nil, ErrUnknownKey
@@ -146,6 +161,7 @@ func (r *Remote) refresh(ctx context.Context, now time.Time) error {
 		return err
 	}
 	r.keys, r.ok = keys, now
+	r.gen++
 	return nil
 }
 

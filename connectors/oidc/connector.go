@@ -56,19 +56,21 @@ type Extension struct {
 
 // Connector signs people in at one upstream OpenID Connect provider.
 type Connector struct {
-	id          string
-	cfg         Config
-	ext         Extension
-	oauth       oauth2.Config
-	verifier    *oidc.IDTokenVerifier
-	provider    *oidc.Provider
-	keys        *jwks.Remote
-	client      *http.Client
-	tokenClient *http.Client // client for the token endpoint (adds client assertions)
-	callbackURL string
-	params      url.Values // added to every authorization request
-	now         func() time.Time
-	logger      *slog.Logger
+	id    string
+	cfg   Config
+	ext   Extension
+	oauth oauth2.Config
+	// verifierConfig configures go-oidc's ID token verifier (see
+	// checkedVerify).
+	verifierConfig *oidc.Config
+	provider       *oidc.Provider
+	keys           *jwks.Remote
+	client         *http.Client
+	tokenClient    *http.Client // client for the token endpoint (adds client assertions)
+	callbackURL    string
+	params         url.Values // added to every authorization request
+	now            func() time.Time
+	logger         *slog.Logger
 
 	wantRefresh    bool // offline_access is on: an upstream refresh token is wanted
 	askOffline     bool // the offline_access scope is requested
@@ -154,12 +156,12 @@ func Open(ctx context.Context, id string, cfg Config, opts connectors.Options, e
 	}
 	c.algs = algs
 	c.keys = jwks.NewRemote(meta.JWKSURL, jwks.Options{Client: c.client, Now: c.now, MinRefresh: cfg.KeyRefreshInterval, MaxAge: time.Hour, Algorithms: algs})
-	c.verifier = oidc.NewVerifier(cfg.Issuer, c.keys, &oidc.Config{
+	c.verifierConfig = &oidc.Config{
 		ClientID:             cfg.ClientID,
 		SupportedSigningAlgs: cfg.AllowedAlgorithms,
 		SkipIssuerCheck:      ext.DiscoveryIssuer != "",
 		Now:                  c.now,
-	})
+	}
 	scopes := slices.Clone(cfg.Scopes)
 	if c.wantRefresh && !ext.NoOfflineScope && listed && !slices.Contains(scopes, "offline_access") {
 		scopes = append(scopes, "offline_access")
@@ -336,11 +338,12 @@ func (c *Connector) verify(ctx context.Context, tok *oauth2.Token, nonce string)
 		return nil, userError(CodeInvalidResponse, "The identity provider sent no ID token.", fmt.Errorf("oidc: token response without id_token"))
 	}
 	// Verify the signature first with errors that keep their type (go-oidc
-	// flattens key-set errors); the verifier below then hits the cache.
-	if _, err := c.keys.VerifySignature(ctx, raw); err != nil {
+	// flattens key-set errors); go-oidc's verifier then checks the rest.
+	payload, err := c.keys.VerifySignature(ctx, raw)
+	if err != nil {
 		return nil, signatureError(err)
 	}
-	idt, err := c.verifier.Verify(ctx, raw)
+	idt, err := c.checkedVerify(ctx, raw, payload)
 	if err != nil {
 		return nil, verifyError(err)
 	}
@@ -363,6 +366,29 @@ func (c *Connector) verify(ctx context.Context, tok *oauth2.Token, nonce string)
 		}
 	}
 	return claims, nil
+}
+
+// checkedVerify runs go-oidc's ID token verifier (iss, aud, exp, nbf,
+// algorithm) on raw, whose signature the caller verified with c.keys a
+// moment before, giving payload: the verifier's key set answers for that
+// one token with payload instead of verifying its signature a second time
+// (an ECDSA verification is most of a sign-in's CPU), and refuses any
+// other token.
+func (c *Connector) checkedVerify(ctx context.Context, raw string, payload []byte) (*oidc.IDToken, error) {
+	return oidc.NewVerifier(c.cfg.Issuer, checkedToken{raw: raw, payload: payload}, c.verifierConfig).Verify(ctx, raw)
+}
+
+// checkedToken is the oidc.KeySet of checkedVerify.
+type checkedToken struct {
+	raw     string
+	payload []byte
+}
+
+func (k checkedToken) VerifySignature(_ context.Context, jwt string) ([]byte, error) {
+	if jwt != k.raw {
+		return nil, errors.New("oidc: token is not the one whose signature was verified")
+	}
+	return k.payload, nil
 }
 
 // issuedAtLeeway is how far in the future an ID token's iat may be: the

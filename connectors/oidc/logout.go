@@ -218,16 +218,16 @@ func (c *Connector) logoutToken(ctx context.Context, raw string) (connectors.Log
 	if err := checkLogoutType(jws.Signatures[0].Header); err != nil {
 		return connectors.LogoutEvent{}, logoutTokenError("The logout token's typ header must be logout+jwt.", fmt.Errorf("oidc: %s: logout token: %w", c.id, err))
 	}
-	if _, err := c.keys.VerifySignature(ctx, raw); err != nil {
+	payload, err := c.keys.VerifySignature(ctx, raw)
+	if err != nil {
 		if errors.Is(err, connectors.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 			return connectors.LogoutEvent{}, signatureError(err) // upstream_unavailable
 		}
 		return connectors.LogoutEvent{}, logoutTokenError("The logout token is not signed by a key of the identity provider.", fmt.Errorf("oidc: %s: logout token: %w", c.id, err))
 	}
-	// The ID token verifier checks iss, aud and exp (and the signature
-	// again, from the cache). It does not look at nonce: the checks below
-	// refuse one.
-	tok, err := c.verifier.Verify(ctx, raw)
+	// The ID token verifier checks iss, aud and exp. It does not look at
+	// nonce: the checks below refuse one.
+	tok, err := c.checkedVerify(ctx, raw, payload)
 	if err != nil {
 		var expired *oidc.TokenExpiredError
 		if errors.As(err, &expired) {

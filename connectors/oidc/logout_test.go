@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
@@ -42,7 +43,7 @@ func dataOf(t *testing.T, id connectors.Identity) connectorData {
 // idTokenClaims verifies raw as an ID token of c and returns its claims.
 func idTokenClaims(t *testing.T, c *Connector, raw string) map[string]any {
 	t.Helper()
-	idt, err := c.verifier.Verify(context.Background(), raw)
+	idt, err := oidc.NewVerifier(c.cfg.Issuer, c.keys, c.verifierConfig).Verify(context.Background(), raw)
 	if err != nil {
 		t.Fatalf("kept ID token does not verify: %v", err)
 	}
@@ -662,5 +663,20 @@ func TestLogoutWithoutRefreshToken(t *testing.T) {
 	}
 	if _, ok, err := c.LogoutRequest(context.Background(), id, logoutURL, "st"); !ok || err != nil {
 		t.Errorf("LogoutRequest() = %v, %v; want a request", ok, err)
+	}
+}
+
+// TestCheckedVerifyAnswersOnlyForTheVerifiedToken: the key set behind
+// checkedVerify vouches for the one token whose signature was verified,
+// never for another (a swapped or re-signed token).
+func TestCheckedVerifyAnswersOnlyForTheVerifiedToken(t *testing.T) {
+	k := checkedToken{raw: "a.b.c", payload: []byte(`{"sub":"x"}`)}
+	if p, err := k.VerifySignature(context.Background(), "a.b.c"); err != nil || string(p) != `{"sub":"x"}` {
+		t.Fatalf("VerifySignature(the token) = %q, %v; want its payload", p, err)
+	}
+	for _, other := range []string{"a.b.d", "", "a.b.c "} {
+		if p, err := k.VerifySignature(context.Background(), other); err == nil {
+			t.Errorf("VerifySignature(%q) = %q, nil; want an error", other, p)
+		}
 	}
 }
