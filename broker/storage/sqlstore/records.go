@@ -111,14 +111,23 @@ WHERE codes.expiry <= $4`, storage.Hash(code), data, ns(c.Expiry), ns(now)))
 func (s *Store) ConsumeCode(ctx context.Context, code string) (storage.AuthCode, error) {
 	var data []byte
 	var used int64
-	_, err := s.writeReturning(ctx, "consume code",
-		`UPDATE codes SET used = used + 1 WHERE hash = $1 AND expiry > $2 RETURNING data, used`,
+	_, err := s.writeReturning(ctx, "consume code", consumeCodeSQL,
 		[]any{storage.Hash(code), ns(s.now())}, &data, &used)
+	if err != nil {
+		return storage.AuthCode{}, err
+	}
+	return s.consumed(data, used)
+}
+
+// consumeCodeSQL counts a redemption of the live code whose hash is $1 at
+// $2, returning its record and the redemptions so far.
+const consumeCodeSQL = `UPDATE codes SET used = used + 1 WHERE hash = $1 AND expiry > $2 RETURNING data, used`
+
+// consumed answers a redemption from what consumeCodeSQL returned (used 0:
+// no row): the record, ErrNotFound or ErrAlreadyUsed with the record.
+func (s *Store) consumed(data []byte, used int64) (storage.AuthCode, error) {
 	var c storage.AuthCode
-	switch {
-	case err != nil:
-		return c, err
-	case used == 0:
+	if used == 0 {
 		return c, s.notFound("code")
 	}
 	if err := s.decode("code", data, &c); err != nil {
@@ -266,22 +275,35 @@ func (s *Store) MarkSeen(ctx context.Context, namespace, id string, until time.T
 	now := s.now()
 	if !now.Before(until) {
 		// Nothing to remember; report whether it is still recorded.
-		var one int
-		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM seen WHERE namespace = $1 AND id = $2 AND until > $3`, namespace, id, ns(now)).Scan(&one)
-		switch {
-		case noRows(err):
-			return true, nil
-		case err != nil:
+		seen, err := s.seenAt(ctx, s.r, namespace, id, now)
+		if err != nil {
 			return false, s.unavailable("mark seen", err)
 		}
-		return false, nil
+		return !seen, nil
 	}
 	var one int
-	fresh, err := s.writeReturning(ctx, "mark seen", `INSERT INTO seen (namespace, id, until) VALUES ($1, $2, $3)
+	fresh, err := s.writeReturning(ctx, "mark seen", markSeenSQL, []any{namespace, id, ns(until), ns(now)}, &one)
+	return fresh, err
+}
+
+// markSeenSQL records id $2 in namespace $1 until $3 unless it is
+// recorded at $4, returning a row when it recorded it.
+const markSeenSQL = `INSERT INTO seen (namespace, id, until) VALUES ($1, $2, $3)
 ON CONFLICT (namespace, id) DO UPDATE SET until = excluded.until
 WHERE seen.until <= $4
-RETURNING 1`, []any{namespace, id, ns(until), ns(now)}, &one)
-	return fresh, err
+RETURNING 1`
+
+// seenAt reports whether id is recorded in namespace at now, on q.
+func (s *Store) seenAt(ctx context.Context, q querier, namespace, id string, now time.Time) (bool, error) {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM seen WHERE namespace = $1 AND id = $2 AND until > $3`, namespace, id, ns(now)).Scan(&one)
+	switch {
+	case noRows(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // CreateLink stores l unless l.Key exists, and returns the stored link.

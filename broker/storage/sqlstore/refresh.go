@@ -77,17 +77,7 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 	if err != nil {
 		return err
 	}
-	exp := f.Expiry()
-	n, err := affected(s.w.ExecContext(ctx, `INSERT INTO refresh_families
-	(id, expires, subject, grant_data, created_at, last_used, idle_expiry, abs_expiry, cur, gen)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)
-ON CONFLICT (id) DO UPDATE SET expires = excluded.expires, subject = excluded.subject,
-	grant_data = excluded.grant_data, created_at = excluded.created_at, last_used = excluded.last_used,
-	idle_expiry = excluded.idle_expiry, abs_expiry = excluded.abs_expiry, cur = excluded.cur, gen = 0,
-	prev = NULL, rotated = NULL, sealed_next = NULL
-WHERE refresh_families.expires <= $10`,
-		f.ID, ns(exp), f.Grant.Subject, g, ns(f.CreatedAt), ns(f.LastUsed), ns(f.IdleExpiry), ns(f.AbsoluteExpiry),
-		storage.Hash(token), ns(s.now())))
+	n, err := affected(s.w.ExecContext(ctx, createFamilySQL, createFamilyArgs(f, g, token, s.now())...))
 	if err != nil {
 		return s.unavailable("create refresh", err)
 	}
@@ -105,12 +95,31 @@ WHERE refresh_families.expires <= $10`,
 	return fmt.Errorf("%s: refresh family: %w", s.d.name, storage.ErrAlreadyExists)
 }
 
+// createFamilySQL creates a family's row, or replaces an expired family
+// or tombstone (expires <= $10); see createFamilyArgs.
+const createFamilySQL = `INSERT INTO refresh_families
+	(id, expires, subject, grant_data, created_at, last_used, idle_expiry, abs_expiry, cur, gen)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)
+ON CONFLICT (id) DO UPDATE SET expires = excluded.expires, subject = excluded.subject,
+	grant_data = excluded.grant_data, created_at = excluded.created_at, last_used = excluded.last_used,
+	idle_expiry = excluded.idle_expiry, abs_expiry = excluded.abs_expiry, cur = excluded.cur, gen = 0,
+	prev = NULL, rotated = NULL, sealed_next = NULL
+WHERE refresh_families.expires <= $10`
+
+// createFamilyArgs are createFamilySQL's arguments for family f, its
+// grant's JSON g and first token, at now (the store's clock).
+func createFamilyArgs(f storage.RefreshFamily, g []byte, token string, now time.Time) []any {
+	return []any{f.ID, ns(f.Expiry()), f.Grant.Subject, g, ns(f.CreatedAt), ns(f.LastUsed), ns(f.IdleExpiry), ns(f.AbsoluteExpiry),
+		storage.Hash(token), ns(now)}
+}
+
 // What a rotation decided.
 const (
 	rotNotFound = iota
 	rotRotated
 	rotRetry
 	rotReused
+	rotUnchecked // RefreshGrant: a current token whose family fails a check
 )
 
 // RotateRefresh replaces old with next atomically; see storage.Storage. When
@@ -140,10 +149,7 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 		return storage.RefreshFamily{}, nil, errWrongFamily
 	}
 	oldHash, nextHash := storage.Hash(old), storage.Hash(next)
-	var prev, rotated, successor any // NULL: no retry kept
-	if retry.Window > 0 && len(retry.SealedNext) > 0 {
-		prev, rotated, successor = oldHash, ns(now), retry.SealedNext
-	}
+	prev, rotated, successor := retryCols(oldHash, now, retry)
 	// The usual case first: old is current, and one statement rotates it.
 	clock := s.now()
 	if now.After(clock) {
@@ -174,52 +180,84 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 		sealed []byte
 	)
 	err = s.write(ctx, "rotate refresh", func(tx *sql.Tx) (bool, error) {
-		out, fam, sealed = rotNotFound, storage.RefreshFamily{}, nil
-		var r famRow
-		err := tx.QueryRowContext(ctx, `SELECT `+familyCols+` FROM refresh_families WHERE id = $1`+s.d.forUpdate, id).Scan(r.dest()...)
-		if noRows(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if !r.alive(s.now()) || !r.alive(now) {
-			return false, nil
-		}
-		f, err := s.family(id, &r)
-		if err != nil || s.lost(f.CreatedAt) {
-			return false, err
-		}
-		if r.cur.String != oldHash {
-			if retry.Window > 0 && r.prev.Valid && r.prev.String == oldHash && len(r.sealed) > 0 &&
-				now.Before(fromNS(r.rotated.Int64).Add(retry.Window)) {
-				out, fam, sealed = rotRetry, f, r.sealed
-				return false, nil
-			}
-			out = rotReused
-			_, err := tx.ExecContext(ctx, `UPDATE refresh_families SET expires = abs_expiry, `+tombstone+` WHERE id = $1`, id)
-			return true, err
-		}
-		ie := now.Add(idle)
-		if ie.After(f.AbsoluteExpiry) {
-			ie = f.AbsoluteExpiry
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE refresh_families SET cur = $2, gen = gen + 1, last_used = $3,
-	idle_expiry = $4, expires = $4, prev = $5, rotated = $6, sealed_next = $7 WHERE id = $1`,
-			id, nextHash, ns(now), ns(ie), prev, rotated, successor)
-		f.LastUsed, f.IdleExpiry = fromNS(ns(now)), fromNS(ns(ie))
-		out, fam = rotRotated, f
-		return true, err
+		var security bool
+		var err error
+		out, fam, sealed, security, err = s.rotateLocked(ctx, tx, id, oldHash, nextHash, now, idle, retry, nil)
+		return security, err
 	})
-	switch {
-	case err != nil:
+	if err != nil {
 		return storage.RefreshFamily{}, nil, err
+	}
+	return s.rotation(id, out, fam, sealed)
+}
+
+// retryCols are the prev, rotated and sealed_next columns of a rotation of
+// the token whose hash is oldHash at now: NULL when it keeps no retry.
+func retryCols(oldHash string, now time.Time, retry storage.Retry) (prev, rotated, successor any) {
+	if retry.Window > 0 && len(retry.SealedNext) > 0 {
+		return oldHash, ns(now), retry.SealedNext
+	}
+	return nil, nil, nil
+}
+
+// rotateLocked decides, in tx with the family's row locked, between
+// rotating the current token oldHash to nextHash, a retry, reuse (the
+// family revoked) and nothing to rotate; see RotateRefresh. With meets
+// set, a current token whose family's grant fails it is not rotated
+// (rotUnchecked, the family returned, nothing changed). It reports whether
+// it changed security state (the epoch ticks with it); its errors are
+// database errors and corrupt rows.
+func (s *Store) rotateLocked(ctx context.Context, tx *sql.Tx, id, oldHash, nextHash string, now time.Time, idle time.Duration,
+	retry storage.Retry, meets func(storage.Grant) bool) (out int, fam storage.RefreshFamily, sealed []byte, security bool, err error) {
+	var r famRow
+	err = tx.QueryRowContext(ctx, `SELECT `+familyCols+` FROM refresh_families WHERE id = $1`+s.d.forUpdate, id).Scan(r.dest()...)
+	if noRows(err) {
+		return rotNotFound, fam, nil, false, nil
+	}
+	if err != nil {
+		return rotNotFound, fam, nil, false, err
+	}
+	if !r.alive(s.now()) || !r.alive(now) {
+		return rotNotFound, fam, nil, false, nil
+	}
+	f, err := s.family(id, &r)
+	if err != nil || s.lost(f.CreatedAt) {
+		return rotNotFound, fam, nil, false, err
+	}
+	if r.cur.String != oldHash {
+		if retry.Window > 0 && r.prev.Valid && r.prev.String == oldHash && len(r.sealed) > 0 &&
+			now.Before(fromNS(r.rotated.Int64).Add(retry.Window)) {
+			return rotRetry, f, r.sealed, false, nil
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE refresh_families SET expires = abs_expiry, `+tombstone+` WHERE id = $1`, id)
+		return rotReused, fam, nil, true, err
+	}
+	if meets != nil && !meets(f.Grant) {
+		return rotUnchecked, f, nil, false, nil
+	}
+	ie := now.Add(idle)
+	if ie.After(f.AbsoluteExpiry) {
+		ie = f.AbsoluteExpiry
+	}
+	prev, rotated, successor := retryCols(oldHash, now, retry)
+	_, err = tx.ExecContext(ctx, `UPDATE refresh_families SET cur = $2, gen = gen + 1, last_used = $3,
+	idle_expiry = $4, expires = $4, prev = $5, rotated = $6, sealed_next = $7 WHERE id = $1`,
+		id, nextHash, ns(now), ns(ie), prev, rotated, successor)
+	f.LastUsed, f.IdleExpiry = fromNS(ns(now)), fromNS(ns(ie))
+	return rotRotated, f, nil, true, err
+}
+
+// rotation answers what rotateLocked decided, once committed.
+func (s *Store) rotation(id string, out int, fam storage.RefreshFamily, sealed []byte) (storage.RefreshFamily, []byte, error) {
+	switch {
 	case out == rotReused:
 		return storage.RefreshFamily{}, nil, fmt.Errorf("%s: family %s revoked: %w", s.d.name, id, storage.ErrReused)
 	case out == rotNotFound || s.lost(fam.CreatedAt): // the tick may have found a rollback
 		return storage.RefreshFamily{}, nil, s.notFound("refresh token")
 	case out == rotRetry:
 		return fam, sealed, fmt.Errorf("%s: family %s: %w", s.d.name, id, storage.ErrRetry)
+	case out == rotUnchecked:
+		return fam, nil, fmt.Errorf("%s: family %s: %w", s.d.name, id, storage.ErrUnchecked)
 	}
 	return fam, nil, nil
 }
