@@ -84,16 +84,9 @@ func (s *compactSigner) sign(payload []byte) (string, error) {
 // claims; SignCompact neither reads nor keeps it after it returns. It
 // does no I/O.
 func (m *Manager) SignCompact(alg string, payload []byte, typ string) (string, error) {
-	st := m.state.Load()
-	if st == nil {
-		return "", ErrNotReady
-	}
-	if alg == "" {
-		alg = m.algs[0]
-	}
-	k := st.signing[alg]
-	if k == nil {
-		return "", fmt.Errorf("keys: no signing key for algorithm %q", alg)
+	k, err := m.activeKey(alg)
+	if err != nil {
+		return "", err
 	}
 	s, err := k.compact(typ)
 	if err != nil {

@@ -147,21 +147,30 @@ func (m *Manager) storedState(set *keySet, version int64, now time.Time) (*state
 	return m.newState(groups, set, version)
 }
 
-// Sign returns a compact JWS over payload (already-encoded JSON claims)
-// with the Active key of alg ("" for the default algorithm). The protected
-// header carries alg, kid and, unless typ is empty, typ ("JWT" for ID
-// tokens, "at+jwt" for access tokens). Sign does no I/O.
-func (m *Manager) Sign(alg string, payload []byte, typ string) (string, error) {
+// activeKey is the Active key of alg ("" for the default algorithm).
+func (m *Manager) activeKey(alg string) (*signingKey, error) {
 	st := m.state.Load()
 	if st == nil {
-		return "", ErrNotReady
+		return nil, ErrNotReady
 	}
 	if alg == "" {
 		alg = m.algs[0]
 	}
 	k := st.signing[alg]
 	if k == nil {
-		return "", fmt.Errorf("keys: no signing key for algorithm %q", alg)
+		return nil, fmt.Errorf("keys: no signing key for algorithm %q", alg)
+	}
+	return k, nil
+}
+
+// Sign returns a compact JWS over payload (already-encoded JSON claims)
+// with the Active key of alg ("" for the default algorithm). The protected
+// header carries alg, kid and, unless typ is empty, typ ("JWT" for ID
+// tokens, "at+jwt" for access tokens). Sign does no I/O.
+func (m *Manager) Sign(alg string, payload []byte, typ string) (string, error) {
+	k, err := m.activeKey(alg)
+	if err != nil {
+		return "", err
 	}
 	s, err := k.signer(typ)
 	if err != nil {
