@@ -43,7 +43,47 @@ func newFixtureWith(t testing.TB, extra string, mutate func(*config.Config)) fix
 	sealer, _ := tokens.NewSealer(nil)
 	var audit bytes.Buffer
 	log := observe.NewAudit(slog.New(slog.NewJSONHandler(&audit, nil)))
-	return fixture{f, grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: f.Store, Now: f.Clock.Now, Audit: log}), a, &audit}
+	var st storage.Storage = f.Store
+	if composedOnly {
+		st = composedStore{f.Store}
+	}
+	return fixture{f, grants.New(grants.Deps{Tokens: a, Sealer: sealer, Store: st, Now: f.Clock.Now, Audit: log}), a, &audit}
+}
+
+// composedOnly, while set, gives the grants of newFixtureWith a store
+// that hides its storage.GrantStore: the token endpoint then composes the
+// single Storage calls, as it does on a store without one step per grant.
+var composedOnly bool
+
+// composedStore is a Storage and nothing more.
+type composedStore struct{ storage.Storage }
+
+// TestWithoutGrantStore runs the code, refresh, retry, revocation and DPoP
+// tests again on a store without storage.GrantStore (every store here has
+// one), so that the composed path keeps the guarantees of the one-step
+// path: a replayed code revokes its family, reuse revokes, a bound family
+// refuses another key, a retry within the window answers again.
+func TestWithoutGrantStore(t *testing.T) {
+	composedOnly = true
+	t.Cleanup(func() { composedOnly = false })
+	if _, ok := any(composedStore{newFixture(t).Store}).(storage.GrantStore); ok {
+		t.Fatal("composedStore is a storage.GrantStore")
+	}
+	for name, test := range map[string]func(*testing.T){
+		"CodeGrant":                               TestCodeGrant,
+		"RefreshReuseRevokesFamily":               TestRefreshReuseRevokesFamily,
+		"RefreshReuseDetectedWhateverTheRequest":  TestRefreshReuseDetectedWhateverTheRequest,
+		"RefreshRetryAfterLostResponse":           TestRefreshRetryAfterLostResponse,
+		"RefreshRetryAfterWindow":                 TestRefreshRetryAfterWindow,
+		"RefreshRetryByAnotherClient":             TestRefreshRetryByAnotherClient,
+		"DPoPPublicClientBindsTheFamily":          TestDPoPPublicClientBindsTheFamily,
+		"DPoPConfidentialClientRefreshIsNotBound": TestDPoPConfidentialClientRefreshIsNotBound,
+		"DPoPProofRefused":                        TestDPoPProofRefused,
+		"DPoPReplayAcrossReplicas":                TestDPoPReplayAcrossReplicas,
+		"DPoPRefreshRetryKeepsTheBinding":         TestDPoPRefreshRetryKeepsTheBinding,
+	} {
+		t.Run(name, test)
+	}
 }
 
 // svcExchanges lets client svc exchange tokens of workload issuer ci.
