@@ -381,32 +381,5 @@ func (s *Store) RefreshGrant(ctx context.Context, r storage.Rotation) (storage.R
 	if err != nil {
 		return storage.RefreshFamily{}, nil, unavailable("refresh grant", err)
 	}
-	code, _ := res[0].(int64)
-	switch code {
-	case -3:
-		return storage.RefreshFamily{}, nil, fmt.Errorf("redis: proof: %w", storage.ErrSeen)
-	case -2:
-		return storage.RefreshFamily{}, nil, fmt.Errorf("redis: family %s revoked: %w", id, storage.ErrReused)
-	case 1, 2, 3:
-	default:
-		return storage.RefreshFamily{}, nil, notFound("refresh token")
-	}
-	rec, _ := res[1].(string)
-	lu, _ := res[2].(string)
-	ies, _ := res[3].(string)
-	fam, err := s.family(rec, lu, ies)
-	if err != nil {
-		return fam, nil, err
-	}
-	if s.lost(fam.CreatedAt) {
-		return storage.RefreshFamily{}, nil, notFound("refresh family from before storage lost state")
-	}
-	switch code {
-	case 1:
-		return fam, nil, nil
-	case 3:
-		return fam, nil, fmt.Errorf("redis: family %s: %w", id, storage.ErrUnchecked)
-	}
-	nx, _ := res[4].(string)
-	return fam, []byte(nx), fmt.Errorf("redis: family %s: %w", id, storage.ErrRetry)
+	return s.rotated(id, res)
 }

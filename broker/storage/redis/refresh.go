@@ -105,11 +105,23 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	if err != nil {
 		return storage.RefreshFamily{}, nil, unavailable("rotate refresh", err)
 	}
+	return s.rotated(id, res)
+}
+
+// rotated reads the answer of rotateRefreshScript or refreshGrantScript
+// for family id: {1, rec, last used, idle expiry} rotated; {2, rec, last
+// used, idle expiry, sealed successor} a retry within the window; {3, rec,
+// last used, idle expiry} unchecked (refreshGrantScript); {-2} reused, the
+// family revoked; {-3} the proof seen (refreshGrantScript); anything else
+// not found.
+func (s *Store) rotated(id string, res []any) (storage.RefreshFamily, []byte, error) {
 	code, _ := res[0].(int64)
 	switch code {
+	case -3:
+		return storage.RefreshFamily{}, nil, fmt.Errorf("redis: proof: %w", storage.ErrSeen)
 	case -2:
 		return storage.RefreshFamily{}, nil, fmt.Errorf("redis: family %s revoked: %w", id, storage.ErrReused)
-	case 1, 2:
+	case 1, 2, 3:
 	default:
 		return storage.RefreshFamily{}, nil, notFound("refresh token")
 	}
@@ -123,8 +135,11 @@ func (s *Store) RotateRefresh(ctx context.Context, old, next string, now time.Ti
 	if s.lost(fam.CreatedAt) {
 		return storage.RefreshFamily{}, nil, notFound("refresh family from before storage lost state")
 	}
-	if code == 1 {
+	switch code {
+	case 1:
 		return fam, nil, nil
+	case 3:
+		return fam, nil, fmt.Errorf("redis: family %s: %w", id, storage.ErrUnchecked)
 	}
 	nx, _ := res[4].(string)
 	return fam, []byte(nx), fmt.Errorf("redis: family %s: %w", id, storage.ErrRetry)
