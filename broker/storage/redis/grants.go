@@ -96,18 +96,7 @@ var refreshGrantScript = goredis.NewScript(`
 if ARGV[10] ~= '' then
   if not redis.call('SET', KEYS[4], '1', 'NX', 'PXAT', ARGV[10]) then return {-3} end
 end
-local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems', 'prev', 'rot', 'nx', 'lu', 'ie')
-if not f[1] then return {-1} end
-if ARGV[3] >= f[3] or ARGV[3] >= f[4] then return {-1} end
-if f[2] ~= ARGV[1] then
-  if ARGV[9] ~= '' and f[6] == ARGV[1] and f[7] and f[7] > ARGV[9] and f[8] then
-    return {2, f[1], f[9] or '', f[10] or '', f[8]}
-  end
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('SET', KEYS[3], '1', 'PXAT', f[5])
-  return {-2}
-end
-local function meets(rec)
+` + rotateCheck + `local function meets(rec)
   local ok, fam = pcall(cjson.decode, rec)
   if not ok or type(fam) ~= 'table' or type(fam.grant) ~= 'table' then return false end
   local g = fam.grant
@@ -126,18 +115,7 @@ local function meets(rec)
   return true
 end
 if not meets(f[1]) then return {3, f[1], f[9] or '', f[10] or ''} end
-local ie, ien, iems = ARGV[5], ARGV[6], ARGV[7]
-if ien >= f[4] then ie, ien, iems = '', f[4], f[5] end
-redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'lu', ARGV[4], 'ie', ie, 'ien', ien)
-if ARGV[8] == '' then
-  redis.call('HDEL', KEYS[1], 'prev', 'rot', 'nx')
-else
-  redis.call('HSET', KEYS[1], 'prev', ARGV[1], 'rot', ARGV[3], 'nx', ARGV[8])
-end
-redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('PEXPIREAT', KEYS[1], iems)
-redis.call('DEL', KEYS[2])
-return {1, f[1], ARGV[4], ie}`)
+` + rotateWrite)
 
 var _ storage.GrantStore = (*Store)(nil)
 

@@ -50,8 +50,12 @@ return 1`)
 // while 'rot' is after the cutoff, which is a retry. A set of rotated
 // hashes left by an earlier version (KEYS[2]) is deleted at the first
 // rotation.
-var rotateRefreshScript = goredis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems', 'prev', 'rot', 'nx', 'lu', 'ie')
+var rotateRefreshScript = goredis.NewScript("\n" + rotateCheck + rotateWrite)
+
+// rotateCheck is the first half of rotateRefreshScript (and of
+// refreshGrantScript): the family read, then the answers to an unknown or
+// expired family, a retry and a reuse; f is the family's fields.
+const rotateCheck = `local f = redis.call('HMGET', KEYS[1], 'rec', 'cur', 'ien', 'aen', 'aems', 'prev', 'rot', 'nx', 'lu', 'ie')
 if not f[1] then return {-1} end
 if ARGV[3] >= f[3] or ARGV[3] >= f[4] then return {-1} end
 if f[2] ~= ARGV[1] then
@@ -62,7 +66,10 @@ if f[2] ~= ARGV[1] then
   redis.call('SET', KEYS[3], '1', 'PXAT', f[5])
   return {-2}
 end
-local ie, ien, iems = ARGV[5], ARGV[6], ARGV[7]
+`
+
+// rotateWrite is the second half: the rotation of a current token.
+const rotateWrite = `local ie, ien, iems = ARGV[5], ARGV[6], ARGV[7]
 if ien >= f[4] then ie, ien, iems = '', f[4], f[5] end
 redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'lu', ARGV[4], 'ie', ie, 'ien', ien)
 if ARGV[8] == '' then
@@ -73,7 +80,7 @@ end
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIREAT', KEYS[1], iems)
 redis.call('DEL', KEYS[2])
-return {1, f[1], ARGV[4], ie}`)
+return {1, f[1], ARGV[4], ie}`
 
 // revokeFamily: KEYS fam, legacy rotated set, tomb; ARGV tombstone until ms
 // ("" for the family's absolute expiry), now ms. Returns 1 if a family was deleted.
