@@ -7,21 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
-
 	"github.com/fedbroker/fedbroker/broker/oauth"
 	"github.com/fedbroker/fedbroker/broker/runtime"
 	"github.com/fedbroker/fedbroker/broker/storage"
 	"github.com/fedbroker/fedbroker/broker/tokens"
 	"github.com/fedbroker/fedbroker/connectors/workload"
-	"github.com/fedbroker/fedbroker/jwa"
 	"github.com/fedbroker/fedbroker/mapping"
 )
-
-// acceptedAlgs are the algorithms a presented JWT may name (jwa), built
-// once rather than per request.
-var acceptedAlgs = jwa.Asymmetric[jose.SignatureAlgorithm]()
 
 const (
 	// maxActNesting bounds delegation chains (`act` inside `act`).
@@ -90,14 +82,7 @@ func (g *Grants) Exchange(ctx context.Context, rt *runtime.Runtime, cl *runtime.
 	now := g.now()
 	var grant storage.Grant
 	if subject.Issuer() == g.tokens.Issuer() {
-		parsed, err := jwt.ParseSigned(req.SubjectToken, acceptedAlgs)
-		if err != nil {
-			return nil, exchangeError("subject_token is not a signed JWT with an accepted algorithm")
-		}
-		if grant, err = g.delegate(ctx, cl, req.SubjectToken, req.SubjectTokenType, req.Scope); err != nil {
-			return nil, err
-		}
-		if err := dpopSubject(parsed, req); err != nil {
+		if grant, err = g.delegate(ctx, cl, req, req.Scope); err != nil {
 			return nil, err
 		}
 	} else if grant, err = g.fromWorkload(ctx, rt, cl, subject, req.Scope); err != nil {
@@ -200,16 +185,19 @@ func (g *Grants) fromWorkload(ctx context.Context, rt *runtime.Runtime, cl *runt
 // (client_id) or be addressed to it (aud names its id), unless the client
 // has delegate_any_audience. The new token stays in the subject token's
 // refresh family: revoking the family revokes it too.
-func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, token, typ string, scopes []string) (storage.Grant, error) {
-	if typ != oauth.TokenTypeAccessToken && typ != oauth.TokenTypeJWT {
+func (g *Grants) delegate(ctx context.Context, cl *runtime.Client, req Request, scopes []string) (storage.Grant, error) {
+	if typ := req.SubjectTokenType; typ != oauth.TokenTypeAccessToken && typ != oauth.TokenTypeJWT {
 		return storage.Grant{}, exchangeError("our own tokens are exchanged as access tokens")
 	}
-	at, err := g.tokens.CheckAccessToken(ctx, token)
+	at, err := g.tokens.CheckAccessToken(ctx, req.SubjectToken)
 	if err != nil {
 		if !errors.Is(err, tokens.ErrInvalid) {
 			return storage.Grant{}, err
 		}
 		return storage.Grant{}, exchangeError("the subject token is not a valid access token of this issuer")
+	}
+	if err := dpopSubject(at.Raw, req); err != nil {
+		return storage.Grant{}, err
 	}
 	if !cl.DelegateAnyAudience && at.ClientID != cl.ID && !slices.Contains(at.Audience, cl.ID) {
 		g.audit.Event("token_exchange_rejected", "client_id", cl.ID, "token_client_id", at.ClientID, "sub", at.Subject, "reason", "subject token neither issued to nor addressed to the client")
