@@ -34,8 +34,12 @@ func (s *Store) errProofSeen() error {
 
 // markTx records m in tx as MarkSeen does, at now (the store's clock):
 // fresh reports whether it was not recorded before, wrote whether a row
-// was written (a security write: the epoch ticks with it).
+// was written (a security write: the epoch ticks with it). A mark without
+// an ID records nothing and is fresh.
 func (s *Store) markTx(ctx context.Context, tx *sql.Tx, m storage.Mark, now time.Time) (fresh, wrote bool, err error) {
+	if m.ID == "" {
+		return true, false, nil
+	}
 	if !now.Before(m.Until) {
 		// Nothing to remember; only whether it is still recorded.
 		seen, err := s.seenAt(ctx, tx, m.Namespace, m.ID, now)
@@ -73,21 +77,17 @@ func (s *Store) RedeemCode(ctx context.Context, code string, r storage.Redemptio
 	err := s.write(ctx, "redeem code", func(tx *sql.Tx) (bool, error) {
 		seen, out, result = false, storage.Redeemed{}, nil
 		now := s.now()
-		marked := false
-		if r.Proof.ID != "" {
-			fresh, wrote, err := s.markTx(ctx, tx, r.Proof, now)
-			switch {
-			case err != nil:
-				return false, err
-			case !fresh:
-				seen = true
-				return false, nil // nothing else done: nothing to tick
-			}
-			marked = wrote
+		fresh, marked, err := s.markTx(ctx, tx, r.Proof, now)
+		switch {
+		case err != nil:
+			return false, err
+		case !fresh:
+			seen = true
+			return false, nil // nothing else done: nothing to tick
 		}
 		var data []byte
 		var used int64
-		err := tx.QueryRowContext(ctx, consumeCodeSQL, hash, ns(now)).Scan(&data, &used)
+		err = tx.QueryRowContext(ctx, consumeCodeSQL, hash, ns(now)).Scan(&data, &used)
 		switch {
 		case noRows(err):
 			// Unknown or expired. The proof, if any, was recorded.
@@ -188,23 +188,18 @@ func (s *Store) RefreshGrant(ctx context.Context, r storage.Rotation) (storage.R
 	)
 	err := s.write(ctx, "refresh grant", func(tx *sql.Tx) (bool, error) {
 		seen, out, fam, sealed = false, rotNotFound, storage.RefreshFamily{}, nil
-		marked := false
-		if r.Proof.ID != "" {
-			fresh, wrote, err := s.markTx(ctx, tx, r.Proof, s.now())
-			switch {
-			case err != nil:
-				return false, err
-			case !fresh:
-				seen = true
-				return false, nil // nothing else done: nothing to tick
-			}
-			marked = wrote
+		fresh, marked, err := s.markTx(ctx, tx, r.Proof, s.now())
+		switch {
+		case err != nil:
+			return false, err
+		case !fresh:
+			seen = true
+			return false, nil // nothing else done: nothing to tick
 		}
 		if !ok {
 			return marked, nil // a malformed token: only the proof recorded
 		}
 		var changed bool
-		var err error
 		out, fam, sealed, changed, err = s.rotateLocked(ctx, tx, id, oldHash, nextHash, r.Now, r.Idle, r.Retry, r.Meets)
 		return marked || changed, err
 	})
