@@ -56,12 +56,12 @@ func (s *Store) RedeemCode(ctx context.Context, code string, r storage.Redemptio
 		return out, nil
 	}
 	fam := r.NewFamily(rec.Grant, absolute)
-	b, err := encode(fam)
+	v, err := cloneFamily(fam) // fam goes to the caller, with rec's maps
 	if err != nil {
 		return out, err
 	}
 	s.families[fam.ID] = &famEntry{
-		data:           b,
+		val:            v,
 		subject:        fam.Grant.Subject,
 		current:        storage.Hash(r.RefreshToken),
 		lastUsed:       fam.LastUsed,

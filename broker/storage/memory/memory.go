@@ -136,16 +136,17 @@ func (s *Store) removeAuthReq(id string) {
 }
 
 type codeEntry struct {
-	record
-	used bool
+	record                  // expiry only: the code is val
+	val    storage.AuthCode // as cloneCode made it
+	used   bool
 	// familyID replaces the record's FamilyID once RedeemCode consumed
 	// the code (see storage.Redemption.FamilyID).
 	familyID string
 }
 
-// code decodes the entry's record with its family id.
+// code is a copy of the entry's code with its family id.
 func (c *codeEntry) code() (storage.AuthCode, error) {
-	rec, err := decode[storage.AuthCode](c.data)
+	rec, err := cloneCode(c.val)
 	if c.familyID != "" {
 		rec.FamilyID = c.familyID
 	}
@@ -153,7 +154,7 @@ func (c *codeEntry) code() (storage.AuthCode, error) {
 }
 
 type famEntry struct {
-	data           []byte // JSON of the family as created
+	val            storage.RefreshFamily // as cloneFamily made it; the times below are current
 	subject        string
 	current        string // Hash of the current token
 	generation     uint64 // rotations so far

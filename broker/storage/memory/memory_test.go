@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/json"
 	"context"
 	"fmt"
 	"strings"
@@ -32,10 +33,12 @@ func (s *Store) dump() string {
 		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
 	}
 	for k, v := range s.codes {
-		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
+		j, _ := json.Marshal(v.val)
+		fmt.Fprintf(&b, "%s=%s %s\n", k, j, v.familyID)
 	}
 	for k, v := range s.families {
-		fmt.Fprintf(&b, "%s=%s %s %d\n", k, v.data, v.current, v.generation)
+		j, _ := json.Marshal(v.val)
+		fmt.Fprintf(&b, "%s=%s %s %d %s %q\n", k, j, v.current, v.generation, v.retry.previous, v.retry.sealedNext)
 	}
 	for k, v := range s.sessions {
 		fmt.Fprintf(&b, "%s=%s\n", k, v.data)
@@ -131,7 +134,7 @@ func BenchmarkStore(b *testing.B) {
 }
 
 // familySize is what the store holds for family id, in bytes of stored
-// values (record, current token hash and any per-token state).
+// values (the record as JSON, current token hash and any per-token state).
 func (s *Store) familySize(id string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,7 +142,11 @@ func (s *Store) familySize(id string) int {
 	if !ok {
 		return -1
 	}
-	return len(f.data) + len(f.current) + 8 // + generation
+	b, err := json.Marshal(f.val)
+	if err != nil {
+		return -1
+	}
+	return len(b) + len(f.current) + len(f.retry.previous) + len(f.retry.sealedNext) + 8 // + generation
 }
 
 // TestRefreshFamilySizeConstant: 1,000 rotations leave a family's stored

@@ -79,7 +79,7 @@ func (s *Store) TakeAuthRequest(ctx context.Context, id string) (storage.AuthReq
 
 // CreateCode stores c under storage.Hash(code) until c.Expiry.
 func (s *Store) CreateCode(ctx context.Context, code string, c storage.AuthCode) error {
-	b, err := encode(c)
+	v, err := cloneCode(c)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (s *Store) CreateCode(ctx context.Context, code string, c storage.AuthCode)
 	if old, ok := s.codes[h]; ok && live(now, old.expiry) {
 		return fmt.Errorf("memory: code: %w", storage.ErrAlreadyExists)
 	}
-	s.codes[h] = &codeEntry{record: record{data: b, expiry: c.Expiry}}
+	s.codes[h] = &codeEntry{record: record{expiry: c.Expiry}, val: v}
 	return nil
 }
 

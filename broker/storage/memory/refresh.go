@@ -20,7 +20,7 @@ func (f *famEntry) alive(now time.Time) bool {
 }
 
 func (f *famEntry) family() (storage.RefreshFamily, error) {
-	rec, err := decode[storage.RefreshFamily](f.data)
+	rec, err := cloneFamily(f.val)
 	rec.LastUsed, rec.IdleExpiry = f.lastUsed, f.idleExpiry
 	return rec, err
 }
@@ -31,7 +31,7 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 	if id, ok := familyOf(token); !ok || id != f.ID {
 		return errWrongFamily
 	}
-	b, err := encode(f)
+	v, err := cloneFamily(f)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (s *Store) CreateRefresh(ctx context.Context, f storage.RefreshFamily, toke
 		return fmt.Errorf("memory: refresh family: %w", storage.ErrAlreadyExists)
 	}
 	s.families[f.ID] = &famEntry{
-		data:           b,
+		val:            v,
 		subject:        f.Grant.Subject,
 		current:        storage.Hash(token),
 		lastUsed:       f.LastUsed,
@@ -169,11 +169,11 @@ func (s *Store) UpdateRefreshGrant(ctx context.Context, token string, g storage.
 		return err
 	}
 	fam.Grant = g
-	data, err := encode(fam)
+	v, err := cloneFamily(fam)
 	if err != nil {
 		return err
 	}
-	f.data = data
+	f.val = v
 	return nil
 }
 
