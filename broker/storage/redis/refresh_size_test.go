@@ -68,3 +68,42 @@ func TestLegacyRotatedSetDropped(t *testing.T) {
 		t.Fatalf("RotateRefresh of a rotated token = %v, want ErrReused", err)
 	}
 }
+
+// TestPendingLoginSize: what one pending login (an auth request between
+// /authorize and the connector's callback) costs in Redis, for
+// BENCHMARKS.md; the bound catches a record that grows by accident.
+func TestPendingLoginSize(t *testing.T) {
+	s := open(t, redistest.Start(t), Options{KeyPrefix: "size"})
+	defer s.Close()
+	ctx := context.Background()
+	r := storage.AuthRequest{
+		ID:                  "f3b1c9d0a4e84b0f9c2d7e6a5b4c3d2e",
+		ClientID:            "app",
+		RedirectURI:         "https://app.example.com/callback",
+		Scopes:              []string{"openid", "email", "profile", "groups", "offline_access"},
+		State:               "af0ifjsldkj-1c2d3e4f",
+		Nonce:               "n-0S6_WzA2Mj4f5e6d",
+		CodeChallenge:       "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+		CodeChallengeMethod: "S256",
+		MaxAge:              -1,
+		ConnectorID:         "google",
+		ConnectorState:      make([]byte, 160), // the OIDC connector's sealed state, nonce and PKCE verifier
+		BrowserBinding:      storage.Hash("browser-cookie"),
+		Expiry:              time.Now().Add(10 * time.Minute),
+	}
+	if err := s.CreateAuthRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.c.MemoryUsage(ctx, s.authReqKey(r.ID), 0).Result()
+	if err != nil {
+		t.Fatalf("MEMORY USAGE: %v", err)
+	}
+	t.Logf("redis: bytes per pending login (MEMORY USAGE): %d; its JSON: %d", n, len(rec))
+	if n > 1024 {
+		t.Fatalf("a pending login takes %d bytes in Redis, want at most 1,024", n)
+	}
+}
