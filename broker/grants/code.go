@@ -84,6 +84,21 @@ func (g *Grants) Code(ctx context.Context, rt *runtime.Runtime, cl *runtime.Clie
 		case err != nil:
 			return nil, err
 		default:
+			// A logout writes the session's marker before it revokes the
+			// session's families: one that ended the session since the
+			// check above did not see this family, and is seen now.
+			if sid := ac.Grant.SessionID; sid != "" {
+				ended, err := g.tokens.SessionRevoked(ctx, sid)
+				if err != nil {
+					return nil, err
+				}
+				if ended {
+					if err := g.store.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); err != nil {
+						return nil, err
+					}
+					return nil, g.sessionEnded(cl, ac)
+				}
+			}
 			resp.RefreshToken = token
 		}
 	}

@@ -38,7 +38,9 @@ import (
 // family id in the same script), checks the session and starts the family
 // one step after the other, as the token endpoint did before; a replay
 // between the steps is caught as before (the family is revoked first, and
-// CreateRefresh refuses). RefreshGrant there records the proof first, then
+// CreateRefresh refuses), and a logout between the session check and the
+// family's start by checking the session again once the family exists
+// (redeemRest). RefreshGrant there records the proof first, then
 // checks and rotates in one script (the family's keys share a slot): two
 // round trips.
 //
@@ -118,6 +120,10 @@ if not meets(f[1]) then return {3, f[1], f[9] or '', f[10] or ''} end
 ` + rotateWrite)
 
 var _ storage.GrantStore = (*Store)(nil)
+
+// redeemStepHook, when set by a test, runs in redeemRest between the
+// session check and the family's start.
+var redeemStepHook func()
 
 // oneSlot reports whether a script may reach keys of any slot: a single
 // server or a Sentinel-managed primary, not Redis Cluster.
@@ -310,13 +316,34 @@ func (s *Store) redeemRest(ctx context.Context, out storage.Redeemed, r storage.
 		return out, nil
 	}
 	fam := r.NewFamily(g, absolute)
+	if redeemStepHook != nil {
+		redeemStepHook()
+	}
 	switch err := s.CreateRefresh(ctx, fam, r.RefreshToken); {
 	case err == nil:
 		out.Family = &fam
 	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrAlreadyExists):
 		// Revoked by a replay between the steps: no family.
+		return out, nil
 	default:
 		return storage.Redeemed{}, err
+	}
+	if g.SessionID == "" {
+		return out, nil
+	}
+	// A logout writes its session's marker before it looks for the
+	// session's families (logout.Service.End): one that ended the session
+	// between the check above (or the script's) and CreateRefresh did not
+	// see this family, and its marker is there now.
+	notEnded, err := s.MarkSeen(ctx, r.EndedSessions, g.SessionID, time.Time{})
+	if err != nil {
+		return storage.Redeemed{}, err // the family's token was never given out
+	}
+	if !notEnded {
+		if err := s.RevokeFamily(ctx, fam.ID, fam.AbsoluteExpiry); err != nil {
+			return storage.Redeemed{}, err
+		}
+		out.Family, out.SessionEnded = nil, true
 	}
 	return out, nil
 }

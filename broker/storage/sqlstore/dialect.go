@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"hash/fnv"
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,6 +40,13 @@ type dialect struct {
 	// retryable reports an error that aborted a transaction which may
 	// succeed when run again (a deadlock, a serialization failure).
 	retryable func(error) bool
+	// lockSession takes, until tx ends, a lock on the SSO session sid:
+	// shared by a code's redemption around its ended-session check and
+	// its family's start, exclusive by EndSessions before it looks for the
+	// session's families, so that a family is either seen by the logout
+	// or not started (see RedeemCode). nil when the database's write lock
+	// already serializes the two (SQLite).
+	lockSession func(ctx context.Context, tx *sql.Tx, sid string, exclusive bool) error
 }
 
 var sqliteDialect = &dialect{
@@ -74,9 +82,26 @@ var postgresDialect = &dialect{
 		_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, keysChannel, strconv.FormatInt(version, 10))
 		return err
 	},
+	lockSession: func(ctx context.Context, tx *sql.Tx, sid string, exclusive bool) error {
+		q := `SELECT pg_advisory_xact_lock_shared($1)`
+		if exclusive {
+			q = `SELECT pg_advisory_xact_lock($1)`
+		}
+		_, err := tx.ExecContext(ctx, q, sessionLockID(sid))
+		return err
+	},
 	retryable: func(err error) bool {
 		var pe *pgconn.PgError
 		// 40001 serialization_failure, 40P01 deadlock_detected.
 		return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 	},
+}
+
+// sessionLockID is the pg_advisory_xact_lock key of session sid: a hash
+// of the sid, so two sessions may share a key and then only wait for each
+// other.
+func sessionLockID(sid string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("fedbroker session\x00" + sid))
+	return int64(h.Sum64())
 }

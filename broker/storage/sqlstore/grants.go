@@ -27,6 +27,10 @@ import (
 
 var _ storage.GrantStore = (*Store)(nil)
 
+// redeemCheckedHook, when set by a test, runs inside RedeemCode's
+// transaction once the code's session was found not ended.
+var redeemCheckedHook func()
+
 // errProofSeen is the answer to a grant whose proof was recorded before.
 func (s *Store) errProofSeen() error {
 	return fmt.Errorf("%s: proof: %w", s.d.name, storage.ErrSeen)
@@ -111,6 +115,13 @@ func (s *Store) RedeemCode(ctx context.Context, code string, r storage.Redemptio
 		}
 		out.Code = c
 		if sid := c.Grant.SessionID; sid != "" {
+			// Held until the commit: a logout's EndSessions waits for it,
+			// then sees the family started here (see dialect.lockSession).
+			if s.d.lockSession != nil {
+				if err := s.d.lockSession(ctx, tx, sid, false); err != nil {
+					return false, err
+				}
+			}
 			ended, err := s.seenAt(ctx, tx, r.EndedSessions, sid, now)
 			if err != nil {
 				return false, err
@@ -118,6 +129,9 @@ func (s *Store) RedeemCode(ctx context.Context, code string, r storage.Redemptio
 			if ended {
 				out.SessionEnded = true
 				return true, nil
+			}
+			if redeemCheckedHook != nil {
+				redeemCheckedHook()
 			}
 		}
 		absolute, ok := r.StartsFamily(c.Grant)

@@ -196,6 +196,21 @@ func (s *Store) EndSessions(ctx context.Context, subject, sid string, until time
 				return false, err
 			}
 		}
+		// A code of an ended session being redeemed now holds its
+		// session's lock until its family is committed: wait for it, so
+		// that endFamilies sees that family (see dialect.lockSession).
+		if s.d.lockSession != nil {
+			sids := make([]string, 0, len(ended))
+			for _, x := range ended {
+				sids = append(sids, x.se.PublicID)
+			}
+			slices.Sort(sids) // one order: two logouts never deadlock
+			for _, id := range slices.Compact(sids) {
+				if err := s.d.lockSession(ctx, tx, id, true); err != nil {
+					return false, err
+				}
+			}
+		}
 		families, err = s.endFamilies(ctx, tx, subject, ended, sid == "", until)
 		return true, err
 	})
