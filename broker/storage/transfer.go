@@ -25,6 +25,9 @@ type Item struct {
 	// Tombstone is a revoked family id, kept so the family is never
 	// created again.
 	Tombstone *TombstoneItem
+	// Delivery is a back-channel logout not yet delivered, with its next
+	// due time and its attempts so far.
+	Delivery *Delivery
 }
 
 // FamilyItem is a refresh family in transit.
@@ -53,8 +56,8 @@ type TombstoneItem struct {
 
 // Exporter is implemented by backends whose state can be moved to another
 // backend. Export calls fn once per live record, in no particular order,
-// and stops at fn's first error. Pending sign-ins, codes and leases are
-// not exported: they live seconds to minutes. A family's refresh retry
+// and stops at fn's first error. Pending sign-ins, codes, leases and the
+// replicas' heartbeats are not exported: they live seconds to minutes. A family's refresh retry
 // state is not either: a client retrying a refresh during the copy is
 // treated as reuse.
 type Exporter interface {

@@ -166,8 +166,8 @@ func copyStorage(ctx context.Context, out io.Writer, src, dst storage.Storage) e
 	if !ok {
 		return fmt.Errorf("storage copy: the destination storage (%T) cannot import", dst)
 	}
-	var counts [6]int
-	names := [6]string{"key set", "links", "refresh families", "sessions", "revocations and replay records", "tombstones"}
+	var counts [7]int
+	names := [7]string{"key set", "links", "refresh families", "sessions", "revocations and replay records", "tombstones", "back-channel logouts to send"}
 	err := exp.Export(ctx, func(it storage.Item) error {
 		switch {
 		case it.Keys != nil:
@@ -182,6 +182,8 @@ func copyStorage(ctx context.Context, out io.Writer, src, dst storage.Storage) e
 			counts[4]++
 		case it.Tombstone != nil:
 			counts[5]++
+		case it.Delivery != nil:
+			counts[6]++
 		default:
 			return errors.New("storage copy: the source exported an empty record")
 		}

@@ -64,7 +64,7 @@ func (s *Store) until(ctx context.Context, key string) (time.Time, error) {
 }
 
 // Export hands every live key set, link, refresh family, session,
-// revocation and tombstone to fn; see storage.Exporter.
+// revocation, tombstone and pending delivery to fn; see storage.Exporter.
 func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
 	if err := storage.ExportKeysAndLinks(ctx, s, fn); err != nil {
 		return err
@@ -126,7 +126,7 @@ func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
 	if err != nil {
 		return err
 	}
-	return s.scan(ctx, p+":seen:*", func(key string) error {
+	err = s.scan(ctx, p+":seen:*", func(key string) error {
 		ns, id, ok := parseSeenKey(strings.TrimPrefix(key, s.prefix+":seen:"))
 		if !ok {
 			return nil
@@ -137,6 +137,36 @@ func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
 		}
 		return fn(storage.Item{Seen: &storage.SeenItem{Namespace: ns, ID: id, Until: u}})
 	})
+	if err != nil {
+		return err
+	}
+	return s.exportDeliveries(ctx, fn)
+}
+
+// exportDeliveries hands the outbox's deliveries to fn, read with HSCAN
+// (a large outbox is not read in one reply).
+func (s *Store) exportDeliveries(ctx context.Context, fn func(storage.Item) error) error {
+	key := s.outboxKeys()[1]
+	var cursor uint64
+	for {
+		kv, next, err := s.c.HScan(ctx, key, cursor, "*", 256).Result()
+		if err != nil {
+			return unavailable("export deliveries", err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			d, err := s.delivery(kv[i+1])
+			if err != nil {
+				return err
+			}
+			d.ID = kv[i]
+			if err := fn(storage.Item{Delivery: &d}); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
 }
 
 // parseSeenKey splits "<len(ns)>:<ns>:<id>" (see seenKey).
@@ -200,6 +230,17 @@ func (s *Store) Import(ctx context.Context, it storage.Item) error {
 		return s.setNX(ctx, s.seenKey(it.Seen.Namespace, it.Seen.ID), "1", it.Seen.Until)
 	case it.Tombstone != nil:
 		return s.setNX(ctx, s.famKeys(it.Tombstone.FamilyID)[2], "1", it.Tombstone.Until)
+	case it.Delivery != nil:
+		// Left alone when the destination has it (a second copy, or one
+		// already sent and claimed again there).
+		has, err := s.c.HExists(ctx, s.outboxKeys()[1], it.Delivery.ID).Result()
+		if err != nil {
+			return unavailable("import delivery", err)
+		}
+		if has {
+			return nil
+		}
+		return s.PutDelivery(ctx, *it.Delivery)
 	default:
 		return fmt.Errorf("redis: import: empty item")
 	}

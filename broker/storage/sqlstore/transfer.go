@@ -16,7 +16,7 @@ var (
 )
 
 // Export hands every live key set, link, refresh family, tombstone,
-// session and MarkSeen record to fn; see storage.Exporter. Each table is
+// session and MarkSeen record, and every pending delivery, to fn; see storage.Exporter. Each table is
 // read in one query; rows written meanwhile may or may not be seen.
 func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
 	if err := storage.ExportKeysAndLinks(ctx, s, fn); err != nil {
@@ -58,7 +58,7 @@ func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
 	if err != nil {
 		return err
 	}
-	return s.each(ctx, "export seen", `SELECT namespace, id, until FROM seen WHERE until > $1`, []any{now},
+	err = s.each(ctx, "export seen", `SELECT namespace, id, until FROM seen WHERE until > $1`, []any{now},
 		func(rows *sql.Rows) error {
 			var it storage.SeenItem
 			var until int64
@@ -67,6 +67,26 @@ func (s *Store) Export(ctx context.Context, fn func(storage.Item) error) error {
 			}
 			it.Until = fromNS(until)
 			return fn(storage.Item{Seen: &it})
+		})
+	if err != nil {
+		return err
+	}
+	return s.each(ctx, "export deliveries", `SELECT id, due, attempts, data FROM deliveries`, nil,
+		func(rows *sql.Rows) error {
+			var (
+				d             storage.Delivery
+				id            string
+				due, attempts int64
+				data          []byte
+			)
+			if err := rows.Scan(&id, &due, &attempts, &data); err != nil {
+				return err
+			}
+			if err := s.decode("delivery", data, &d); err != nil {
+				return err
+			}
+			d.ID, d.Due, d.Attempts = id, fromNS(due), int(attempts)
+			return fn(storage.Item{Delivery: &d})
 		})
 }
 
@@ -149,6 +169,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING`,
 		if _, err := s.w.ExecContext(ctx, `INSERT INTO seen (namespace, id, until) VALUES ($1, $2, $3) ON CONFLICT (namespace, id) DO NOTHING`,
 			it.Seen.Namespace, it.Seen.ID, ns(it.Seen.Until)); err != nil {
 			return s.unavailable("import seen", err)
+		}
+	case it.Delivery != nil:
+		d := *it.Delivery
+		data, err := encode(d)
+		if err != nil {
+			return err
+		}
+		if _, err := s.w.ExecContext(ctx, `INSERT INTO deliveries (id, due, attempts, data) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO NOTHING`, d.ID, ns(d.Due), d.Attempts, data); err != nil {
+			return s.unavailable("import delivery", err)
 		}
 	default:
 		return fmt.Errorf("%s: import: empty item", s.d.name)

@@ -59,6 +59,12 @@ func RunTransfer(t *testing.T, src, dst storage.Storage) {
 	if _, err := src.PutKeys(c, []byte(`{"keys":"k"}`), 0); err != nil {
 		t.Fatal(err)
 	}
+	// A back-channel logout not yet delivered, retried once already.
+	dl := storage.Delivery{ID: "dl-" + random(t), Kind: storage.DeliveryBackchannelLogout, ClientID: "app", Subject: "ada", SID: se.PublicID,
+		Created: time.Now().Add(-time.Minute).Round(0), Due: time.Now().Add(-time.Second).Round(0), Attempts: 1, LastError: "503 Service Unavailable"}
+	if err := src.PutDelivery(c, dl); err != nil {
+		t.Fatal(err)
+	}
 
 	copyAll := func() int {
 		n := 0
@@ -70,10 +76,26 @@ func RunTransfer(t *testing.T, src, dst storage.Storage) {
 		}
 		return n
 	}
-	if n := copyAll(); n < 6 {
-		t.Errorf("copied %d records, want at least 6 (keys, link, family, tombstone, session, revocation)", n)
+	if n := copyAll(); n < 7 {
+		t.Errorf("copied %d records, want at least 7 (keys, link, family, tombstone, session, revocation, delivery)", n)
 	}
 	copyAll() // a second run leaves everything as it is
+
+	// The pending delivery goes on from the destination, once.
+	if n, err := dst.PendingDeliveries(c); err != nil || n != 1 {
+		t.Errorf("PendingDeliveries after the copy = %d, %v; want 1", n, err)
+	}
+	claimed, err := dst.ClaimDeliveries(c, time.Now(), time.Minute, 10)
+	if err != nil || len(claimed) != 1 {
+		t.Errorf("ClaimDeliveries after the copy = %+v, %v; want the delivery", claimed, err)
+	} else {
+		want := dl
+		want.Attempts++
+		want.Due = claimed[0].Due
+		if diff := cmp.Diff(want, claimed[0], cmpOpts...); diff != "" {
+			t.Errorf("the delivery after the copy (-want +got):\n%s", diff)
+		}
+	}
 
 	if _, _, err := dst.RotateRefresh(c, second, token(t, f.ID), time.Now(), time.Hour, storage.Retry{}); err != nil {
 		t.Errorf("RotateRefresh with the current token after the copy: %v", err)
