@@ -7,11 +7,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/fedbroker/fedbroker/broker/storage"
 )
 
 // cookieName is the console's session cookie: a random id, scoped to the
@@ -19,12 +21,13 @@ import (
 const cookieName = "fedbroker_console"
 
 // Session lifetimes: a session ends after idleTimeout without a request,
-// and at the latest absoluteTimeout after sign-in.
+// and at the latest absoluteTimeout after sign-in. Its last use is written
+// to storage at most once every touchEvery, so it may end up to that much
+// before idleTimeout.
 const (
 	idleTimeout     = 30 * time.Minute
 	absoluteTimeout = 12 * time.Hour
-	// maxSessions bounds the sessions kept; the oldest goes first.
-	maxSessions = 1000
+	touchEvery      = time.Minute
 )
 
 // session is one signed-in browser.
@@ -35,21 +38,17 @@ type session struct {
 	lastSeen time.Time
 }
 
-// sessions are the console's sign-ins, in this process's memory, keyed by
-// the SHA-256 of the cookie's id (so a lookup's timing says nothing of
-// the ids).
+// sessions are the console's sign-ins, kept in storage as AuthRequest
+// records (storage.ConsoleSession) under the hash of the cookie's id, so
+// that every replica behind a load balancer knows them, and a sign-out on
+// one ends them on all.
 type sessions struct {
-	now func() time.Time
-	// certKey derives the CSRF token of a client-certificate sign-in,
-	// which has no cookie session.
-	certKey []byte
-
-	mu sync.Mutex
-	m  map[[32]byte]*session
+	store storage.Storage
+	now   func() time.Time
 }
 
-func newSessions(now func() time.Time) *sessions {
-	return &sessions{now: now, certKey: randomBytes(32), m: make(map[[32]byte]*session)}
+func newSessions(store storage.Storage, now func() time.Time) *sessions {
+	return &sessions{store: store, now: now}
 }
 
 func randomBytes(n int) []byte {
@@ -61,90 +60,125 @@ func randomBytes(n int) []byte {
 func randomToken() string { return base64.RawURLEncoding.EncodeToString(randomBytes(32)) }
 
 // create starts a session for admin and returns its cookie id.
-func (s *sessions) create(admin string) string {
+func (s *sessions) create(ctx context.Context, admin string) (string, error) {
 	id := randomToken()
 	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sweepLocked(now)
-	if len(s.m) >= maxSessions {
-		var oldest [32]byte
-		var at time.Time
-		for k, v := range s.m {
-			if at.IsZero() || v.created.Before(at) {
-				oldest, at = k, v.created
-			}
-		}
-		delete(s.m, oldest)
+	err := s.store.CreateAuthRequest(ctx, storage.AuthRequest{
+		ID:      storage.ConsoleSessionID(id),
+		Expiry:  now.Add(absoluteTimeout),
+		Console: &storage.ConsoleSession{Admin: admin, CSRF: randomToken(), Created: now, LastSeen: now},
+	})
+	if err != nil {
+		return "", err
 	}
-	s.m[sha256.Sum256([]byte(id))] = &session{admin: admin, csrf: randomToken(), created: now, lastSeen: now}
-	return id
+	return id, nil
 }
 
-// get returns the live session of id and marks it used.
-func (s *sessions) get(id string) (session, bool) {
+// get returns the live session of id and marks it used; false when there
+// is none.
+func (s *sessions) get(ctx context.Context, id string) (session, bool, error) {
 	if id == "" {
-		return session{}, false
+		return session{}, false, nil
 	}
 	now := s.now()
-	k := sha256.Sum256([]byte(id))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	se, ok := s.m[k]
-	if !ok {
-		return session{}, false
+	r, err := s.store.GetAuthRequest(ctx, storage.ConsoleSessionID(id))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return session{}, false, nil
+	case err != nil:
+		return session{}, false, err
 	}
-	if now.Sub(se.lastSeen) > idleTimeout || now.Sub(se.created) > absoluteTimeout {
-		delete(s.m, k)
-		return session{}, false
+	se := r.Console
+	if se == nil || se.Admin == "" {
+		return session{}, false, nil
 	}
-	se.lastSeen = now
-	return *se, true
+	if now.Sub(se.LastSeen) > idleTimeout || now.Sub(se.Created) > absoluteTimeout {
+		s.end(ctx, id)
+		return session{}, false, nil
+	}
+	if now.Sub(se.LastSeen) >= touchEvery {
+		se.LastSeen = now
+		if err := s.store.UpdateAuthRequest(ctx, r); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return session{}, false, err
+		}
+	}
+	return session{admin: se.Admin, csrf: se.CSRF, created: se.Created, lastSeen: se.LastSeen}, true, nil
 }
 
 // end ends the session of id.
-func (s *sessions) end(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, sha256.Sum256([]byte(id)))
+func (s *sessions) end(ctx context.Context, id string) {
+	_, _ = s.store.TakeAuthRequest(ctx, storage.ConsoleSessionID(id))
 }
 
-func (s *sessions) sweepLocked(now time.Time) {
-	for k, se := range s.m {
-		if now.Sub(se.lastSeen) > idleTimeout || now.Sub(se.created) > absoluteTimeout {
-			delete(s.m, k)
-		}
+// certCSRF is the CSRF token of a client-certificate sign-in, which has
+// no cookie session: a MAC of the certificate (its raw bytes) under a key
+// kept in storage, so that every replica computes the same token. The key
+// is made by the first replica that needs one and replaced when it
+// expires (after absoluteTimeout): a form loaded before then is refused
+// as stale once.
+func (s *sessions) certCSRF(ctx context.Context, raw []byte) (string, error) {
+	key, err := s.certKey(ctx)
+	if err != nil {
+		return "", err
 	}
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write(raw)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)), nil
 }
 
-// certCSRF is the CSRF token of a client-certificate sign-in: bound to the
-// certificate (its raw bytes) and this process.
-func (s *sessions) certCSRF(raw []byte) string {
-	m := hmac.New(sha256.New, s.certKey)
-	m.Write(raw)
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+func (s *sessions) certKey(ctx context.Context) (string, error) {
+	for range 3 {
+		r, err := s.store.GetAuthRequest(ctx, storage.ConsoleCertCSRFKeyID)
+		if err == nil && r.Console != nil && r.Console.CSRF != "" {
+			return r.Console.CSRF, nil
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return "", err
+		}
+		now := s.now()
+		err = s.store.CreateAuthRequest(ctx, storage.AuthRequest{
+			ID: storage.ConsoleCertCSRFKeyID, Expiry: now.Add(absoluteTimeout),
+			Console: &storage.ConsoleSession{CSRF: randomToken(), Created: now, LastSeen: now},
+		})
+		if err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+			return "", err
+		}
+		// Made here or by another replica meanwhile: read it back.
+	}
+	return "", errors.New("console: the certificate CSRF key could not be stored")
 }
 
 // identify returns who is signed in on r: a verified client certificate,
 // or the session of the cookie.
-func (c *Console) identify(r *http.Request) (identity, bool) {
+// An error is storage's.
+func (c *Console) identify(r *http.Request) (identity, bool, error) {
 	if c.deps.Credentials != nil {
 		if cn, ok := c.deps.Credentials.ClientCert(r); ok {
 			if cn == "" {
 				cn = "certificate"
 			}
-			return identity{name: cn, csrf: c.sessions.certCSRF(r.TLS.VerifiedChains[0][0].Raw)}, true
+			csrf, err := c.sessions.certCSRF(r.Context(), r.TLS.VerifiedChains[0][0].Raw)
+			if err != nil {
+				return identity{}, false, err
+			}
+			return identity{name: cn, csrf: csrf}, true, nil
 		}
 	}
 	ck, err := r.Cookie(cookieName)
 	if err != nil {
-		return identity{}, false
+		return identity{}, false, nil
 	}
-	se, ok := c.sessions.get(ck.Value)
-	if !ok {
-		return identity{}, false
+	se, ok, err := c.sessions.get(r.Context(), ck.Value)
+	if !ok || err != nil {
+		return identity{}, false, err
 	}
-	return identity{name: se.admin, csrf: se.csrf}, true
+	return identity{name: se.admin, csrf: se.csrf}, true, nil
+}
+
+// storageDown is the page of a console request storage could not answer.
+func (c *Console) storageDown(ec echo.Context, err error) error {
+	c.deps.Logger.Error("console: storage", "error", err)
+	return c.fail(ec, http.StatusServiceUnavailable, "Storage unavailable", "The broker's storage did not answer, so your console session could not be checked. Try again in a moment.")
 }
 
 // requireAdmin lets signed-in requests through, with their identity in
@@ -153,7 +187,10 @@ func (c *Console) identify(r *http.Request) (identity, bool) {
 func (c *Console) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(ec echo.Context) error {
 		r := ec.Request()
-		id, ok := c.identify(r)
+		id, ok, err := c.identify(r)
+		if err != nil {
+			return c.storageDown(ec, err)
+		}
 		if !ok {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				return ec.Redirect(http.StatusSeeOther, Prefix+"/login")
@@ -205,7 +242,9 @@ type loginData struct {
 }
 
 func (c *Console) handleLoginPage(ec echo.Context) error {
-	if _, ok := c.identify(ec.Request()); ok {
+	if _, ok, err := c.identify(ec.Request()); err != nil {
+		return c.storageDown(ec, err)
+	} else if ok {
 		return ec.Redirect(http.StatusSeeOther, Prefix+"/")
 	}
 	return c.render(ec.Response(), ec.Request(), http.StatusOK, "login.html", loginData{TokenEnabled: c.deps.Credentials.TokenEnabled()})
@@ -224,7 +263,10 @@ func (c *Console) handleLogin(ec echo.Context) error {
 	r.Body = http.MaxBytesReader(ec.Response(), r.Body, 64<<10)
 	addr := ec.RealIP()
 	if c.deps.Credentials.TokenOK(r.PostFormValue("token")) {
-		id := c.sessions.create("token")
+		id, err := c.sessions.create(r.Context(), "token")
+		if err != nil {
+			return c.storageDown(ec, err)
+		}
 		http.SetCookie(ec.Response(), &http.Cookie{
 			Name: cookieName, Value: id, Path: Prefix + "/", HttpOnly: true, Secure: r.TLS != nil,
 			SameSite: http.SameSiteStrictMode, MaxAge: int(absoluteTimeout.Seconds()),
@@ -247,7 +289,7 @@ func (c *Console) handleLogin(ec echo.Context) error {
 func (c *Console) handleLogout(ec echo.Context) error {
 	r := ec.Request()
 	if ck, err := r.Cookie(cookieName); err == nil {
-		c.sessions.end(ck.Value)
+		c.sessions.end(r.Context(), ck.Value)
 	}
 	http.SetCookie(ec.Response(), &http.Cookie{Name: cookieName, Value: "", Path: Prefix + "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	c.auditAdmin(r, "console_sign_out")

@@ -117,7 +117,7 @@ func New(deps Deps) *Console {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	c := &Console{deps: deps, sessions: newSessions(deps.Now), origin: http.NewCrossOriginProtection()}
+	c := &Console{deps: deps, sessions: newSessions(deps.Store, deps.Now), origin: http.NewCrossOriginProtection()}
 	pages, err := parsePages()
 	if err != nil {
 		panic(err)

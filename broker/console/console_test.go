@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fedbroker/fedbroker/broker/admin"
 	"github.com/fedbroker/fedbroker/broker/observe"
+	"github.com/fedbroker/fedbroker/broker/storage/memory"
 )
 
 func TestMaskedSettingsHideSecrets(t *testing.T) {
@@ -57,44 +59,75 @@ scopes: [openid, email]
 
 func TestSessionsExpire(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := newSessions(func() time.Time { return now })
-	id := s.create("token")
-	if se, ok := s.get(id); !ok || se.admin != "token" || se.csrf == "" {
-		t.Fatalf("get = %+v %v", se, ok)
+	clock := func() time.Time { return now }
+	s := newSessions(memory.New(memory.WithClock(clock)), clock)
+	ctx := context.Background()
+	create := func() string {
+		t.Helper()
+		id, err := s.create(ctx, "token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
 	}
-	if _, ok := s.get("not-" + id); ok {
+	signedIn := func(id string) bool {
+		t.Helper()
+		_, ok, err := s.get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	id := create()
+	if se, ok, err := s.get(ctx, id); !ok || err != nil || se.admin != "token" || se.csrf == "" {
+		t.Fatalf("get = %+v %v %v", se, ok, err)
+	}
+	if signedIn("not-" + id) {
 		t.Fatal("an unknown id is signed in")
 	}
 	now = now.Add(idleTimeout + time.Second)
-	if _, ok := s.get(id); ok {
+	if signedIn(id) {
 		t.Fatal("session outlived its idle timeout")
 	}
 	// Absolute: kept busy, it still ends.
-	id = s.create("token")
+	id = create()
 	for range int(absoluteTimeout/(idleTimeout/2)) + 1 {
 		now = now.Add(idleTimeout / 2)
-		s.get(id)
+		signedIn(id)
 	}
-	if _, ok := s.get(id); ok {
+	if signedIn(id) {
 		t.Fatal("session outlived its absolute timeout")
 	}
-	id = s.create("token")
-	s.end(id)
-	if _, ok := s.get(id); ok {
+	id = create()
+	s.end(ctx, id)
+	if signedIn(id) {
 		t.Fatal("ended session still signed in")
+	}
+	// The CSRF key of certificate sign-ins is one for every replica on the
+	// store, and stays the same until it expires.
+	a, err := s.certCSRF(ctx, []byte("cert"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newSessions(s.store, clock)
+	if b, err := other.certCSRF(ctx, []byte("cert")); err != nil || b != a {
+		t.Fatalf("certificate CSRF on another replica = %q, %v; want %q", b, err, a)
+	}
+	if b, _ := other.certCSRF(ctx, []byte("another cert")); b == a {
+		t.Fatal("two certificates have one CSRF token")
 	}
 }
 
 // A verified client certificate signs in without the form, named by its
 // subject CN, with a CSRF token bound to the certificate.
 func TestClientCertificateSignsIn(t *testing.T) {
-	c := New(Deps{Credentials: admin.NewCredentials(admin.Options{ClientCertOK: true})})
+	c := New(Deps{Store: memory.New(), Credentials: admin.NewCredentials(admin.Options{ClientCertOK: true})})
 	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "ops-alice"}, Raw: []byte("cert-der")}
 	r := httptest.NewRequest(http.MethodGet, "/console/audit", nil)
 	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}
-	id, ok := c.identify(r)
-	if !ok || id.name != "ops-alice" || id.csrf == "" {
-		t.Fatalf("identify = %+v %v", id, ok)
+	id, ok, err := c.identify(r)
+	if !ok || err != nil || id.name != "ops-alice" || id.csrf == "" {
+		t.Fatalf("identify = %+v %v %v", id, ok, err)
 	}
 	w := httptest.NewRecorder()
 	c.Handler().ServeHTTP(w, r)
@@ -109,9 +142,9 @@ func TestClientCertificateSignsIn(t *testing.T) {
 		t.Fatalf("without a certificate = %d %s", w.Code, w.Header().Get("Location"))
 	}
 	// Certificates not accepted: not signed in.
-	c2 := New(Deps{Credentials: admin.NewCredentials(admin.Options{Token: "t"})})
+	c2 := New(Deps{Store: memory.New(), Credentials: admin.NewCredentials(admin.Options{Token: "t"})})
 	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}
-	if _, ok := c2.identify(r); ok {
+	if _, ok, _ := c2.identify(r); ok {
 		t.Fatal("a certificate signs in when only the token is accepted")
 	}
 }

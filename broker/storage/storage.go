@@ -111,6 +111,9 @@ type AuthRequest struct {
 	// admin console's mapping workbench (testsignin.go): it never creates
 	// a session, a code or a link.
 	Test *TestSignIn `json:"test,omitempty"`
+	// Console is set on the records of admin console sign-ins (see
+	// ConsoleSession).
+	Console *ConsoleSession `json:"console,omitempty"`
 }
 
 // LogoutState is where a sign-out goes once the upstream has ended its
