@@ -70,6 +70,9 @@ type ClientAuth struct {
 	// KeyFile is a PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC) that
 	// signs client assertions; private_key_jwt only.
 	KeyFile string `yaml:"key_file"`
+	// Key is the same PEM given inline instead, typically from an
+	// environment variable (key: ${OIDC_CLIENT_KEY}); one of the two.
+	Key string `yaml:"key"`
 	// KeyID is the assertion's kid header, as the key is registered
 	// upstream; unset: no kid.
 	KeyID string `yaml:"key_id"`
@@ -115,7 +118,7 @@ func (c *Config) validateClientAuth() []problem.Problem {
 		return errs
 	}
 	if m != AuthPrivateKeyJWT {
-		for path, v := range map[string]string{"key_file": ca.KeyFile, "key_id": ca.KeyID, "algorithm": ca.Algorithm, "certificate_file": ca.CertificateFile, "audience": ca.Audience} {
+		for path, v := range map[string]string{"key_file": ca.KeyFile, "key": ca.Key, "key_id": ca.KeyID, "algorithm": ca.Algorithm, "certificate_file": ca.CertificateFile, "audience": ca.Audience} {
 			if v != "" {
 				add("client_auth."+path, "is only for client_auth.method private_key_jwt")
 			}
@@ -127,8 +130,12 @@ func (c *Config) validateClientAuth() []problem.Problem {
 	default:
 		add("client_auth.audience", "must be token_endpoint or issuer, not %q", ca.Audience)
 	}
-	if ca.KeyFile == "" {
-		add("client_auth.key_file", "is required with client_auth.method private_key_jwt (a PEM private key)")
+	switch {
+	case ca.KeyFile == "" && ca.Key == "":
+		add("client_auth.key_file", "is required with client_auth.method private_key_jwt (a PEM private key; or give the PEM itself in client_auth.key)")
+		return errs
+	case ca.KeyFile != "" && ca.Key != "":
+		add("client_auth.key", "must be empty when client_auth.key_file is set: give the key one way, not both")
 		return errs
 	}
 	if _, err := loadAssertionKey(ca); err != nil {
@@ -136,7 +143,7 @@ func (c *Config) validateClientAuth() []problem.Problem {
 		if errors.As(err, &pe) {
 			add("client_auth."+pe.path, "%s", pe.msg)
 		} else {
-			add("client_auth.key_file", "%v", err)
+			add("client_auth."+ca.keyPath(), "%v", err)
 		}
 	}
 	return errs
@@ -158,19 +165,31 @@ type assertionKey struct {
 	headers map[jose.HeaderKey]any
 }
 
+// keyPath is the field ca's key comes from: key_file, or key.
+func (ca ClientAuth) keyPath() string {
+	if ca.KeyFile == "" && ca.Key != "" {
+		return "key"
+	}
+	return "key_file"
+}
+
 // loadAssertionKey reads ca's key (and certificate) and checks the
 // algorithm fits the key.
 func loadAssertionKey(ca ClientAuth) (assertionKey, error) {
 	var ak assertionKey
-	b, err := os.ReadFile(ca.KeyFile)
-	if err != nil {
-		return ak, keyErr("key_file", "cannot read the key: %v", err)
+	path := ca.keyPath()
+	b := []byte(ca.Key)
+	if path == "key_file" {
+		var err error
+		if b, err = os.ReadFile(ca.KeyFile); err != nil {
+			return ak, keyErr(path, "cannot read the key: %v", err)
+		}
 	}
 	key, err := jwa.ParsePrivateKeyPEM(b)
 	if err != nil {
-		return ak, keyErr("key_file", "%v", err)
+		return ak, keyErr(path, "%v", err)
 	}
-	alg, err := keyAlgorithm(key, ca.Algorithm)
+	alg, err := keyAlgorithm(key, ca.Algorithm, path)
 	if err != nil {
 		return ak, err
 	}
@@ -184,7 +203,7 @@ func loadAssertionKey(ca ClientAuth) (assertionKey, error) {
 			return ak, keyErr("certificate_file", "%v", err)
 		}
 		if !publicKeyEqual(cert.PublicKey, key.Public()) {
-			return ak, keyErr("certificate_file", "the certificate is not for the key in key_file")
+			return ak, keyErr("certificate_file", "the certificate is not for the key in %s", path)
 		}
 		s256 := sha256.Sum256(cert.Raw)
 		s1 := sha1.Sum(cert.Raw) //nolint:gosec // see the import
@@ -195,13 +214,13 @@ func loadAssertionKey(ca ClientAuth) (assertionKey, error) {
 }
 
 // keyAlgorithm returns alg (or the key's default) after checking it fits
-// the key. Its errors are *keyProblem: a key_file problem when the key
-// itself is unfit, else an algorithm one.
-func keyAlgorithm(key crypto.Signer, alg string) (jose.SignatureAlgorithm, error) {
+// the key. Its errors are *keyProblem: a problem of keyPath (key_file or
+// key) when the key itself is unfit, else an algorithm one.
+func keyAlgorithm(key crypto.Signer, alg, keyPath string) (jose.SignatureAlgorithm, error) {
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		if k.N.BitLen() < 2048 {
-			return "", keyErr("key_file", "the RSA key has %d bits; at least 2048 are required", k.N.BitLen())
+			return "", keyErr(keyPath, "the RSA key has %d bits; at least 2048 are required", k.N.BitLen())
 		}
 		switch alg {
 		case "":
@@ -213,7 +232,7 @@ func keyAlgorithm(key crypto.Signer, alg string) (jose.SignatureAlgorithm, error
 	case *ecdsa.PrivateKey:
 		want := map[elliptic.Curve]jose.SignatureAlgorithm{elliptic.P256(): jose.ES256, elliptic.P384(): jose.ES384, elliptic.P521(): jose.ES512}[k.Curve]
 		if want == "" {
-			return "", keyErr("key_file", "the EC key's curve is not P-256, P-384 or P-521")
+			return "", keyErr(keyPath, "the EC key's curve is not P-256, P-384 or P-521")
 		}
 		if alg == "" || alg == string(want) {
 			return want, nil
@@ -225,7 +244,7 @@ func keyAlgorithm(key crypto.Signer, alg string) (jose.SignatureAlgorithm, error
 		}
 		return "", keyErr("algorithm", "must be EdDSA for an Ed25519 key, not %q", alg)
 	}
-	return "", keyErr("key_file", "unsupported key type %T", key)
+	return "", keyErr(keyPath, "unsupported key type %T", key)
 }
 
 func readCertificate(path string) (*x509.Certificate, error) {

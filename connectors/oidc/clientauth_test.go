@@ -54,11 +54,17 @@ func edKey(t *testing.T) ed25519.PrivateKey {
 // writePEM writes key as PKCS#8 PEM to a temporary file.
 func writePEM(t *testing.T, key crypto.Signer) string {
 	t.Helper()
+	return writeFile(t, "key.pem", []byte(pemOf(t, key)))
+}
+
+// pemOf is key as a PKCS#8 PEM block.
+func pemOf(t *testing.T, key crypto.Signer) string {
+	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeFile(t, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 }
 
 func writeFile(t *testing.T, name string, b []byte) string {
@@ -206,6 +212,22 @@ func TestPrivateKeyJWTIssuerAudience(t *testing.T) {
 	}
 }
 
+// TestPrivateKeyJWTInlineKey: client_auth.key holds the PEM itself
+// (typically from an environment variable, ${OIDC_KEY}), for platforms
+// that hand secrets over as variables rather than files.
+func TestPrivateKeyJWTInlineKey(t *testing.T) {
+	key := ecKey(t)
+	idp := newIdP(t, testidp.Options{})
+	idp.SetClientAuth(testidp.ClientAuth{Keys: jwksOf("k1", key)})
+	c := open(t, keyConfig(idp, ClientAuth{Key: pemOf(t, key), KeyID: "k1"}), nil)
+	if err := loginAndRefresh(t, c); err != nil {
+		t.Fatalf("sign-in and refresh: %v", err)
+	}
+	if as := idp.Assertions(); len(as) != 2 || as[0].Header["alg"] != "ES256" {
+		t.Fatalf("assertions = %+v, want 2 signed ES256", as)
+	}
+}
+
 // TestPrivateKeyJWTCertificate: with certificate_file the assertion names
 // the certificate by x5t#S256 (and x5t), as Entra ID wants.
 func TestPrivateKeyJWTCertificate(t *testing.T) {
@@ -295,6 +317,11 @@ func TestValidateClientAuth(t *testing.T) {
 		{"missing certificate", "", ClientAuth{Method: AuthPrivateKeyJWT, KeyFile: ecFile, CertificateFile: "/nonexistent.pem"}, "client_auth.certificate_file", "cannot read"},
 		{"bad audience", "", ClientAuth{Method: AuthPrivateKeyJWT, KeyFile: ecFile, Audience: "everyone"}, "client_auth.audience", "token_endpoint or issuer"},
 		{"key with secret method", "s", ClientAuth{KeyFile: ecFile}, "client_auth.key_file", "only for client_auth.method private_key_jwt"},
+		{"inline key with secret method", "s", ClientAuth{Key: pemOf(t, ec)}, "client_auth.key", "only for client_auth.method private_key_jwt"},
+		{"key and key_file", "", ClientAuth{Method: AuthPrivateKeyJWT, KeyFile: ecFile, Key: pemOf(t, ec)}, "client_auth.key", "not both"},
+		{"inline not a key", "", ClientAuth{Method: AuthPrivateKeyJWT, Key: "not a key"}, "client_auth.key", "no PEM private key"},
+		{"inline short RSA", "", ClientAuth{Method: AuthPrivateKeyJWT, Key: pemOf(t, rsaKey(t, 1024))}, "client_auth.key", "at least 2048"},
+		{"inline key, certificate of another", "", ClientAuth{Method: AuthPrivateKeyJWT, Key: pemOf(t, ec), CertificateFile: otherCert}, "client_auth.certificate_file", "not for the key in key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := base
@@ -309,7 +336,8 @@ func TestValidateClientAuth(t *testing.T) {
 			t.Errorf("Validate() = %v, want %s: ...%s...", errs, tt.path, tt.want)
 		})
 	}
-	for _, ca := range []ClientAuth{{Method: AuthNone}, {Method: AuthPrivateKeyJWT, KeyFile: rsa2048, Algorithm: "PS384", KeyID: "k"}, {Method: AuthPrivateKeyJWT, KeyFile: ecFile, Audience: AudienceIssuer}} {
+	for _, ca := range []ClientAuth{{Method: AuthNone}, {Method: AuthPrivateKeyJWT, KeyFile: rsa2048, Algorithm: "PS384", KeyID: "k"}, {Method: AuthPrivateKeyJWT, KeyFile: ecFile, Audience: AudienceIssuer},
+		{Method: AuthPrivateKeyJWT, Key: pemOf(t, ec)}} {
 		cfg := base
 		cfg.ClientAuth = ca
 		if errs := cfg.Validate(); len(errs) > 0 {
