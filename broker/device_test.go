@@ -358,6 +358,42 @@ func TestDeviceUserCodeBruteForce(t *testing.T) {
 	h.enterCode(h.newBrowser(), da.UserCode)
 }
 
+// TestDeviceUserCodeGuessesAcrossReplicas: behind a load balancer a
+// guesser's requests reach every replica; its wrong codes are counted on
+// all of them together, not once per replica.
+func TestDeviceUserCodeGuessesAcrossReplicas(t *testing.T) {
+	clk := newClock()
+	store := newMemoryStore(clk)
+	replicas := []*harness{newHarness(t, store, clk, deviceConfig), newHarness(t, store, clk, deviceConfig)}
+	wrong := 0
+	for i := range 60 {
+		h := replicas[i%2]
+		uc := "BCDF-" + string("BCDFGHJKLMNPQRSTVWXZ"[i%20]) + string("BCDFGHJKLMNPQRSTVWXZ"[(i/20)%20]) + "ZZ"
+		// A fresh browser each time: only the address is common.
+		r := h.newBrowser().send(h.issuer+"/device", url.Values{"user_code": {uc}}, h.sameOrigin())
+		if r.status == http.StatusTooManyRequests {
+			break
+		}
+		if r.status != http.StatusBadRequest {
+			t.Fatalf("wrong code %d = %d, want 400 (not valid)\n%s", i, r.status, r.body)
+		}
+		wrong++
+	}
+	if wrong != config.DefaultDeviceUserCodeAttempts.Burst {
+		t.Fatalf("%d wrong codes were looked up on two replicas before the limit, want %d", wrong, config.DefaultDeviceUserCodeAttempts.Burst)
+	}
+	// Both replicas refuse now; one more comes back every 30 s, on either.
+	for _, h := range replicas {
+		if r := h.newBrowser().send(h.issuer+"/device", url.Values{"user_code": {"ZZZZ-ZZZZ"}}, h.sameOrigin()); r.status != http.StatusTooManyRequests {
+			t.Errorf("a wrong code after the limit = %d, want 429", r.status)
+		}
+	}
+	clk.Advance(30 * time.Second)
+	if r := replicas[1].newBrowser().send(replicas[1].issuer+"/device", url.Values{"user_code": {"ZZZZ-ZZZZ"}}, replicas[1].sameOrigin()); r.status != http.StatusBadRequest {
+		t.Errorf("a wrong code 30 s later = %d, want 400 (looked up, not valid)", r.status)
+	}
+}
+
 // TestDeviceAcrossReplicas: two brokers on one store. The device starts
 // on one, the person approves on the other, and either answers the poll;
 // the polling pace is shared. On Redis and SQLite (the SQL backend of

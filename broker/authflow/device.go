@@ -52,13 +52,15 @@ type DeviceFlow struct {
 	f       *Flow
 	path    string
 	limiter *deviceLimiter
+	wrong   *wrongCodes
 }
 
 // NewDevice returns the verification page of the broker whose browser
 // flows are f; attempts bounds the user code lookups per browser and per
 // client address.
 func NewDevice(f *Flow, attempts config.RateLimit) *DeviceFlow {
-	return &DeviceFlow{f: f, path: strings.TrimSuffix(f.login, "/login") + "/device", limiter: newDeviceLimiter(f.now, attempts)}
+	return &DeviceFlow{f: f, path: strings.TrimSuffix(f.login, "/login") + "/device",
+		limiter: newDeviceLimiter(f.now, attempts), wrong: newWrongCodes(f.store, f.now, attempts)}
 }
 
 // normalizeUserCode reads a user code as a person types it: any case,
@@ -139,9 +141,22 @@ func (d *DeviceFlow) Submit(ctx context.Context, rt *runtime.Runtime, form Devic
 		f.audit.Event("device_code_throttled", "remote", form.RemoteIP)
 		return Result{}, errDeviceThrottled
 	}
+	// The address's wrong codes on every replica: see wrongCodes.
+	switch ok, err := d.wrong.allowed(ctx, at.addr); {
+	case err != nil:
+		at.cancel()
+		return Result{}, err
+	case !ok:
+		at.cancel()
+		f.audit.Event("device_code_throttled", "remote", form.RemoteIP, "fleet", true)
+		return Result{}, errDeviceThrottled
+	}
 	rec, cl, err := d.lookup(ctx, rt, uc)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
+			if err := d.wrong.charge(ctx, at.addr); err != nil {
+				return Result{}, err
+			}
 			f.audit.Event("device_code_unknown", "remote", form.RemoteIP)
 			return d.form(&b, "", "That code is not valid or has expired. Check the code on your device and try again."), nil
 		}
@@ -360,7 +375,8 @@ func (d *DeviceFlow) HandleSubmit(c echo.Context) error {
 // deviceLimiter bounds the user code lookups of one browser and of one
 // client address: two token buckets, both taken before a lookup, given
 // back when the code exists. A request without a browser id shares the
-// budget of its address only. It lives in each replica's memory.
+// budget of its address only. It lives in each replica's memory; the
+// wrong codes of an address are counted across replicas by wrongCodes.
 type deviceLimiter struct {
 	mu       sync.Mutex
 	now      func() time.Time
