@@ -192,8 +192,7 @@ func countingStore(t *testing.T, name string, c *txCounter) *Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// As OpenSQLite opens its writer.
-		dsn += "?_busy_timeout=" + fmt.Sprint(SQLiteBusyTimeout) + "&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate"
+		dsn = sqliteWriterDSN(dsn) // as OpenSQLite opens its writer
 		drv := s.w.Driver()
 		db = sql.OpenDB(&countingConnector{c: c, drv: drv, connect: func(context.Context) (driver.Conn, error) { return drv.Open(dsn) }})
 		db.SetMaxOpenConns(1)

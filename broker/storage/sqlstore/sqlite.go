@@ -24,6 +24,14 @@ const SQLiteBusyTimeout = 5000
 // sqliteReaders is the size of the read-only connection pool.
 const sqliteReaders = 4
 
+// sqlitePragmas are the connection settings of both pools of a SQLite
+// store.
+var sqlitePragmas = "_busy_timeout=" + fmt.Sprint(SQLiteBusyTimeout) + "&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1"
+
+// sqliteWriterDSN is the data source of the writer pool of the database
+// at dsn (see sqliteDSN): write transactions take the write lock at BEGIN.
+func sqliteWriterDSN(dsn string) string { return dsn + "?" + sqlitePragmas + "&_txlock=immediate" }
+
 // OpenSQLite opens (creating it, with mode 0600, if absent) the SQLite
 // database at path and migrates it unless opts.NoMigrate. The file must be
 // on a local file system; see the package documentation for what SQLite
@@ -35,8 +43,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	pragmas := "_busy_timeout=" + fmt.Sprint(SQLiteBusyTimeout) + "&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1"
-	w, err := sql.Open("sqlite", dsn+"?"+pragmas+"&_txlock=immediate")
+	w, err := sql.Open("sqlite", sqliteWriterDSN(dsn))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
@@ -45,7 +52,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	r, err := sql.Open("sqlite", dsn+"?"+pragmas+"&_query_only=1")
+	r, err := sql.Open("sqlite", dsn+"?"+sqlitePragmas+"&_query_only=1")
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
