@@ -32,10 +32,8 @@ const (
 
 // session is one signed-in browser.
 type session struct {
-	admin    string
-	csrf     string
-	created  time.Time
-	lastSeen time.Time
+	admin string
+	csrf  string
 }
 
 // sessions are the console's sign-ins, kept in storage as AuthRequest
@@ -102,7 +100,7 @@ func (s *sessions) get(ctx context.Context, id string) (session, bool, error) {
 			return session{}, false, err
 		}
 	}
-	return session{admin: se.Admin, csrf: se.CSRF, created: se.Created, lastSeen: se.LastSeen}, true, nil
+	return session{admin: se.Admin, csrf: se.CSRF}, true, nil
 }
 
 // end ends the session of id.
