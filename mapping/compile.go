@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common"
@@ -80,6 +81,8 @@ type Mapping struct {
 	subject *compiled // nil: DefaultSubject
 	link    *compiled // nil: no link key
 	claims  []compiledClaim
+	// connector is the `connector` value of the last evaluation.
+	connector atomic.Pointer[connectorValue]
 }
 
 type compiled struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -96,7 +97,7 @@ func (m *Mapping) Explain(ctx context.Context, in Input) (Result, []Step, error)
 }
 
 func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, error) {
-	act, err := activation(in)
+	act, err := newActivation(in, &m.connector)
 	if err != nil {
 		return Result{}, &EvalError{Path: "input", Err: err}
 	}
@@ -300,11 +301,12 @@ func checkInput(path string, v any, depth int) error {
 			if len(k) > elemSizeHint {
 				return fmt.Errorf("%s: key of %d bytes, limit %d", path, len(k), elemSizeHint)
 			}
-			p := path
-			if depth == 0 {
-				p = path + "." + k
-			}
-			if err := checkInput(p, e, depth+1); err != nil {
+			if err := checkInput(path, e, depth+1); err != nil {
+				if depth == 0 {
+					// Named only on failure: building "claims.<key>" for
+					// every claim of every login is most of this walk.
+					return checkInput(path+"."+k, e, depth+1)
+				}
 				return err
 			}
 		}
@@ -356,26 +358,51 @@ func checkReflect(path string, v reflect.Value, depth, limit int) error {
 }
 
 func activation(in Input) (cel.Activation, error) {
+	return newActivation(in, nil)
+}
+
+// emptyInput is the value of claims or sources when the input has none.
+var emptyInput = types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
+
+// connectorValue is the `connector` variable of one connector, kept by a
+// Mapping: a mapping usually serves one connector, and building the map
+// on every evaluation cost more than the rest of binding the input.
+type connectorValue struct {
+	id, typ string
+	val     ref.Val
+}
+
+// newActivation binds in's variables. last, when not nil, holds the
+// connector value made last time and is reused when it matches.
+func newActivation(in Input, last *atomic.Pointer[connectorValue]) (cel.Activation, error) {
 	if err := checkInput(varClaims, in.Claims, 0); err != nil {
 		return nil, err
 	}
 	if err := checkInput(varSources, in.Sources, 0); err != nil {
 		return nil, err
 	}
-	claims, sources := in.Claims, in.Sources
-	if claims == nil {
-		claims = map[string]any{}
-	}
-	if sources == nil {
-		sources = map[string]any{}
-	}
 	// Converted once here rather than on every variable access.
 	a := types.DefaultTypeAdapter
-	return &inputActivation{
-		claims:    types.NewStringInterfaceMap(a, claims),
-		sources:   types.NewStringInterfaceMap(a, sources),
-		connector: types.NewStringStringMap(a, map[string]string{"id": in.ConnectorID, "type": in.ConnectorType}),
-	}, nil
+	act := &inputActivation{claims: emptyInput, sources: emptyInput}
+	if in.Claims != nil {
+		act.claims = types.NewStringInterfaceMap(a, in.Claims)
+	}
+	if in.Sources != nil {
+		act.sources = types.NewStringInterfaceMap(a, in.Sources)
+	}
+	var cv *connectorValue
+	if last != nil {
+		cv = last.Load()
+	}
+	if cv == nil || cv.id != in.ConnectorID || cv.typ != in.ConnectorType {
+		cv = &connectorValue{id: in.ConnectorID, typ: in.ConnectorType,
+			val: types.NewStringStringMap(a, map[string]string{"id": in.ConnectorID, "type": in.ConnectorType})}
+		if last != nil {
+			last.Store(cv)
+		}
+	}
+	act.connector = cv.val
+	return act, nil
 }
 
 // inputActivation binds the three variables of a mapping: a switch on the

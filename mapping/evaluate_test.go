@@ -219,6 +219,28 @@ func TestEvaluateCost(t *testing.T) {
 			if !errors.As(err, &ee) || ee.Path != "input" {
 				t.Errorf("%s: Evaluate error = %v, want *EvalError at input", name, err)
 			}
+			// The message names the claim or source that is too large.
+			if want := "s.groups: "; name != "long string" && !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: Evaluate error = %v, want it to name the claim (%q)", name, err, want)
+			}
+			if name == "long string" && !strings.Contains(err.Error(), "claims.name: ") {
+				t.Errorf("%s: Evaluate error = %v, want it to name claims.name", name, err)
+			}
+		}
+	})
+	t.Run("connector changes between evaluations", func(t *testing.T) {
+		m := mustCompile(t, Spec{Claims: map[string]ClaimSpec{"c": {Expr: `connector.id + "/" + connector.type`}}}, CompileOptions{})
+		for _, in := range []Input{
+			{ConnectorID: "google", ConnectorType: "google"},
+			{ConnectorID: "google", ConnectorType: "google"},
+			{ConnectorID: "entra", ConnectorType: "oidc"},
+			{ConnectorID: "entra", ConnectorType: "saml"},
+			{ConnectorID: "google", ConnectorType: "google"},
+		} {
+			got, err := m.Evaluate(ctx, in)
+			if want := in.ConnectorID + "/" + in.ConnectorType; err != nil || got.IDToken["c"] != want {
+				t.Fatalf("Evaluate(%s/%s) = %v, %v; want %s", in.ConnectorID, in.ConnectorType, got.IDToken["c"], err, want)
+			}
 		}
 	})
 	t.Run("cancelled context", func(t *testing.T) {
