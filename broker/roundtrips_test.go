@@ -23,9 +23,10 @@ import (
 )
 
 // roundTrips counts the network round trips to Redis made on behalf of
-// contexts marked with countKey: one per command sent alone, one per
-// pipeline (a script with the epoch tick is one).
-type roundTrips struct{ n atomic.Int64 }
+// contexts marked with countKey (n: one per command sent alone, one per
+// pipeline) and the commands Redis ran for them (cmds: each command of a
+// pipeline counts).
+type roundTrips struct{ n, cmds atomic.Int64 }
 
 type countKey struct{}
 
@@ -35,6 +36,7 @@ func (c *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
 		if ctx.Value(countKey{}) != nil {
 			c.n.Add(1)
+			c.cmds.Add(1)
 		}
 		return next(ctx, cmd)
 	}
@@ -44,14 +46,16 @@ func (c *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) gored
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
 		if ctx.Value(countKey{}) != nil {
 			c.n.Add(1)
+			c.cmds.Add(int64(len(cmds)))
 		}
 		return next(ctx, cmds)
 	}
 }
 
 // TestRedisRoundTripsPerGrant counts the round trips to Redis of each
-// grant at the token endpoint: one each (a script and the epoch tick in
-// one pipeline), so that a regression is caught. Scripts are loaded and
+// grant at the token endpoint, and the commands Redis runs for it: one
+// each (one script, which also ticks the storage epoch), so that a
+// regression is caught. Scripts are loaded and
 // connections opened before counting (the first use of a script costs one
 // more round trip, once per Redis server).
 func TestRedisRoundTripsPerGrant(t *testing.T) {
@@ -88,7 +92,7 @@ func TestRedisRoundTripsPerGrant(t *testing.T) {
 		return code
 	}
 	// post sends one token request, counting its round trips.
-	post := func(form url.Values, withProof bool) (int64, tokenResponseBody) {
+	post := func(form url.Values, withProof bool) (trips, cmds int64, body tokenResponseBody) {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -98,13 +102,13 @@ func TestRedisRoundTripsPerGrant(t *testing.T) {
 		}
 		req = req.WithContext(context.WithValue(req.Context(), countKey{}, true))
 		rec := httptest.NewRecorder()
-		before := counter.n.Load()
+		before, beforeCmds := counter.n.Load(), counter.cmds.Load()
 		handler.ServeHTTP(rec, req)
-		n := counter.n.Load() - before
+		trips, cmds = counter.n.Load()-before, counter.cmds.Load()-beforeCmds
 		if rec.Code != http.StatusOK {
 			t.Fatalf("POST /token %v = %d %s", form, rec.Code, rec.Body)
 		}
-		return n, decodeTokenBody(t, rec.Body.String())
+		return trips, cmds, decodeTokenBody(t, rec.Body.String())
 	}
 	redeem := func(code string) url.Values {
 		return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {svcRedirect}}
@@ -115,13 +119,13 @@ func TestRedisRoundTripsPerGrant(t *testing.T) {
 	offline := []string{"openid", "profile", "email", "offline_access"}
 
 	// Warm up: every script loaded, a connection open.
-	_, tr := post(redeem(newCode(offline...)), true)
-	_, tr = post(refresh(tr.RefreshToken), true)
+	_, _, tr := post(redeem(newCode(offline...)), true)
+	_, _, tr = post(refresh(tr.RefreshToken), true)
 	post(refresh(tr.RefreshToken), false)
 
-	_, first := post(redeem(newCode(offline...)), false)
-	_, rotated := post(refresh(first.RefreshToken), false)
-	_, other := post(redeem(newCode(offline...)), false)
+	_, _, first := post(redeem(newCode(offline...)), false)
+	_, _, rotated := post(refresh(first.RefreshToken), false)
+	_, _, other := post(redeem(newCode(offline...)), false)
 	for _, tc := range []struct {
 		name  string
 		form  url.Values
@@ -134,22 +138,22 @@ func TestRedisRoundTripsPerGrant(t *testing.T) {
 		{"refresh_token", refresh(other.RefreshToken), false, func(r tokenResponseBody) bool { return r.RefreshToken != "" }},
 		{"refresh_token retried within the window", refresh(first.RefreshToken), false, func(r tokenResponseBody) bool { return r.RefreshToken == rotated.RefreshToken }},
 	} {
-		n, got := post(tc.form, tc.proof)
+		n, cmds, got := post(tc.form, tc.proof)
 		if !tc.check(got) {
 			t.Errorf("%s: response %+v is not the expected one", tc.name, got)
 		}
-		t.Logf("%s: %d round trip(s)", tc.name, n)
-		if n != 1 {
-			t.Errorf("%s: %d round trips to Redis, want 1", tc.name, n)
+		t.Logf("%s: %d round trip(s), %d command(s)", tc.name, n, cmds)
+		if n != 1 || cmds != 1 {
+			t.Errorf("%s: %d round trips to Redis with %d commands, want 1 with 1", tc.name, n, cmds)
 		}
 	}
 	// A refresh with a DPoP proof (of a family not bound: svc is
 	// confidential).
-	_, fam := post(redeem(newCode(offline...)), false)
-	if n, _ := post(refresh(fam.RefreshToken), true); n != 1 {
-		t.Errorf("refresh_token+DPoP: %d round trips to Redis, want 1", n)
+	_, _, fam := post(redeem(newCode(offline...)), false)
+	if n, cmds, _ := post(refresh(fam.RefreshToken), true); n != 1 || cmds != 1 {
+		t.Errorf("refresh_token+DPoP: %d round trips to Redis with %d commands, want 1 with 1", n, cmds)
 	} else {
-		t.Logf("refresh_token+DPoP: %d round trip(s)", n)
+		t.Logf("refresh_token+DPoP: %d round trip(s), %d command(s)", n, cmds)
 	}
 }
 

@@ -17,9 +17,12 @@ import (
 //   - on every new connection, before the connection carries any command
 //     (OnConnect; single server and Sentinel), so that the first command
 //     after Redis restarted or failed over already sees the new epoch;
-//   - in the same pipeline (one round trip), after every security write:
-//     a refresh rotation, a code redemption, a family revocation, a
-//     revocation or replay record, a session deletion;
+//   - in the same round trip, after every security write: a refresh
+//     rotation, a code redemption, a family revocation, a revocation or
+//     replay record, a session deletion. A write that is a script carries
+//     the tick at its end on a single server and Sentinel (tickedScript:
+//     Redis runs one script, not two); other writes, and scripts on
+//     Cluster, are sent in one pipeline with epochScript;
 //   - on the broker's heartbeat (Heartbeat, every storage.EpochInterval).
 //
 // On Redis Cluster the record lives on one shard: a shard that alone
@@ -32,18 +35,43 @@ import (
 // epoch, since for a loss or rollback, counter for a first epoch,
 // counter written forward. {change, id, since, n}: change 0 advanced,
 // 1 created (no record), 2 written forward (record behind seen).
-var epochScript = goredis.NewScript(`
-local e = redis.call('HMGET', KEYS[1], 'id', 'since', 'n')
-local seen = tonumber(ARGV[1])
-if e[1] and tonumber(e[3]) >= seen then
-  local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-  return {0, e[1], e[2], n}
+var epochScript = goredis.NewScript("local ek, a = KEYS[1], 0\nlocal e\n" + epochTick + "return e")
+
+// epochTick is epochScript's body: ek is the epoch key, and its six
+// arguments follow ARGV[a]; it sets e, declared before, to its answer.
+const epochTick = `local rec = redis.call('HMGET', ek, 'id', 'since', 'n')
+local seen = tonumber(ARGV[a + 1])
+if rec[1] and tonumber(rec[3]) >= seen then
+  e = {0, rec[1], rec[2], redis.call('HINCRBY', ek, 'n', 1)}
+else
+  local change, since, n = 1, ARGV[a + 4], ARGV[a + 6]
+  if rec[1] then change = 2 end
+  if seen == 0 then since, n = ARGV[a + 3], ARGV[a + 5] end
+  redis.call('HSET', ek, 'id', ARGV[a + 2], 'since', since, 'n', n)
+  e = {change, ARGV[a + 2], since, n}
 end
-local change, since, n = 1, ARGV[4], ARGV[6]
-if e[1] then change = 2 end
-if seen == 0 then since, n = ARGV[3], ARGV[5] end
-redis.call('HSET', KEYS[1], 'id', ARGV[2], 'since', since, 'n', n)
-return {change, ARGV[2], since, n}`)
+`
+
+// tickedScript is a script after which the epoch ticks (scriptThenTick).
+// alone is the script itself, run in one pipeline with epochScript on
+// Redis Cluster, where the epoch is in another slot; ticked is the script
+// with the tick appended, run on a single server or a Sentinel-managed
+// primary, so that Redis runs one script per call, not two. ticked takes
+// the epoch key after the script's keys and epochScript's arguments after
+// its arguments, and answers {the script's answer, the tick's}; a script
+// answering nil (false) answers false there. A tick that fails (the epoch
+// key holds something else) answers false: the script's writes are done
+// by then and Redis does not undo them, so its answer must still reach
+// the caller, as it did when the tick was a command of its own.
+type tickedScript struct{ alone, ticked *goredis.Script }
+
+func newTickedScript(src string) tickedScript {
+	return tickedScript{
+		alone: goredis.NewScript(src),
+		ticked: goredis.NewScript("local function op()\n" + src + "\nend\nlocal r = op()\nif r == nil then r = false end\n" +
+			"local ek, a = KEYS[#KEYS], #ARGV - 6\nlocal e = false\nif not pcall(function()\n" + epochTick + "end) then e = false end\nreturn {r, e}"),
+	}
+}
 
 func (s *Store) epochKey() string { return s.prefix + ":epoch" }
 
@@ -170,19 +198,44 @@ func (s *Store) thenTick(ctx context.Context, queue func(p goredis.Pipeliner)) {
 	}
 }
 
-// scriptThenTick runs sc and a tick in one round trip. A script Redis does
-// not know yet (NOSCRIPT: it did not run) is run again with its source, and
-// ticked after.
-func (s *Store) scriptThenTick(ctx context.Context, sc *goredis.Script, keys []string, args ...any) *goredis.Cmd {
+// scriptThenTick runs sc and a tick in one round trip: as one script on a
+// single server (see tickedScript), in one pipeline on Cluster. A script
+// Redis does not know yet (NOSCRIPT: it did not run) is run again with its
+// source.
+func (s *Store) scriptThenTick(ctx context.Context, sc tickedScript, keys []string, args ...any) *goredis.Cmd {
+	if s.oneSlot() {
+		return s.runTicked(ctx, sc, keys, args)
+	}
 	var op *goredis.Cmd
-	s.thenTick(ctx, func(p goredis.Pipeliner) { op = sc.EvalSha(ctx, p, keys, args...) })
+	s.thenTick(ctx, func(p goredis.Pipeliner) { op = sc.alone.EvalSha(ctx, p, keys, args...) })
 	if isNoScript(op.Err()) {
-		op = sc.Run(ctx, s.c, keys, args...)
+		op = sc.alone.Run(ctx, s.c, keys, args...)
 		if err := s.tick(ctx, s.c); err != nil {
 			s.log.Debug("storage epoch tick failed", "err", err)
 		}
 	}
 	return op
+}
+
+// runTicked runs sc.ticked and hands the tick's answer to the tracker; it
+// returns the script's own answer as running sc.alone would have.
+func (s *Store) runTicked(ctx context.Context, sc tickedScript, keys []string, args []any) *goredis.Cmd {
+	keys = append(keys[:len(keys):len(keys)], s.epochKey())
+	args = append(args[:len(args):len(args)], s.tickArgs()...)
+	res, err := sc.ticked.Run(ctx, s.c, keys, args...).Slice()
+	if err != nil {
+		return goredis.NewCmdResult(nil, err)
+	}
+	if len(res) != 2 {
+		return goredis.NewCmdResult(nil, fmt.Errorf("redis: malformed answer %v: %w", res, storage.ErrUnavailable))
+	}
+	if err := s.observe(goredis.NewCmdResult(res[1], nil)); err != nil {
+		s.log.Debug("storage epoch tick failed", "err", err)
+	}
+	if res[0] == nil {
+		return goredis.NewCmdResult(nil, goredis.Nil)
+	}
+	return goredis.NewCmdResult(res[0], nil)
 }
 
 func isNoScript(err error) bool { return err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") }

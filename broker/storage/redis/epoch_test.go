@@ -194,6 +194,38 @@ func TestEpochTickInPipeline(t *testing.T) {
 	}
 }
 
+// TestTickFailureKeepsTheAnswer: when the tick at the end of a write's
+// script fails (here the epoch key holds a string), the write is done
+// (Redis does not undo a script's writes) and its answer still reaches
+// the caller: a rotated refresh token is handed out, not lost behind an
+// error; the failed tick is logged.
+func TestTickFailureKeepsTheAnswer(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartServer(t)
+	var buf bytes.Buffer
+	a := open(t, srv.URL(), Options{Logger: logged(&buf)})
+	defer a.Close()
+	f, toks := storagetest.RotateMany(t, a, 1) // the connection is open and ticked
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.Set(ctx, a.epochKey(), "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next := f.ID + ".after"
+	if _, _, err := a.RotateRefresh(ctx, toks[1], next, time.Now(), time.Hour, storage.Retry{}); err != nil {
+		t.Fatalf("RotateRefresh with a failing tick = %v, want nil", err)
+	}
+	if cur, err := c.HGet(ctx, a.famKeys(f.ID)[0], "cur").Result(); err != nil || cur != storage.Hash(next) {
+		t.Fatalf("family's current token hash = %q (%v), want the rotated one's", cur, err)
+	}
+	if err := a.RevokeFamily(ctx, f.ID, time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("RevokeFamily with a failing tick = %v, want nil", err)
+	}
+	if !strings.Contains(buf.String(), "storage epoch tick failed") {
+		t.Errorf("log %q does not mention the failed tick", buf.String())
+	}
+}
+
 // TestStartEpoch: an operator distrusts everything from before now (after
 // restoring a backup while no broker ran); every client adopts the new
 // epoch and refuses what came before, without counting a regression.

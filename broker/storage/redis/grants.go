@@ -17,8 +17,8 @@ import (
 // One round trip per grant.
 //
 // On a single server or a Sentinel-managed primary, RedeemCode and
-// RefreshGrant are one Lua script each, sent with the epoch tick in one
-// pipeline: one round trip per grant. The redemption script reaches keys
+// RefreshGrant are one Lua script each, which also ticks the epoch
+// (tickedScript): one round trip and one command per grant. The redemption script reaches keys
 // it learns from the code's record (the ended-session marker of its sid,
 // the subject's family index): Redis allows that outside Cluster. So that
 // the script can start the family without decoding and re-encoding the
@@ -59,7 +59,7 @@ import (
 // older version (no session check, no family), {2, rec} consumed, session
 // ended, {1, rec, f} consumed, f "f" family started, "u" family to start
 // by the caller (RefreshUntil), "" none.
-var redeemCodeScript = goredis.NewScript(`
+var redeemCodeScript = newTickedScript(`
 if ARGV[1] ~= '' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'PXAT', ARGV[1]) then return {-3} end
 end
@@ -94,7 +94,7 @@ return {1, c[1], 'f'}`)
 // of rotateRefreshScript, and {-3} proof seen (nothing done), {3, rec,
 // last used, idle expiry} a current token whose family fails a check
 // (nothing changed).
-var refreshGrantScript = goredis.NewScript(`
+var refreshGrantScript = newTickedScript(`
 if ARGV[10] ~= '' then
   if not redis.call('SET', KEYS[4], '1', 'NX', 'PXAT', ARGV[10]) then return {-3} end
 end

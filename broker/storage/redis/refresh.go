@@ -238,7 +238,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (families, se
 		return 0, 0, unavailable("revoke subject", err)
 	}
 	for _, id := range ids {
-		n, err := revokeFamilyScript.Run(ctx, s.c, s.famKeys(id), "", s.now().UnixMilli()).Int()
+		n, err := revokeFamilyScript.alone.Run(ctx, s.c, s.famKeys(id), "", s.now().UnixMilli()).Int()
 		if err != nil {
 			return families, sessions, unavailable("revoke subject", err)
 		}

@@ -19,7 +19,7 @@ return 1`)
 // consumeCode: KEYS[1] code; ARGV the family id to set on the code's
 // first consumption ("" none). nil when absent, else {rec, times used,
 // family id set or ""}.
-var consumeCodeScript = goredis.NewScript(`
+var consumeCodeScript = newTickedScript(`
 local rec = redis.call('HGET', KEYS[1], 'rec')
 if not rec then return false end
 local n = redis.call('HINCRBY', KEYS[1], 'used', 1)
@@ -50,7 +50,7 @@ return 1`)
 // while 'rot' is after the cutoff, which is a retry. A set of rotated
 // hashes left by an earlier version (KEYS[2]) is deleted at the first
 // rotation.
-var rotateRefreshScript = goredis.NewScript("\n" + rotateCheck + rotateWrite)
+var rotateRefreshScript = newTickedScript("\n" + rotateCheck + rotateWrite)
 
 // rotateCheck is the first half of rotateRefreshScript (and of
 // refreshGrantScript): the family read, then the answers to an unknown or
@@ -84,7 +84,7 @@ return {1, f[1], ARGV[4], ie}`
 
 // revokeFamily: KEYS fam, legacy rotated set, tomb; ARGV tombstone until ms
 // ("" for the family's absolute expiry), now ms. Returns 1 if a family was deleted.
-var revokeFamilyScript = goredis.NewScript(`
+var revokeFamilyScript = newTickedScript(`
 local tomb = ARGV[1]
 if tomb == '' then tomb = redis.call('HGET', KEYS[1], 'aems') end
 local n = redis.call('DEL', KEYS[1])
