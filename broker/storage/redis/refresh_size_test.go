@@ -46,6 +46,33 @@ func TestRefreshFamilySizeConstant(t *testing.T) {
 	}
 }
 
+// TestRefreshFamilySizeListpack: with hash-max-listpack-value raised to
+// 1024 (docs/operations.md, "Memory"), Redis keeps a family's hash as a
+// listpack instead of a hashtable, which takes less memory; the test
+// measures both on servers of its own and logs them for BENCHMARKS.md.
+func TestRefreshFamilySizeListpack(t *testing.T) {
+	size := func(args ...string) (int64, string) {
+		s := open(t, redistest.StartServer(t, args...).URL(), Options{KeyPrefix: "size"})
+		defer s.Close()
+		f, _ := storagetest.RotateMany(t, s, 1)
+		n, _ := familyBytes(t, s, f.ID)
+		enc, err := s.c.ObjectEncoding(context.Background(), s.famKeys(f.ID)[0]).Result()
+		if err != nil {
+			t.Fatalf("OBJECT ENCODING: %v", err)
+		}
+		return n, enc
+	}
+	def, defEnc := size()
+	lp, lpEnc := size("--hash-max-listpack-value", "1024")
+	t.Logf("redis: bytes per refresh family: %d (%s, default settings); %d (%s, hash-max-listpack-value 1024)", def, defEnc, lp, lpEnc)
+	if defEnc != "hashtable" || lpEnc != "listpack" {
+		t.Fatalf("encodings %s and %s, want hashtable and listpack", defEnc, lpEnc)
+	}
+	if lp >= def {
+		t.Fatalf("a family as a listpack takes %d bytes, as a hashtable %d: want less", lp, def)
+	}
+}
+
 // TestLegacyRotatedSetDropped: a set of rotated token hashes written by an
 // earlier version is deleted at the family's next rotation, and a token in
 // it is still reuse.
