@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -242,5 +243,30 @@ func TestOpenLoopDropsAtCap(t *testing.T) {
 	defer mu.Unlock()
 	if peak > 4 {
 		t.Errorf("server saw %d requests at once, want at most 4 (-max-outstanding)", peak)
+	}
+}
+
+// TestGeneratorGC: the tool collects less often than Go's default unless
+// GOGC says otherwise.
+func TestGeneratorGC(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	if got := generatorGC(func(string) string { return "" }); got != generatorGCPercent {
+		t.Errorf("generatorGC without GOGC = %d, want %d", got, generatorGCPercent)
+	}
+	if now := debug.SetGCPercent(100); now != generatorGCPercent {
+		t.Errorf("GC percent without GOGC = %d, want %d", now, generatorGCPercent)
+	}
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "100"
+		}
+		return ""
+	}
+	if got := generatorGC(env); got != 100 {
+		t.Errorf("generatorGC with GOGC=100 = %d, want 100 (left alone)", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("GC percent with GOGC=100 = %d, want 100", now)
 	}
 }
