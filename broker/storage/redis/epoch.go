@@ -69,7 +69,7 @@ func newTickedScript(src string) tickedScript {
 	return tickedScript{
 		alone: goredis.NewScript(src),
 		ticked: goredis.NewScript("local function op()\n" + src + "\nend\nlocal r = op()\nif r == nil then r = false end\n" +
-			"local ek, a = KEYS[#KEYS], #ARGV - 6\nlocal e = false\nif not pcall(function()\n" + epochTick + "end) then e = false end\nreturn {r, e}"),
+			"local ek, a = KEYS[#KEYS], #ARGV - 6\nlocal e = false\npcall(function()\n" + epochTick + "end)\nreturn {r, e}"),
 	}
 }
 
