@@ -120,22 +120,35 @@ func (s *Server) machine(c echo.Context) bool {
 }
 
 // securityHeaders sets the headers every response carries, and
-// Strict-Transport-Security when hsts is set.
+// Strict-Transport-Security when hsts is set. The keys and values are made
+// once: Header.Set would check each key's case and allocate each value on
+// every request. Every response shares the value slices, each full
+// (len == cap), so a handler that adds a value appends to a copy and one
+// that sets a header replaces the slice; none writes into a shared one.
 func securityHeaders(hsts string) echo.MiddlewareFunc {
+	type header struct {
+		key   string
+		value []string
+	}
+	set := func(k, v string) header { return header{http.CanonicalHeaderKey(k), []string{v}[:1:1]} }
+	headers := []header{
+		set("Content-Security-Policy", oauth.PageCSP()),
+		set("X-Frame-Options", "DENY"),
+		// same-origin, not no-referrer: browsers send `Origin: null` on a
+		// form POST under no-referrer, and the cross-origin check of the
+		// password and sign-out forms needs the real origin from browsers
+		// that send no Sec-Fetch-Site. Other sites still get no referrer.
+		set("Referrer-Policy", "same-origin"),
+		set("X-Content-Type-Options", "nosniff"),
+	}
+	if hsts != "" {
+		headers = append(headers, set("Strict-Transport-Security", hsts))
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Response().Header()
-			h.Set("Content-Security-Policy", oauth.PageCSP())
-			h.Set("X-Frame-Options", "DENY")
-			// same-origin, not no-referrer: browsers send `Origin: null` on
-			// a form POST under no-referrer, and the cross-origin check of
-			// the password and sign-out forms needs the real origin from
-			// browsers that send no Sec-Fetch-Site. Other sites still get
-			// no referrer.
-			h.Set("Referrer-Policy", "same-origin")
-			h.Set("X-Content-Type-Options", "nosniff")
-			if hsts != "" {
-				h.Set("Strict-Transport-Security", hsts)
+			for _, x := range headers {
+				h[x.key] = x.value
 			}
 			return next(c)
 		}

@@ -9,12 +9,17 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/fedbroker/fedbroker/broker/config"
 	"github.com/fedbroker/fedbroker/broker/keys"
+	"github.com/fedbroker/fedbroker/broker/oauth"
 )
 
 // Browser security: login CSRF with a planted cookie, logout CSRF, cookie
@@ -507,4 +512,49 @@ func TestStaticHasNoDirectoryListing(t *testing.T) {
 			t.Errorf("GET %s = %d, want the file", path, r.status)
 		}
 	}
+}
+
+// TestSecurityHeadersPerResponse: the security headers are the same on
+// every response, whatever a handler did to them on another one (adding a
+// value, replacing one), also under concurrent requests (-race).
+func TestSecurityHeadersPerResponse(t *testing.T) {
+	e := echo.New()
+	e.Use(securityHeaders("max-age=60"))
+	e.GET("/add", func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Add("X-Frame-Options", "SAMEORIGIN")
+		h.Add("Content-Security-Policy", "frame-src https://app.example")
+		h.Set("Referrer-Policy", "no-referrer")
+		return c.NoContent(http.StatusNoContent)
+	})
+	e.GET("/plain", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	want := map[string][]string{
+		"Content-Security-Policy":   {oauth.PageCSP()},
+		"X-Frame-Options":           {"DENY"},
+		"Referrer-Policy":           {"same-origin"},
+		"X-Content-Type-Options":    {"nosniff"},
+		"Strict-Transport-Security": {"max-age=60"},
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := "/plain"
+			if i%2 == 0 {
+				path = "/add"
+			}
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			if path == "/add" {
+				return
+			}
+			for k, v := range want {
+				if got := rec.Header()[k]; !slices.Equal(got, v) {
+					t.Errorf("GET /plain: %s = %q, want %q", k, got, v)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
