@@ -535,6 +535,20 @@ func TestSecurityHeadersPerResponse(t *testing.T) {
 		"X-Content-Type-Options":    {"nosniff"},
 		"Strict-Transport-Security": {"max-age=60"},
 	}
+	// Two responses that each add their own value keep their own.
+	e.GET("/add/:v", func(c echo.Context) error {
+		c.Response().Header().Add("X-Frame-Options", c.Param("v"))
+		return c.NoContent(http.StatusNoContent)
+	})
+	first, second := httptest.NewRecorder(), httptest.NewRecorder()
+	e.ServeHTTP(first, httptest.NewRequest(http.MethodGet, "/add/a", nil))
+	e.ServeHTTP(second, httptest.NewRequest(http.MethodGet, "/add/b", nil))
+	if got := first.Header()["X-Frame-Options"]; !slices.Equal(got, []string{"DENY", "a"}) {
+		t.Errorf("first response's X-Frame-Options = %q, want [DENY a]", got)
+	}
+	if got := second.Header()["X-Frame-Options"]; !slices.Equal(got, []string{"DENY", "b"}) {
+		t.Errorf("second response's X-Frame-Options = %q, want [DENY b]", got)
+	}
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Add(1)

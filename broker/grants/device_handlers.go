@@ -42,8 +42,6 @@ func (e *DeviceEndpoint) HandleDeviceAuthorization(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	oauth.NoStore(c.Response().Header())
 	return c.JSON(http.StatusOK, da)
 }

@@ -53,9 +53,7 @@ func (e *Endpoint) HandleToken(c echo.Context) error {
 	if e.Issued != nil {
 		e.Issued(req.GrantType, cl.ID)
 	}
-	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	oauth.NoStore(c.Response().Header())
 	return c.JSON(http.StatusOK, resp)
 }
 

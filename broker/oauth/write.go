@@ -70,11 +70,23 @@ func (w *Writer) Write(rw http.ResponseWriter, r *http.Request, err error, machi
 	return false
 }
 
+// noStore and noCache are the values NoStore sets, made once and shared
+// by every response: full slices (len == cap), so a handler that adds a
+// value appends to a copy.
+var noStore, noCache = []string{"no-store"}[:1:1], []string{"no-cache"}[:1:1]
+
+// NoStore marks a response that carries tokens or secrets as not to be
+// cached (RFC 6749 §5.1): Cache-Control no-store, and Pragma no-cache for
+// HTTP/1.0 caches.
+func NoStore(h http.Header) {
+	h["Cache-Control"] = noStore
+	h["Pragma"] = noCache
+}
+
 // WriteJSON writes e as an RFC 6749 §5.2 error response.
 func (w *Writer) WriteJSON(rw http.ResponseWriter, e *Error) {
 	h := rw.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	NoStore(h)
 	if e.Status == http.StatusUnauthorized {
 		switch {
 		case e.BearerChallenge:

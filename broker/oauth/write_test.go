@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -96,5 +97,33 @@ func TestPKCE(t *testing.T) {
 	}
 	if VerifierMatches(v+"x", c) {
 		t.Error("another verifier matches")
+	}
+}
+
+// TestNoStoreSharesNothingWritable: handlers adding to the headers
+// NoStore set on their responses never see each other's values.
+func TestNoStoreSharesNothingWritable(t *testing.T) {
+	a, b, c := http.Header{}, http.Header{}, http.Header{}
+	NoStore(a)
+	NoStore(b)
+	a.Add("Cache-Control", "private")
+	b.Add("Cache-Control", "public")
+	a.Add("Pragma", "a")
+	b.Add("Pragma", "b")
+	NoStore(c)
+	for _, tc := range []struct {
+		h         http.Header
+		cc, pragm []string
+	}{
+		{a, []string{"no-store", "private"}, []string{"no-cache", "a"}},
+		{b, []string{"no-store", "public"}, []string{"no-cache", "b"}},
+		{c, []string{"no-store"}, []string{"no-cache"}},
+	} {
+		if got := tc.h.Values("Cache-Control"); !slices.Equal(got, tc.cc) {
+			t.Errorf("Cache-Control = %q, want %q", got, tc.cc)
+		}
+		if got := tc.h.Values("Pragma"); !slices.Equal(got, tc.pragm) {
+			t.Errorf("Pragma = %q, want %q", got, tc.pragm)
+		}
 	}
 }
