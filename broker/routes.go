@@ -122,15 +122,16 @@ func (s *Server) machine(c echo.Context) bool {
 // securityHeaders sets the headers every response carries, and
 // Strict-Transport-Security when hsts is set. The keys and values are made
 // once: Header.Set would check each key's case and allocate each value on
-// every request. Every response shares the value slices, each full
-// (len == cap), so a handler that adds a value appends to a copy and one
-// that sets a header replaces the slice; none writes into a shared one.
+// every request. Every response shares the value slices, one-element
+// literals with no room to grow, so a handler that adds a value appends to
+// a copy and one that sets a header replaces the slice; none writes into a
+// shared one.
 func securityHeaders(hsts string) echo.MiddlewareFunc {
 	type header struct {
 		key   string
 		value []string
 	}
-	set := func(k, v string) header { return header{http.CanonicalHeaderKey(k), []string{v}[:1:1]} }
+	set := func(k, v string) header { return header{http.CanonicalHeaderKey(k), []string{v}} }
 	headers := []header{
 		set("Content-Security-Policy", oauth.PageCSP()),
 		set("X-Frame-Options", "DENY"),

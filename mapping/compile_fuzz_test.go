@@ -187,7 +187,7 @@ func actualCost(t *testing.T, tables map[string]map[string]any, expr string, in 
 	if err != nil {
 		t.Fatal(err)
 	}
-	act, err := activation(in)
+	act, err := newActivation(in, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

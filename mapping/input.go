@@ -111,10 +111,6 @@ func checkReflect(path string, v reflect.Value, depth, limit int) error {
 	return nil
 }
 
-func activation(in Input) (cel.Activation, error) {
-	return newActivation(in, nil)
-}
-
 // emptyInput is the value of claims or sources when the input has none.
 var emptyInput = types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
 

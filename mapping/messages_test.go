@@ -198,7 +198,7 @@ func TestRefusedArithmeticAlwaysFails(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, v := range values {
-			act, err := activation(Input{Claims: map[string]any{"v": v, "l": []any{v}}})
+			act, err := newActivation(Input{Claims: map[string]any{"v": v, "l": []any{v}}}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -71,9 +71,9 @@ func (w *Writer) Write(rw http.ResponseWriter, r *http.Request, err error, machi
 }
 
 // noStore and noCache are the values NoStore sets, made once and shared
-// by every response: full slices (len == cap), so a handler that adds a
-// value appends to a copy.
-var noStore, noCache = []string{"no-store"}[:1:1], []string{"no-cache"}[:1:1]
+// by every response: one-element literals with no room to grow, so a
+// handler that adds a value appends to a copy.
+var noStore, noCache = []string{"no-store"}, []string{"no-cache"}
 
 // NoStore marks a response that carries tokens or secrets as not to be
 // cached (RFC 6749 §5.1): Cache-Control no-store, and Pragma no-cache for

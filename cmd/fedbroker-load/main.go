@@ -85,14 +85,12 @@ func main() {
 // then reports as the broker's latency.
 const generatorGCPercent = 400
 
-// generatorGC sets the tool's collector to generatorGCPercent when getenv
-// finds no GOGC, and returns the setting in effect.
-func generatorGC(getenv func(string) string) int {
-	if getenv("GOGC") != "" {
-		return debug.SetGCPercent(debug.SetGCPercent(100))
+// generatorGC sets the tool's collector to generatorGCPercent unless
+// getenv finds GOGC, which the runtime has applied already.
+func generatorGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(generatorGCPercent)
 	}
-	debug.SetGCPercent(generatorGCPercent)
-	return generatorGCPercent
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
