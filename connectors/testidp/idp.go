@@ -178,8 +178,10 @@ func New(opts Options) *IdP {
 		p.srv.Listener.Close()
 		p.srv.Listener = opts.Listener
 	}
+	// The issuer is set before the server starts: a listener handed in
+	// may already hold connections, served the moment Start returns.
+	p.issuer = "http://" + p.srv.Listener.Addr().String()
 	p.srv.Start()
-	p.issuer = p.srv.URL
 	return p
 }
 
