@@ -38,7 +38,8 @@ func WithDPoPBaseURL(base string) Option {
 // WithDPoPReplayCache sets how many DPoP proof identifiers the Verifier
 // remembers to refuse a replayed proof. When it is full, the identifier
 // expiring soonest is forgotten. The default is DefaultReplayCacheSize.
-// The cache lives in memory: replicas behind one URL do not share it.
+// The cache lives in memory: replicas behind one URL do not share it;
+// WithReplayStore gives them one store instead.
 func WithDPoPReplayCache(size int) Option {
 	return func(cfg *config) {
 		if size < 1 {
@@ -75,7 +76,10 @@ func (v *Verifier) VerifyDPoP(ctx context.Context, token, proof, method, url str
 	// The proof stops passing when its iat falls out of the skew, by the
 	// Verifier's clock; the cache counts on the wall clock.
 	left := p.IssuedAt.Add(dpop.DefaultSkew).Sub(now) + time.Second
-	if v.replay.Seen(p.Thumbprint+" "+p.JTI, time.Now().Add(left)) {
+	switch used, err := v.seen(ctx, "dpop", p.Thumbprint+" "+p.JTI, left); {
+	case err != nil:
+		return nil, err
+	case used:
 		return nil, fmt.Errorf("%w: %w", ErrInvalidDPoPProof, errReplayed)
 	}
 	if err := claims.RequireScopes(v.scopes...); err != nil {

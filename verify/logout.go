@@ -70,7 +70,9 @@ type LogoutClaims struct {
 //     (ErrNotLogoutToken);
 //   - a jti this Verifier accepted before (ErrReplayed). The replay cache
 //     is the bounded in-memory one of DPoP proofs (WithDPoPReplayCache
-//     sizes it): replicas of an application do not share it.
+//     sizes it): replicas of an application do not share it, unless they
+//     share a ReplayStore (WithReplayStore; ErrReplayUnavailable when it
+//     cannot answer).
 //
 // The caller then ends its sessions of Subject, or its session tied to
 // SessionID, and answers 200 (Back-Channel Logout 1.0 §2.8);
@@ -95,7 +97,10 @@ func (v *Verifier) VerifyLogoutToken(ctx context.Context, token string) (*Logout
 	// remembered. It stops passing at exp plus the leeway, by the
 	// Verifier's clock; the cache counts on the wall clock.
 	left := c.Expiry.Add(v.leeway).Sub(v.now()) + time.Second
-	if v.replay.Seen("logout+jwt "+c.JTI, time.Now().Add(left)) {
+	switch used, err := v.seen(ctx, "logout+jwt", c.JTI, left); {
+	case err != nil:
+		return nil, err
+	case used:
 		return nil, fmt.Errorf("%w: jti %q", ErrReplayed, c.JTI)
 	}
 	return c, nil
@@ -197,8 +202,9 @@ const maxLogoutRequestBytes = 64 << 10
 // VerifyLogoutToken and calls end with its claims, which ends the
 // application's sessions of the subject or session it names. It answers
 // 200 when end returns nil; 400 with {"error":"invalid_request"} to a
-// request without a valid logout token; and 500 when end fails, so that
-// the broker retries with a new token. Every answer has Cache-Control:
+// request without a valid logout token; 500 when end fails and 503 when
+// the ReplayStore cannot answer, so that the broker retries with a new
+// token. Every answer has Cache-Control:
 // no-store.
 func (v *Verifier) BackchannelLogoutHandler(end func(ctx context.Context, c *LogoutClaims) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -228,6 +234,10 @@ func (v *Verifier) BackchannelLogoutHandler(end func(ctx context.Context, c *Log
 			return
 		}
 		c, err := v.VerifyLogoutToken(r.Context(), tokens[0])
+		if errors.Is(err, ErrReplayUnavailable) {
+			http.Error(w, "logout cannot be checked now", http.StatusServiceUnavailable)
+			return
+		}
 		if err != nil {
 			bad("the logout token is invalid")
 			return

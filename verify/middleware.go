@@ -65,6 +65,10 @@ func (v *Verifier) authenticate(ctx context.Context, r *http.Request, required [
 		// RFC 9449 §7.2: a bound token is refused as a bearer token, with
 		// the challenge that says how to present it.
 		return nil, v.deny(schemeDPoP, http.StatusUnauthorized, "invalid_token", description(err), nil)
+	case errors.Is(err, ErrReplayUnavailable):
+		// Not the client's fault, and not to be let through: the same
+		// request may pass once the store answers again.
+		return nil, &denial{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the DPoP proof cannot be checked now"}
 	case errors.Is(err, ErrInvalidDPoPProof):
 		return nil, v.deny(schemeDPoP, http.StatusUnauthorized, "invalid_dpop_proof", dpopDescription(err), nil)
 	default:
@@ -156,7 +160,9 @@ func (d *denial) body() map[string]string {
 // and error="invalid_dpop_proof" when the proof is missing, invalid,
 // signed by another key or replayed; 403 with error="insufficient_scope"
 // and the required scopes when a scope is missing; 400 with
-// error="invalid_request" for repeated Authorization headers.
+// error="invalid_request" for repeated Authorization headers; 503 with
+// error="temporarily_unavailable" when the ReplayStore (WithReplayStore)
+// cannot say whether a DPoP proof was used before.
 func (v *Verifier) Middleware(required ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -66,6 +66,9 @@ type Verifier struct {
 	keys     *keySet
 	dpopBase string
 	replay   *dpop.ReplayCache
+	// replayStore, when set, is where accepted one-time identifiers are
+	// recorded instead of replay.
+	replayStore ReplayStore
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -83,8 +86,9 @@ type config struct {
 	realm    string
 	errs     []error
 
-	dpopBase   string
-	replaySize int
+	dpopBase    string
+	replaySize  int
+	replayStore ReplayStore
 }
 
 // Option configures New.
@@ -248,18 +252,19 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	v := &Verifier{
-		issuer:   issuer,
-		audience: audience,
-		realm:    cfg.realm,
-		algs:     cfg.algs,
-		leeway:   cfg.leeway,
-		scopes:   cfg.scopes,
-		now:      cfg.now,
-		keys:     ks,
-		dpopBase: cfg.dpopBase,
-		replay:   dpop.NewReplayCache(cfg.replaySize),
-		cancel:   cancel,
-		done:     make(chan struct{}),
+		issuer:      issuer,
+		audience:    audience,
+		realm:       cfg.realm,
+		algs:        cfg.algs,
+		leeway:      cfg.leeway,
+		scopes:      cfg.scopes,
+		now:         cfg.now,
+		keys:        ks,
+		dpopBase:    cfg.dpopBase,
+		replay:      dpop.NewReplayCache(cfg.replaySize),
+		replayStore: cfg.replayStore,
+		cancel:      cancel,
+		done:        make(chan struct{}),
 	}
 	go func() {
 		defer close(v.done)
