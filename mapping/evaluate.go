@@ -166,6 +166,10 @@ func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, err
 	}
 
 	res.IDToken, res.AccessToken = make(map[string]any, len(m.claims)), make(map[string]any, len(m.claims))
+	// Each token's JSON size (an upper bound, see jsonSize) is summed as
+	// its claims are added: each value is measured once, even when both
+	// tokens carry it.
+	idSize, atSize := 2, 2
 	for i := range m.claims {
 		c := &m.claims[i]
 		v, err := m.eval(ctx, &c.compiled, act)
@@ -187,15 +191,18 @@ func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, err
 		if !keep {
 			continue
 		}
+		size := quotedSize(c.name) + 2 + jsonSize(out, m.opts.MaxOutputBytes)
 		if c.idTok {
 			res.IDToken[c.name] = out
+			idSize += size
 		}
 		if c.accTok {
 			res.AccessToken[c.name] = out
+			atSize += size
 		}
 	}
-	if first == nil {
-		first = m.checkSize(res)
+	if first == nil && max(idSize, atSize) > m.opts.MaxOutputBytes {
+		first = &EvalError{Path: "claims", Err: fmt.Errorf("%w: over %d bytes", ErrOutputTooLarge, m.opts.MaxOutputBytes)}
 	}
 	if first != nil {
 		if steps != nil {
@@ -204,15 +211,6 @@ func (m *Mapping) run(ctx context.Context, in Input, steps *[]Step) (Result, err
 		return Result{}, first
 	}
 	return res, nil
-}
-
-func (m *Mapping) checkSize(res Result) error {
-	for _, t := range []map[string]any{res.IDToken, res.AccessToken} {
-		if n := jsonSize(t, m.opts.MaxOutputBytes); n > m.opts.MaxOutputBytes {
-			return &EvalError{Path: "claims", Err: fmt.Errorf("%w: over %d bytes", ErrOutputTooLarge, m.opts.MaxOutputBytes)}
-		}
-	}
-	return nil
 }
 
 // jsonSize returns an upper bound of the JSON encoding size of v, a value
