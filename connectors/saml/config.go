@@ -86,6 +86,12 @@ type Config struct {
 	// a failed refresh keeps the last good copy until its validUntil.
 	IDPMetadataURL  string        `yaml:"idp_metadata_url"`
 	MetadataRefresh time.Duration `yaml:"metadata_refresh"` // default 1h
+	// IDPMetadataSigningCertificateFile, when set, names a PEM file of one
+	// or more certificates that may sign the IdP metadata: metadata from
+	// any source is then used only when its root element carries a valid
+	// signature by one of them (RSA or ECDSA, SHA-256 or stronger), and
+	// only what the signature covers is read.
+	IDPMetadataSigningCertificateFile string `yaml:"idp_metadata_signing_certificate_file"`
 
 	// SPCertificateFile and SPKeyFile (PEM, RSA ≥ 2048 bits) sign
 	// AuthnRequests and decrypt encrypted assertions. Both or neither.
@@ -146,21 +152,32 @@ func (c *Config) Validate() []problem.Problem {
 	case sources > 1:
 		add("idp_metadata_url", "only one of idp_metadata_file, idp_metadata_xml and idp_metadata_url may be set")
 	}
+	var trust *metadataTrust
+	if c.IDPMetadataSigningCertificateFile != "" {
+		var err error
+		if trust, err = loadMetadataTrust(c.IDPMetadataSigningCertificateFile); err != nil {
+			add("idp_metadata_signing_certificate_file", "%v", err)
+		}
+	}
+	checkLocal := func(path string, b []byte) {
+		if trust == nil && c.IDPMetadataSigningCertificateFile != "" {
+			return // reported above
+		}
+		if ed, err := readIDPMetadata(b, trust, time.Now()); err != nil {
+			add(path, "%v", err)
+		} else if err := checkNotExpired(ed, time.Now()); err != nil {
+			add(path, "%v", err)
+		}
+	}
 	if c.IDPMetadataFile != "" {
 		if b, err := os.ReadFile(c.IDPMetadataFile); err != nil {
 			add("idp_metadata_file", "cannot read: %v", err)
-		} else if ed, err := parseIDPMetadata(b); err != nil {
-			add("idp_metadata_file", "%v", err)
-		} else if err := checkNotExpired(ed, time.Now()); err != nil {
-			add("idp_metadata_file", "%v", err)
+		} else {
+			checkLocal("idp_metadata_file", b)
 		}
 	}
 	if c.IDPMetadataXML != "" {
-		if ed, err := parseIDPMetadata([]byte(c.IDPMetadataXML)); err != nil {
-			add("idp_metadata_xml", "%v", err)
-		} else if err := checkNotExpired(ed, time.Now()); err != nil {
-			add("idp_metadata_xml", "%v", err)
-		}
+		checkLocal("idp_metadata_xml", []byte(c.IDPMetadataXML))
 	}
 	if c.IDPMetadataURL != "" {
 		if err := checkMetadataURL(c.IDPMetadataURL); err != nil {

@@ -107,7 +107,13 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 	if client == nil {
 		client = &http.Client{Timeout: metadataFetchTimeout}
 	}
-	c.idp = &metadataSource{url: cfg.IDPMetadataURL, client: client, refresh: cfg.MetadataRefresh, now: c.now, logger: c.logger}
+	var trust *metadataTrust
+	if cfg.IDPMetadataSigningCertificateFile != "" {
+		if trust, err = loadMetadataTrust(cfg.IDPMetadataSigningCertificateFile); err != nil {
+			return nil, fmt.Errorf("saml: idp_metadata_signing_certificate_file: %w", err)
+		}
+	}
+	c.idp = &metadataSource{url: cfg.IDPMetadataURL, client: client, refresh: cfg.MetadataRefresh, now: c.now, logger: c.logger, trust: trust}
 	switch {
 	case cfg.IDPMetadataURL != "":
 		if _, err := c.idp.get(ctx); err != nil {
@@ -120,7 +126,7 @@ func newConnector(ctx context.Context, id string, cfg Config, opts connectors.Op
 				return nil, fmt.Errorf("saml: read idp metadata: %w", err)
 			}
 		}
-		ed, err := parseIDPMetadata(raw)
+		ed, err := readIDPMetadata(raw, trust, c.now())
 		if err != nil {
 			return nil, fmt.Errorf("saml: %w", err)
 		}

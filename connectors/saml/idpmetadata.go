@@ -159,6 +159,8 @@ type metadataSource struct {
 	timeout time.Duration // of one fetch; metadataFetchTimeout when zero
 	now     func() time.Time
 	logger  *slog.Logger
+	// trust, when set, requires every fetched copy to be signed by it.
+	trust *metadataTrust
 
 	mu          sync.Mutex
 	current     *saml.EntityDescriptor
@@ -318,7 +320,7 @@ func (m *metadataSource) fetch(ctx context.Context) (*saml.EntityDescriptor, err
 	if len(body) > maxMetadataBytes {
 		return nil, fmt.Errorf("saml: fetch idp metadata: larger than %d bytes", maxMetadataBytes)
 	}
-	ed, err := parseIDPMetadata(body)
+	ed, err := readIDPMetadata(body, m.trust, m.now())
 	if err != nil {
 		return nil, fmt.Errorf("saml: %w", err)
 	}
