@@ -204,8 +204,7 @@ const maxLogoutRequestBytes = 64 << 10
 // 200 when end returns nil; 400 with {"error":"invalid_request"} to a
 // request without a valid logout token; 500 when end fails and 503 when
 // the ReplayStore cannot answer, so that the broker retries with a new
-// token. Every answer has Cache-Control:
-// no-store.
+// token. Every answer has Cache-Control: no-store.
 func (v *Verifier) BackchannelLogoutHandler(end func(ctx context.Context, c *LogoutClaims) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
