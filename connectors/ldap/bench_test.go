@@ -11,9 +11,10 @@ import (
 	"github.com/fedbroker/fedbroker/connectors/local"
 )
 
-// BenchmarkLDAPLogin measures one successful sign-in against a local slapd
-// (a new connection each, as Login does), beside the local connector's
-// bcrypt check at the default cost.
+// BenchmarkLDAPLogin measures one sign-in against a local slapd, on the
+// connections the connector keeps (the default) and, for the /no-pool
+// cases, on a new connection each (pool_size: 0), beside the local
+// connector's bcrypt check at the default cost.
 func BenchmarkLDAPLogin(b *testing.B) {
 	d := directory(b)
 	search := searchConfig(d.Addr)
@@ -24,16 +25,24 @@ func BenchmarkLDAPLogin(b *testing.B) {
 	direct.UserDNTemplate = "uid={username},ou=people,dc=acme,dc=com"
 	startTLS := searchConfig(d.Addr)
 	startTLS.TLS, startTLS.RootCA = ldap.TLSStartTLS, d.CA.CertFile
+	noPool := func(c *ldap.Config) *ldap.Config {
+		cc, zero := *c, 0
+		cc.PoolSize = &zero
+		return &cc
+	}
 	for _, bc := range []struct {
 		name       string
 		c          connectors.PasswordConnector
 		user, pass string
 	}{
 		{"search-then-bind", open(b, search), "alice", "alice-pw"},
+		{"search-then-bind/no-pool", open(b, noPool(search)), "alice", "alice-pw"},
 		{"search-then-bind/wrong-password", open(b, search), "alice", "wrong"},
 		{"search-then-bind/unknown-user", open(b, search), "mallory", "wrong"},
 		{"search-then-bind+groups", open(b, withGroups), "alice", "alice-pw"},
+		{"search-then-bind+groups/no-pool", open(b, noPool(withGroups)), "alice", "alice-pw"},
 		{"search-then-bind+groups+starttls", open(b, startTLS), "alice", "alice-pw"},
+		{"search-then-bind+groups+starttls/no-pool", open(b, noPool(startTLS)), "alice", "alice-pw"},
 		{"direct-bind", open(b, direct), "alice", "alice-pw"},
 		{"local-bcrypt-cost10", openLocal(b), "alice", "alice-pw"},
 	} {

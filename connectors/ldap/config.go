@@ -44,6 +44,13 @@ const (
 
 const (
 	defaultTimeout = 5 * time.Second
+	// defaultPoolSize and defaultPoolIdleTimeout are the pool's defaults:
+	// a few connections, closed before directories and middleboxes
+	// usually drop idle ones (Active Directory after 15 minutes).
+	defaultPoolSize        = 4
+	maxPoolSize            = 256
+	defaultPoolIdleTimeout = time.Minute
+	maxPoolIdleTimeout     = time.Hour
 	minTimeout     = 100 * time.Millisecond
 	maxTimeout     = 2 * time.Minute
 )
@@ -84,6 +91,12 @@ type Config struct {
 
 	// Timeout bounds the dial and each LDAP operation; default 5s.
 	Timeout time.Duration `yaml:"timeout"`
+	// PoolSize is how many connections bound as bind_dn are kept open
+	// between sign-ins (with bind_dn only); default 4, 0 keeps none.
+	PoolSize *int `yaml:"pool_size"`
+	// PoolIdleTimeout closes a kept connection unused for this long;
+	// default 1m.
+	PoolIdleTimeout time.Duration `yaml:"pool_idle_timeout"`
 	// Prompt labels the username field; default "Username".
 	Prompt string `yaml:"prompt"`
 }
@@ -244,6 +257,12 @@ func (c *Config) Validate() []problem.Problem {
 	}
 	if c.Timeout != 0 && (c.Timeout < minTimeout || c.Timeout > maxTimeout) {
 		add("timeout", "must be between %s and %s", minTimeout, maxTimeout)
+	}
+	if c.PoolSize != nil && (*c.PoolSize < 0 || *c.PoolSize > maxPoolSize) {
+		add("pool_size", "must be between 0 and %d", maxPoolSize)
+	}
+	if c.PoolIdleTimeout != 0 && (c.PoolIdleTimeout < time.Second || c.PoolIdleTimeout > maxPoolIdleTimeout) {
+		add("pool_idle_timeout", "must be between 1s and %s", maxPoolIdleTimeout)
 	}
 	return errs
 }

@@ -14,10 +14,12 @@ import (
 	"github.com/fedbroker/fedbroker/connectors"
 )
 
-// session is one login's connection. Before each operation the deadline of
-// the TCP connection is moved to now+timeout, so a directory that stops
-// answering fails the operation in time (TLS handshakes included); a
-// cancelled context fails whatever is in flight at once.
+// session is a connection in use by one login (or refresh): its context
+// is that call's. Before each operation the deadline of the TCP connection
+// is moved to now+timeout, so a directory that stops answering fails the
+// operation in time (TLS handshakes included); a cancelled context fails
+// whatever is in flight at once. A session bound as bind_dn may go back to
+// the connector's pool (pool.go) between calls, detached from any context.
 type session struct {
 	l       *goldap.Conn
 	raw     net.Conn
@@ -26,6 +28,8 @@ type session struct {
 	stop    func() bool
 
 	mu sync.Mutex // orders deadline against the cancellation hook
+
+	idleSince time.Time // when it went back to the pool
 }
 
 // errUnavailable marks transport failures: refused, reset, timed out.
@@ -42,12 +46,8 @@ func (c *Connector) dial(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, errUnavailable{fmt.Errorf("dial %s: %w", c.cfg.Host, err)}
 	}
-	s := &session{raw: raw, ctx: ctx, timeout: c.timeout}
-	s.stop = context.AfterFunc(ctx, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		_ = raw.SetDeadline(time.Unix(1, 0))
-	})
+	s := &session{raw: raw, timeout: c.timeout}
+	s.attach(ctx)
 	if err := s.deadline(); err != nil {
 		s.closeRaw()
 		return nil, err
@@ -75,6 +75,27 @@ func (c *Connector) dial(ctx context.Context) (*session, error) {
 		}
 	}
 	return s, nil
+}
+
+// attach makes ctx the context of the session's next operations: once
+// it is done, whatever is in flight fails at once.
+func (s *session) attach(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	raw := s.raw
+	s.stop = context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = raw.SetDeadline(time.Unix(1, 0))
+	})
+}
+
+// detach ends the link to the current context. It reports false when the
+// context was done first (the connection's deadline may then be spent:
+// the session is not to be used again).
+func (s *session) detach() bool {
+	return s.stop()
 }
 
 // deadline gives the next operation its timeout, unless ctx is done.

@@ -19,8 +19,8 @@ import (
 	"github.com/fedbroker/fedbroker/connectors"
 )
 
-// Open returns a *Connector. It does not reach the directory: every login
-// opens its own connection. Validate must have accepted c.
+// Open returns a *Connector. It does not reach the directory: the first
+// sign-in opens the first connection. Validate must have accepted c.
 func (c *Config) Open(_ context.Context, id string, opts connectors.Options) (connectors.Connector, error) {
 	conn := &Connector{id: id, cfg: *c, timeout: c.Timeout, log: opts.Logger}
 	if conn.timeout == 0 {
@@ -28,6 +28,19 @@ func (c *Config) Open(_ context.Context, id string, opts connectors.Options) (co
 	}
 	if conn.log == nil {
 		conn.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	conn.pool = &pool{max: defaultPoolSize, idleTimeout: c.PoolIdleTimeout, now: opts.Now}
+	if c.PoolSize != nil {
+		conn.pool.max = *c.PoolSize
+	}
+	if c.BindDN == "" {
+		conn.pool.max = 0 // connections end bound as the user
+	}
+	if conn.pool.idleTimeout == 0 {
+		conn.pool.idleTimeout = defaultPoolIdleTimeout
+	}
+	if conn.pool.now == nil {
+		conn.pool.now = time.Now
 	}
 	if c.TLS != TLSNone {
 		host, _, err := net.SplitHostPort(c.Host)
@@ -50,13 +63,16 @@ func (c *Config) Open(_ context.Context, id string, opts connectors.Options) (co
 }
 
 // Connector checks passwords against an LDAP directory. It is safe for
-// concurrent use: each Login has its own connection.
+// concurrent use: each Login has a connection of its own while it runs,
+// new or, with bind_dn, one kept from an earlier sign-in (pool.go). Close
+// closes the kept ones.
 type Connector struct {
 	id      string
 	cfg     Config
 	tls     *tls.Config
 	timeout time.Duration
 	log     *slog.Logger
+	pool    *pool
 }
 
 // Prompt labels the username field.
@@ -79,54 +95,101 @@ func (c *Connector) Login(ctx context.Context, _ connectors.Scopes, username, pa
 	if username == "" || password == "" || !utf8.ValidString(username) || strings.ContainsRune(username, 0) {
 		return connectors.Identity{}, false, nil
 	}
+	if c.cfg.BindDN != "" {
+		return c.searchThenBind(ctx, username, password)
+	}
+	return c.directBind(ctx, username, password)
+}
+
+// searchThenBind finds the user as bind_dn, binds as them, and reads
+// their groups as bind_dn, on a connection from the pool when there is
+// one; bound as bind_dn again, the connection goes back to the pool.
+func (c *Connector) searchThenBind(ctx context.Context, username, password string) (connectors.Identity, bool, error) {
+	var entry *goldap.Entry
+	s, err := c.withService(ctx, "user search", func(s *session) (err error) {
+		entry, err = c.findUser(s, username)
+		return err
+	})
+	if err != nil {
+		return connectors.Identity{}, false, err
+	}
+	asService := false
+	defer func() { c.release(s, asService) }()
+	// bindService binds s as bind_dn again: users may not be allowed to
+	// read groups, and a pooled connection is always bound as bind_dn.
+	bindService := func() error {
+		if err := s.bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
+			return c.failure("bind as bind_dn", err)
+		}
+		asService = true
+		return nil
+	}
+	// A kept connection is bound as bind_dn again after the user's bind,
+	// whatever its outcome: it is never left bound as a user, and never
+	// left bound as nobody. An unknown user makes the same binds as the
+	// service account, so that neither the answer, nor its timing, nor
+	// the state of the pool after it tells which usernames exist.
+	keep := c.pool.max > 0
+	if entry == nil {
+		if err := bindService(); err != nil { // in place of the user's bind
+			return connectors.Identity{}, false, err
+		}
+		if keep {
+			return connectors.Identity{}, false, bindService()
+		}
+		return connectors.Identity{}, false, nil
+	}
+	ok, err := c.userBind(s, entry.DN, password)
+	if err != nil {
+		return connectors.Identity{}, false, err
+	}
+	if !ok {
+		if keep {
+			return connectors.Identity{}, false, bindService()
+		}
+		return connectors.Identity{}, false, nil
+	}
+	if c.cfg.GroupSearch != nil || keep {
+		if err := bindService(); err != nil {
+			return connectors.Identity{}, false, err
+		}
+	}
+	id, ok, err := c.finish(s, entry, username)
+	if err != nil {
+		asService = false // whatever failed, the connection is not kept
+	}
+	return id, ok, err
+}
+
+// directBind binds as the DN user_dn_template makes of username, on a
+// connection of its own (it ends bound as the user: no pool).
+func (c *Connector) directBind(ctx context.Context, username, password string) (connectors.Identity, bool, error) {
 	s, err := c.dial(ctx)
 	if err != nil {
 		return connectors.Identity{}, false, c.failure("connect", err)
 	}
 	defer s.close()
-	var entry *goldap.Entry
-	if c.cfg.BindDN != "" {
-		if err := s.bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
-			return connectors.Identity{}, false, c.failure("bind as bind_dn", err)
-		}
-		entry, err = c.findUser(s, username)
-		if err != nil {
-			return connectors.Identity{}, false, c.failure("user search", err)
-		}
-		if entry == nil {
-			// The same round trip as the user's bind would have been.
-			if err := s.bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
-				return connectors.Identity{}, false, c.failure("bind as bind_dn", err)
-			}
-			return connectors.Identity{}, false, nil
-		}
-		if ok, err := c.userBind(s, entry.DN, password); !ok || err != nil {
-			return connectors.Identity{}, false, err
-		}
-		if c.cfg.GroupSearch != nil {
-			// Read groups as the service account: users may not be
-			// allowed to.
-			if err := s.bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
-				return connectors.Identity{}, false, c.failure("bind as bind_dn", err)
-			}
-		}
-	} else {
-		dn := strings.Replace(c.cfg.UserDNTemplate, "{username}", goldap.EscapeDN(username), 1)
-		if ok, err := c.userBind(s, dn, password); !ok || err != nil {
-			return connectors.Identity{}, false, err
-		}
-		if c.cfg.UserSearch.BaseDN != "" {
-			entry, err = c.findUser(s, username)
-		} else {
-			entry, err = c.readEntry(s, dn)
-		}
-		if err != nil {
-			return connectors.Identity{}, false, c.failure("read the user entry", err)
-		}
-		if entry == nil {
-			return connectors.Identity{}, false, c.failure("read the user entry", fmt.Errorf("bound as %q, but its entry was not found (check user_search or the directory's read access)", dn))
-		}
+	dn := strings.Replace(c.cfg.UserDNTemplate, "{username}", goldap.EscapeDN(username), 1)
+	if ok, err := c.userBind(s, dn, password); !ok || err != nil {
+		return connectors.Identity{}, false, err
 	}
+	var entry *goldap.Entry
+	if c.cfg.UserSearch.BaseDN != "" {
+		entry, err = c.findUser(s, username)
+	} else {
+		entry, err = c.readEntry(s, dn)
+	}
+	if err != nil {
+		return connectors.Identity{}, false, c.failure("read the user entry", err)
+	}
+	if entry == nil {
+		return connectors.Identity{}, false, c.failure("read the user entry", fmt.Errorf("bound as %q, but its entry was not found (check user_search or the directory's read access)", dn))
+	}
+	return c.finish(s, entry, username)
+}
+
+// finish reads the user's groups and makes the identity.
+func (c *Connector) finish(s *session, entry *goldap.Entry, username string) (connectors.Identity, bool, error) {
 	groups, err := c.groups(s, entry)
 	if err != nil {
 		return connectors.Identity{}, false, c.failure("group search", err)

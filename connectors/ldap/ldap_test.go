@@ -124,6 +124,7 @@ func open(t testing.TB, c *ldap.Config) *ldap.Connector {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = impl.(*ldap.Connector).Close() })
 	if kind, err := connectors.SignInKind(impl); err != nil || kind != connectors.KindPassword {
 		t.Fatalf("SignInKind = %q, %v", kind, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	goldap "github.com/go-ldap/ldap/v3"
+
 	"github.com/fedbroker/fedbroker/connectors"
 )
 
@@ -46,18 +48,18 @@ func (c *Connector) Refresh(ctx context.Context, _ connectors.Scopes, id connect
 	if c.cfg.BindDN == "" {
 		return connectors.Identity{}, refused("the connector has no service account to check the user with", nil)
 	}
-	s, err := c.dial(ctx)
+	var entry *goldap.Entry
+	s, err := c.withService(ctx, "user search", func(s *session) (err error) {
+		entry, err = c.findUser(s, st.Username)
+		return err
+	})
 	if err != nil {
-		return connectors.Identity{}, c.failure("connect", err)
+		return connectors.Identity{}, err
 	}
-	defer s.close()
-	if err := s.bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
-		return connectors.Identity{}, c.failure("bind as bind_dn", err)
-	}
-	entry, err := c.findUser(s, st.Username)
-	if err != nil {
-		return connectors.Identity{}, c.failure("user search", err)
-	}
+	// Only bind_dn binds here: the connection goes back to the pool
+	// unless an operation failed.
+	kept := true
+	defer func() { c.release(s, kept) }()
 	if entry == nil {
 		return connectors.Identity{}, refused(fmt.Sprintf("user %q is no longer found by user_search", st.Username), nil)
 	}
@@ -66,6 +68,7 @@ func (c *Connector) Refresh(ctx context.Context, _ connectors.Scopes, id connect
 	}
 	groups, err := c.groups(s, entry)
 	if err != nil {
+		kept = false
 		return connectors.Identity{}, c.failure("group search", err)
 	}
 	fresh, err := c.identity(entry, st.Username, groups)
