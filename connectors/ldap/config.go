@@ -51,8 +51,8 @@ const (
 	maxPoolSize            = 256
 	defaultPoolIdleTimeout = time.Minute
 	maxPoolIdleTimeout     = time.Hour
-	minTimeout     = 100 * time.Millisecond
-	maxTimeout     = 2 * time.Minute
+	minTimeout             = 100 * time.Millisecond
+	maxTimeout             = 2 * time.Minute
 )
 
 // Config is the `config:` block of a connector with `type: ldap`.
