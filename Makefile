@@ -4,7 +4,7 @@
 test:
 	go test ./...
 
-# The race detector on broker/..., verify/... and e2e/ (.ci/race).
+# The race detector on broker/..., verify/..., connectors/ldap/... and e2e/ (.ci/race).
 race:
 	bash .ci/race
 
