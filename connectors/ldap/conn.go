@@ -98,6 +98,13 @@ func (s *session) detach() bool {
 	return s.stop()
 }
 
+// clearDeadline lifts the deadline of a detached session.
+func (s *session) clearDeadline() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.raw.SetDeadline(time.Time{})
+}
+
 // deadline gives the next operation its timeout, unless ctx is done.
 func (s *session) deadline() error {
 	s.mu.Lock()

@@ -129,5 +129,12 @@ func (c *Connector) release(s *session, boundAsService bool) {
 		s.close()
 		return
 	}
+	// The last operation's deadline would end the connection while it
+	// waits (go-ldap closes a connection whose read fails); the next
+	// call sets its own before each operation.
+	if err := s.clearDeadline(); err != nil {
+		s.close()
+		return
+	}
 	c.pool.put(s)
 }

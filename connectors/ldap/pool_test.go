@@ -171,6 +171,22 @@ func TestPoolConnectionLost(t *testing.T) {
 	}
 }
 
+// TestPoolKeepsIdleConnections: a kept connection outlives the operation
+// timeout: the deadline of its last operation does not end it while it
+// waits in the pool.
+func TestPoolKeepsIdleConnections(t *testing.T) {
+	p := countConns(t, directory(t).Addr)
+	c := searchConfig(p.addr)
+	c.Timeout = 200 * time.Millisecond
+	conn := open(t, c)
+	login(t, conn, "alice", "alice-pw")
+	time.Sleep(3 * c.Timeout)
+	login(t, conn, "alice", "alice-pw")
+	if n := p.accepts.Load(); n != 1 {
+		t.Fatalf("a connection idle for longer than timeout was not kept: %d connections, want 1", n)
+	}
+}
+
 // TestPoolIdleTimeout: a connection kept longer than pool_idle_timeout is
 // closed, not used.
 func TestPoolIdleTimeout(t *testing.T) {
