@@ -260,8 +260,16 @@ func TestGroupsGraphFailures(t *testing.T) {
 		})
 	}))
 	t.Cleanup(hostile.Close)
-	down := httptest.NewServer(http.NotFoundHandler())
-	down.Close()
+	// Graph down: every connection is dropped before an answer. (A
+	// closed server's address is not down for long: the next server
+	// this test starts may be given its port.)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	}))
+	t.Cleanup(down.Close)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(3 * time.Second):
