@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,87 +12,6 @@ import (
 	"github.com/fedbroker/fedbroker/connectors"
 	"github.com/fedbroker/fedbroker/connectors/ldap"
 )
-
-// connCounter forwards TCP connections to a directory and counts them. It
-// can freeze the connections open so far: they stay open but nothing
-// goes through them any more, as when a firewall forgets an idle
-// connection.
-type connCounter struct {
-	addr    string
-	accepts atomic.Int32
-	live    atomic.Int32
-
-	mu     sync.Mutex
-	frozen []*atomic.Bool
-}
-
-func countConns(t *testing.T, target string) *connCounter {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &connCounter{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.accepts.Add(1)
-			p.live.Add(1)
-			frozen := new(atomic.Bool)
-			p.mu.Lock()
-			p.frozen = append(p.frozen, frozen)
-			p.mu.Unlock()
-			pipe := func(dst, src net.Conn) {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := src.Read(buf)
-					if n > 0 && !frozen.Load() {
-						if _, werr := dst.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				_ = dst.Close()
-				_ = src.Close()
-			}
-			var done sync.WaitGroup
-			done.Go(func() { pipe(up, c) })
-			done.Go(func() { pipe(c, up) })
-			wg.Go(func() { done.Wait(); p.live.Add(-1) })
-		}
-	})
-	t.Cleanup(func() {
-		// Frozen connections never end on their own.
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, f := range p.frozen {
-			f.Store(false)
-		}
-	})
-	return p
-}
-
-// freeze makes every connection opened so far a black hole.
-func (p *connCounter) freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, f := range p.frozen {
-		f.Store(true)
-	}
-}
 
 // openWith opens c with opts and closes it when the test ends.
 func openWith(t *testing.T, c *ldap.Config, opts connectors.Options) *ldap.Connector {
@@ -120,7 +38,7 @@ func wantGroups(t *testing.T, id connectors.Identity, want ...any) {
 // bind_dn, whatever their outcome (a wrong password, an unknown user), and
 // read groups as bind_dn each time; a refresh uses them too.
 func TestPoolReusesConnections(t *testing.T) {
-	p := countConns(t, directory(t).Addr)
+	p := startProxy(t, directory(t).Addr, 0)
 	conn := open(t, searchConfig(p.addr))
 	for range 5 {
 		id, ok := login(t, conn, "alice", "alice-pw")
@@ -153,7 +71,7 @@ func TestPoolReusesConnections(t *testing.T) {
 // timeout, then the sign-in goes on over a new connection; a kept
 // connection the directory closed is not used at all.
 func TestPoolConnectionLost(t *testing.T) {
-	p := countConns(t, directory(t).Addr)
+	p := startProxy(t, directory(t).Addr, 0)
 	c := searchConfig(p.addr)
 	c.Timeout = 300 * time.Millisecond
 	conn := open(t, c)
@@ -175,7 +93,7 @@ func TestPoolConnectionLost(t *testing.T) {
 // timeout: the deadline of its last operation does not end it while it
 // waits in the pool.
 func TestPoolKeepsIdleConnections(t *testing.T) {
-	p := countConns(t, directory(t).Addr)
+	p := startProxy(t, directory(t).Addr, 0)
 	c := searchConfig(p.addr)
 	c.Timeout = 200 * time.Millisecond
 	conn := open(t, c)
@@ -190,7 +108,7 @@ func TestPoolKeepsIdleConnections(t *testing.T) {
 // TestPoolIdleTimeout: a connection kept longer than pool_idle_timeout is
 // closed, not used.
 func TestPoolIdleTimeout(t *testing.T) {
-	p := countConns(t, directory(t).Addr)
+	p := startProxy(t, directory(t).Addr, 0)
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -220,7 +138,7 @@ func TestPoolIdleTimeout(t *testing.T) {
 // ends bound as the user.
 func TestPoolSize(t *testing.T) {
 	d := directory(t)
-	p := countConns(t, d.Addr)
+	p := startProxy(t, d.Addr, 0)
 	c := searchConfig(p.addr)
 	two := 2
 	c.PoolSize = &two
@@ -243,7 +161,7 @@ func TestPoolSize(t *testing.T) {
 	waitFor(t, "at most pool_size connections left open", func() bool { return p.live.Load() <= 2 })
 
 	zero := 0
-	p0 := countConns(t, d.Addr)
+	p0 := startProxy(t, d.Addr, 0)
 	c0 := searchConfig(p0.addr)
 	c0.PoolSize = &zero
 	conn0 := open(t, c0)
@@ -254,7 +172,7 @@ func TestPoolSize(t *testing.T) {
 		t.Errorf("pool_size 0: %d connections for 3 sign-ins, want 3", n)
 	}
 
-	pd := countConns(t, d.Addr)
+	pd := startProxy(t, d.Addr, 0)
 	cd := &ldap.Config{
 		Host:           pd.addr,
 		TLS:            ldap.TLSNone,
@@ -276,7 +194,7 @@ func TestPoolSize(t *testing.T) {
 // TestPoolClose: Close closes the kept connections; the connector still
 // signs people in afterwards, one connection each.
 func TestPoolClose(t *testing.T) {
-	p := countConns(t, directory(t).Addr)
+	p := startProxy(t, directory(t).Addr, 0)
 	conn := open(t, searchConfig(p.addr))
 	login(t, conn, "alice", "alice-pw")
 	if err := conn.Close(); err != nil {
@@ -293,7 +211,7 @@ func TestPoolClose(t *testing.T) {
 // its connection back.
 func TestPoolCancelled(t *testing.T) {
 	d := directory(t)
-	p := countConns(t, startProxy(t, d.Addr, 300*time.Millisecond).addr)
+	p := startProxy(t, d.Addr, 300*time.Millisecond)
 	conn := open(t, searchConfig(p.addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,13 +16,19 @@ import (
 )
 
 // proxy forwards TCP connections to a directory, records what clients
-// send, and holds each answer back for delay.
+// send, holds each answer back for delay, and counts connections: opened
+// (accepts) and still open (live). freeze turns the connections opened so
+// far into black holes: they stay open, but nothing goes through them any
+// more, as when a firewall forgets an idle connection.
 type proxy struct {
-	addr  string
-	delay time.Duration
+	addr    string
+	delay   time.Duration
+	accepts atomic.Int32
+	live    atomic.Int32
 
-	mu   sync.Mutex
-	sent bytes.Buffer
+	mu     sync.Mutex
+	sent   bytes.Buffer
+	frozen []*atomic.Bool
 }
 
 func startProxy(t *testing.T, target string, delay time.Duration) *proxy {
@@ -32,10 +39,16 @@ func startProxy(t *testing.T, target string, delay time.Duration) *proxy {
 	}
 	p := &proxy{addr: l.Addr().String(), delay: delay}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	t.Cleanup(func() {
+		_ = l.Close()
+		p.mu.Lock()
+		for _, f := range p.frozen {
+			f.Store(false) // frozen connections never end on their own
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -46,32 +59,55 @@ func startProxy(t *testing.T, target string, delay time.Duration) *proxy {
 				_ = c.Close()
 				continue
 			}
-			wg.Add(2)
-			go func() { // client to directory, recorded before it is sent
-				defer wg.Done()
-				_, _ = io.Copy(io.MultiWriter(p, up), c)
-				_ = up.Close()
-			}()
-			go func() { // directory to client, delayed
-				defer wg.Done()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := up.Read(buf)
-					if n > 0 {
-						time.Sleep(p.delay)
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				_ = c.Close()
-			}()
+			p.accepts.Add(1)
+			p.live.Add(1)
+			frozen := new(atomic.Bool)
+			p.mu.Lock()
+			p.frozen = append(p.frozen, frozen)
+			p.mu.Unlock()
+			var both sync.WaitGroup
+			both.Go(func() { // client to directory, recorded before it is sent
+				p.pipe(up, c, frozen, p, 0)
+			})
+			both.Go(func() { // directory to client, delayed
+				p.pipe(c, up, frozen, nil, p.delay)
+			})
+			wg.Go(func() { both.Wait(); p.live.Add(-1) })
 		}
-	}()
+	})
 	return p
+}
+
+// pipe copies src to dst (and to record, when set), each read delay late,
+// dropping what it reads while frozen; it closes both ends when done.
+func (p *proxy) pipe(dst, src net.Conn, frozen *atomic.Bool, record io.Writer, delay time.Duration) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !frozen.Load() {
+			if record != nil {
+				_, _ = record.Write(buf[:n])
+			}
+			time.Sleep(delay)
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = dst.Close()
+	_ = src.Close()
+}
+
+// freeze makes every connection opened so far a black hole.
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.frozen {
+		f.Store(true)
+	}
 }
 
 func (p *proxy) Write(b []byte) (int, error) {
